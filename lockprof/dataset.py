@@ -1,0 +1,133 @@
+"""Datasets: build each schema's table once per engine, with merges stopped, and reuse it.
+
+A dataset lives in its own database named after the scenario, schema and a hash
+of what fills it, so a change to the DDL or the population builds a new one and
+a second run finds the first one ready. A marker table, written last, tells a
+finished dataset from one whose build was interrupted.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from lockprof.engines.base import Connection
+from lockprof.engines.sql import with_settings
+from lockprof.errors import ScenarioError
+from lockprof.scenario import Scenario, Schema, dataset_key
+
+TABLE = "data"
+READY_MARKER = "lockprof_ready"
+# Populating many partitions in one INSERT is the point, not an accident.
+POPULATE_SETTINGS = {"max_partitions_per_insert_block": "0", "throw_on_max_partitions_per_insert_block": "0"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    schema: str
+    database: str
+    table: str
+    create_table_query: str
+    partition_key: str
+    sorting_key: str
+    active_parts: int
+    partitions: int
+    rows: int
+    bytes_on_disk: int
+    build_s: float
+    cached: bool
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.database}.{self.table}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def database_name(scenario: Scenario, schema: Schema) -> str:
+    raw = f"lockprof_{scenario.name}_{schema.name}_{dataset_key(scenario, schema)}"
+    return re.sub(r"[^A-Za-z0-9_]", "_", raw)
+
+
+def ensure_dataset(conn: Connection, scenario: Scenario, schema: Schema) -> Dataset:
+    """Return the schema's dataset, building it first unless a finished one exists."""
+    database = database_name(scenario, schema)
+    full = f"{database}.{TABLE}"
+    started = time.perf_counter()
+    cached = _is_ready(conn, database)
+    if not cached:
+        conn.execute(f"DROP DATABASE IF EXISTS {database} SYNC")
+        conn.execute(f"CREATE DATABASE {database}")
+        try:
+            _run(conn, schema.ddl.replace("{table}", full), schema, "ddl")
+            conn.execute(f"SYSTEM STOP MERGES {full}")
+            for i, statement in enumerate(schema.populate):
+                sql = with_settings(statement.replace("{table}", full), _unset(statement, POPULATE_SETTINGS))
+                _run(conn, sql, schema, f"populate[{i}]")
+            conn.execute(f"CREATE TABLE {database}.{READY_MARKER} (built DateTime) ENGINE = TinyLog")
+            conn.execute(f"INSERT INTO {database}.{READY_MARKER} VALUES (now())")
+        except BaseException:
+            conn.execute(f"DROP DATABASE IF EXISTS {database} SYNC")
+            raise
+    # Merges would change the parts count under the measurement, so they stay off.
+    conn.execute(f"SYSTEM STOP MERGES {full}")
+    return describe(conn, schema.name, database, time.perf_counter() - started, cached)
+
+
+def _unset(sql: str, settings: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in settings.items() if k not in sql}
+
+
+def _run(conn: Connection, sql: str, schema: Schema, what: str) -> None:
+    try:
+        conn.execute(sql)
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ScenarioError(f"schema {schema.name!r}, {what}: ClickHouse rejected it: {first_line}") from None
+
+
+def _is_ready(conn: Connection, database: str) -> bool:
+    found = conn.frame(
+        "SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name IN ({t:String}, {m:String})",
+        {"db": database, "t": TABLE, "m": READY_MARKER},
+    )
+    return int(found["n"].iloc[0]) == 2
+
+
+def active_parts(conn: Connection, database: str, table: str = TABLE) -> int:
+    found = conn.frame(
+        "SELECT count() AS n FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active",
+        {"db": database, "t": table},
+    )
+    return int(found["n"].iloc[0])
+
+
+def describe(conn: Connection, schema: str, database: str, build_s: float, cached: bool) -> Dataset:
+    table = conn.frame(
+        "SELECT create_table_query, partition_key, sorting_key FROM system.tables "
+        "WHERE database = {db:String} AND name = {t:String}",
+        {"db": database, "t": TABLE},
+    ).iloc[0]
+    parts = conn.frame(
+        "SELECT count() AS parts, uniqExact(partition_id) AS partitions, sum(rows) AS rows, "
+        "sum(bytes_on_disk) AS bytes FROM system.parts "
+        "WHERE database = {db:String} AND table = {t:String} AND active",
+        {"db": database, "t": TABLE},
+    ).iloc[0]
+    return Dataset(
+        schema=schema,
+        database=database,
+        table=TABLE,
+        create_table_query=str(table["create_table_query"]),
+        partition_key=str(table["partition_key"]),
+        sorting_key=str(table["sorting_key"]),
+        active_parts=int(parts["parts"]),
+        partitions=int(parts["partitions"]),
+        rows=int(parts["rows"]),
+        bytes_on_disk=int(parts["bytes"]),
+        build_s=round(build_s, 3),
+        cached=cached,
+    )

@@ -1,0 +1,141 @@
+"""The embedded engine: chDB, the real ClickHouse engine inside this process.
+
+chDB hosts one engine per process, bound to one data path, so the engine
+keeps all datasets of one chDB version under one directory of the user cache.
+Each thread gets its own connection; queries on different connections run in
+parallel on chDB releases that do not serialize them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lockprof.engines.base import EngineInfo
+from lockprof.engines.sql import with_settings
+from lockprof.errors import EngineError
+
+QUERY_LOG_CONFIG = """<clickhouse>
+    <query_log>
+        <database>system</database>
+        <table>query_log</table>
+        <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+    </query_log>
+</clickhouse>
+"""
+
+
+def cache_root() -> Path:
+    """Where datasets and engine environments live: $LOCKPROF_CACHE, else the user cache."""
+    if root := os.environ.get("LOCKPROF_CACHE"):
+        return Path(root).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lockprof"
+
+
+def chdb_package() -> tuple[str, str]:
+    """(distribution name, version) of the chDB installed here."""
+    from importlib import metadata
+
+    for dist in ("chdb-core", "chdb"):
+        try:
+            return dist, metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    raise EngineError("chDB is not installed in this environment (pip install chdb-core)")
+
+
+class EmbeddedConnection:
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None, query_id: str | None = None) -> None:
+        # chDB cannot set query_id, so lockprof's id travels in log_comment, which query_log keeps.
+        if query_id:
+            sql = with_settings(sql, {"log_comment": query_id})
+        self._raw.query(sql, "Null", params=params or None)
+
+    def frame(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return self._raw.query(sql, "DataFrame", params=params or None)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class EmbeddedEngine:
+    """chDB with a generated config that turns on system.query_log."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        try:
+            import chdb  # noqa: F401  (imported here so a missing chDB is one clear error)
+        except ImportError as exc:
+            raise EngineError(f"cannot import chDB: {exc}") from None
+        self.dist, self.dist_version = chdb_package()
+        self.home = (root or cache_root()) / "embedded" / f"{self.dist}-{self.dist_version}"
+        self.data_path = self.home / "data"
+        self.data_path.mkdir(parents=True, exist_ok=True)
+        config = self.home / "config.xml"
+        if not config.exists() or config.read_text() != QUERY_LOG_CONFIG:
+            tmp = config.with_suffix(".tmp")
+            tmp.write_text(QUERY_LOG_CONFIG)
+            tmp.replace(config)
+        self._dsn = f"{self.data_path}?config-file={config}"
+        self._lock = threading.Lock()
+        self._connections: list[EmbeddedConnection] = []
+        self._admin = self.connect()
+        self._info: EngineInfo | None = None
+
+    def connect(self) -> EmbeddedConnection:
+        import chdb
+
+        try:
+            conn = EmbeddedConnection(chdb.connect(self._dsn))
+        except Exception as exc:
+            raise EngineError(f"chDB could not open {self.data_path}: {exc}") from None
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    @property
+    def admin(self) -> EmbeddedConnection:
+        """The connection lockprof itself uses for DDL and system tables."""
+        return self._admin
+
+    def info(self) -> EngineInfo:
+        if self._info is None:
+            version = str(self._admin.frame("SELECT version() AS v")["v"].iloc[0])
+            self._info = EngineInfo(
+                kind="embedded",
+                clickhouse_version=version,
+                package=f"{self.dist} {self.dist_version}",
+                has_query_log=self._probe_query_log(),
+                data_path=str(self.data_path),
+            )
+        return self._info
+
+    def _probe_query_log(self) -> bool:
+        """Some chDB releases ignore the query_log config; find out rather than assume."""
+        marker = f"lockprof-probe-{os.getpid()}-{threading.get_ident()}"
+        try:
+            self._admin.execute("SELECT 1", query_id=marker)
+            self._admin.execute("SYSTEM FLUSH LOGS")
+            found = self._admin.frame(
+                "SELECT count() AS n FROM system.query_log WHERE log_comment = {m:String}", {"m": marker}
+            )
+            return int(found["n"].iloc[0]) > 0
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        # chDB's engine lives as long as the process; closing connections is all that is ours to do.
+        with self._lock:
+            conns, self._connections = self._connections, []
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception:
+                pass

@@ -1,0 +1,33 @@
+"""Errors a user can act on. Each carries the exit code `main` turns it into."""
+
+from __future__ import annotations
+
+
+class LockprofError(Exception):
+    """A problem with a clear message for the user; never a traceback."""
+
+    exit_code = 1
+
+
+class ScenarioError(LockprofError):
+    """The scenario file cannot be loaded or is rejected by the engine."""
+
+    exit_code = 2
+
+
+class EngineError(LockprofError):
+    """The engine cannot be started, reached or understood."""
+
+    exit_code = 3
+
+
+class RunDirError(LockprofError):
+    """A run directory is missing, unreadable or of an unknown format."""
+
+    exit_code = 4
+
+
+class Interrupted(LockprofError):
+    """The user stopped the run; what was measured is kept."""
+
+    exit_code = 130

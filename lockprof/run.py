@@ -1,0 +1,274 @@
+"""The orchestrator: plan the steps, drive one worker per engine, write one run directory.
+
+Steps alternate engines within each repetition (A B A B ...), so slow drift of a
+noisy machine falls on every engine alike. A worker that dies is reported and
+dropped; the other engines go on. Ctrl-C ends the current level early, keeps
+everything measured, and leaves the run marked ``incomplete``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lockprof import __version__
+from lockprof.clock import RunClock
+from lockprof.engines import EngineSpec, parse_spec
+from lockprof.errors import EngineError, Interrupted, LockprofError
+from lockprof.progress import Reporter, reporter_for
+from lockprof.scenario import load_scenario
+from lockprof.store import RunDir, write_part
+from lockprof.worker import ALL_SAMPLERS
+from lockprof.workerproc import WorkerCrashed, WorkerProcess
+
+
+@dataclass
+class RunOptions:
+    scenario_path: Path
+    engines: list[str] = field(default_factory=lambda: ["embedded"])
+    concurrency: list[int] | None = None
+    warmup_s: float | None = None
+    duration_s: float | None = None
+    repetitions: int = 1
+    schemas: list[str] | None = None
+    out: Path | None = None
+    samplers: tuple[str, ...] = ALL_SAMPLERS
+    sample_interval_s: float = 0.2
+
+
+@dataclass(frozen=True)
+class Step:
+    engine: str
+    schema: str
+    concurrency: int
+    repetition: int
+
+
+def plan(engines: list[str], schemas: list[str], concurrency: list[int], repetitions: int) -> list[Step]:
+    """Every (schema, concurrency) point, repeated, with engines alternating inside each repetition."""
+    return [
+        Step(engine, schema, c, rep)
+        for schema in schemas
+        for c in concurrency
+        for rep in range(repetitions)
+        for engine in engines
+    ]
+
+
+def host_info() -> dict[str, Any]:
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def default_out(scenario_name: str, run_id: str) -> Path:
+    return Path("runs") / f"{scenario_name}-{run_id}"
+
+
+def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
+    """Run a scenario and return the run directory it wrote."""
+    reporter = reporter or reporter_for()
+    loaded = load_scenario(options.scenario_path)
+    scenario = loaded.scenario
+    schemas = options.schemas or [s.name for s in scenario.schemas]
+    for name in schemas:
+        scenario.schema(name)
+    concurrency = options.concurrency or list(scenario.concurrency)
+    warmup_s = scenario.warmup_s if options.warmup_s is None else options.warmup_s
+    duration_s = scenario.duration_s if options.duration_s is None else options.duration_s
+    if options.repetitions < 1:
+        raise LockprofError("--repetitions must be at least 1")
+    unknown = set(options.samplers) - set(ALL_SAMPLERS)
+    if unknown:
+        raise LockprofError(f"unknown samplers {sorted(unknown)}; known: {', '.join(ALL_SAMPLERS)}")
+    specs = _unique_labels([parse_spec(text) for text in options.engines])
+    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    out = options.out or default_out(scenario.name, run_id)
+    if out.exists():
+        raise LockprofError(f"{out} already exists; choose another --out")
+    clock = RunClock()
+    interrupted = {"flag": False}
+    workers: dict[str, WorkerProcess] = {}
+    run_dir: RunDir | None = None
+
+    def on_interrupt(*_: object) -> None:
+        if interrupted["flag"]:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting
+        interrupted["flag"] = True
+        for w in workers.values():
+            w.interrupt()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        prepared: dict[str, dict[str, Any]] = {}
+        for spec in specs:
+            reporter.message(f"engine {spec.label}: starting and preparing datasets {', '.join(schemas)}")
+            workers[spec.label] = WorkerProcess(spec.label, spec.options.get("python"))
+            prepared[spec.label] = workers[spec.label].request(
+                "prepare",
+                engine=spec.as_request(),
+                engine_label=spec.label,
+                scenario_path=str(loaded.path),
+                schemas=schemas,
+                clock_origin=clock.origin,
+                sample_interval_s=options.sample_interval_s,
+                samplers=list(options.samplers),
+            )
+            if interrupted["flag"]:
+                raise Interrupted("interrupted before any measurement; nothing was written")
+            for schema, ds in prepared[spec.label]["datasets"].items():
+                how = "reused from cache" if ds["cached"] else f"built in {ds['build_s']:.1f} s"
+                reporter.message(
+                    f"  {schema}: {ds['active_parts']} active parts, {ds['rows']} rows ({how}); "
+                    f"PARTITION BY {ds['partition_key']}"
+                )
+        manifest = {
+            "run_id": run_id,
+            "lockprof_version": __version__,
+            "scenario": {
+                "name": scenario.name,
+                "path": str(options.scenario_path),
+                "sha256": loaded.sha256,
+                "definition": scenario.describe(),
+            },
+            "parameters": {
+                "schemas": schemas,
+                "concurrency": concurrency,
+                "warmup_s": warmup_s,
+                "duration_s": duration_s,
+                "repetitions": options.repetitions,
+                "seed": scenario.seed,
+                "samplers": list(options.samplers),
+                "sample_interval_s": options.sample_interval_s,
+                "mode": "closed_loop",
+            },
+            "engines": [
+                {"label": s.label, "spec": s.public_spec, **prepared[s.label]["engine"]} for s in specs
+            ],
+            "datasets": {label: p["datasets"] for label, p in prepared.items()},
+            "host": host_info(),
+            "clock": {"origin_unix_s": time.time() - clock.now()},
+            "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "failures": [],
+        }
+        run_dir = RunDir(out, manifest)
+        for label, p in prepared.items():
+            import pandas as pd
+
+            write_part(run_dir.path, "locks", label, pd.DataFrame(p["locks"]).assign(engine=label))
+        steps = plan([s.label for s in specs], schemas, concurrency, options.repetitions)
+        _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted)
+        status = "incomplete" if interrupted["flag"] or run_dir.manifest["failures"] else "complete"
+        if interrupted["flag"]:
+            run_dir.manifest["failures"].append("interrupted by the user (Ctrl-C)")
+        run_dir.finish(status, ended_at=dt.datetime.now(dt.timezone.utc).isoformat())
+        return run_dir.path
+    except (KeyboardInterrupt, Interrupted):
+        if run_dir is not None and run_dir.has_measurements():
+            run_dir.finish(
+                "incomplete",
+                ended_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+                failures=[*run_dir.manifest["failures"], "interrupted by the user (Ctrl-C)"],
+            )
+            return run_dir.path
+        if run_dir is not None:
+            run_dir.discard()
+        raise Interrupted("interrupted before any measurement; nothing was written") from None
+    except BaseException:
+        if run_dir is not None and not run_dir.has_measurements():
+            run_dir.discard()
+            run_dir = None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        reporter.stop()
+        for label, w in workers.items():
+            keep = run_dir.path / "logs" / f"{label}.log" if run_dir is not None and run_dir.path.exists() else None
+            w.close(keep_log=keep)
+
+
+def _measure(
+    steps: list[Step],
+    workers: dict[str, WorkerProcess],
+    run_dir: RunDir,
+    warmup_s: float,
+    duration_s: float,
+    run_id: str,
+    reporter: Reporter,
+    interrupted: dict[str, bool],
+) -> None:
+    reporter.start(len(steps) * (warmup_s + duration_s))
+    dead: set[str] = set()
+    for seq, step in enumerate(steps):
+        if interrupted["flag"]:
+            break
+        label = f"{step.schema} c={step.concurrency}"
+        if len(workers) > 1:
+            label += f" rep {step.repetition} [{step.engine}]"
+        if step.engine in dead:
+            continue
+        reporter.step(label, warmup_s + duration_s)
+        try:
+            reply = workers[step.engine].request(
+                "level",
+                run_dir=str(run_dir.path),
+                schema=step.schema,
+                concurrency=step.concurrency,
+                repetition=step.repetition,
+                warmup_s=warmup_s,
+                duration_s=duration_s,
+                seq=seq,
+                id_prefix=run_id,
+            )
+        except WorkerCrashed as exc:
+            dead.add(step.engine)
+            run_dir.manifest["failures"].append(str(exc))
+            run_dir.update()
+            reporter.step_done("worker died")
+            reporter.message(str(exc))
+            if len(dead) == len(workers):
+                raise
+            continue
+        except EngineError as exc:
+            run_dir.manifest["failures"].append(str(exc))
+            run_dir.update()
+            reporter.step_done(f"failed: {exc}")
+            continue
+        window = reply["measure_end_s"] - reply["measure_start_s"]
+        qps = reply["queries"] / window if window > 0 else float("nan")
+        note = f"{reply['queries']} queries, {qps:.1f}/s"
+        if reply["errors"]:
+            note += f", {reply['errors']} errors"
+        if reply["interrupted"]:
+            note += " (interrupted)"
+        reporter.step_done(note)
+
+
+def _unique_labels(specs: list[EngineSpec]) -> list[EngineSpec]:
+    """Give repeated specs distinct labels (an A/A run names its sides embedded, embedded#2)."""
+    seen: dict[str, int] = {}
+    out = []
+    for spec in specs:
+        seen[spec.label] = seen.get(spec.label, 0) + 1
+        if seen[spec.label] > 1:
+            spec = EngineSpec(spec.kind, f"{spec.label}#{seen[spec.label]}", spec.options, spec.public_spec)
+        out.append(spec)
+    return out

@@ -1,0 +1,52 @@
+"""A sampler that polls a system table from its own thread at a fixed interval."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pandas as pd
+
+from lockprof.clock import RunClock
+from lockprof.engines.base import Connection
+
+
+class PollingSampler:
+    """Start with ``with``; :meth:`poll` is called once at start, every interval, and once at stop."""
+
+    columns: tuple[str, ...] = ()
+
+    def __init__(self, conn: Connection, clock: RunClock, interval_s: float = 0.2) -> None:
+        self.conn = conn
+        self.clock = clock
+        self.interval_s = interval_s
+        self.rows: list[dict[str, Any]] = []
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=type(self).__name__, daemon=True)
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+    def _safe_poll(self) -> None:
+        try:
+            self.poll()
+        except Exception as exc:  # a sampler failure must not end the measurement; it is reported
+            self.error = f"{type(self).__name__}: {exc}"
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._safe_poll()
+
+    def __enter__(self) -> PollingSampler:
+        self._safe_poll()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._safe_poll()
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=list(self.columns))

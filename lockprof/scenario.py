@@ -1,0 +1,186 @@
+"""The scenario model: what scenario scripts build, and how lockprof loads them.
+
+A scenario script is a plain Python file that assigns a :class:`Scenario` to a
+module-level name ``scenario``. Everything is declarative data, so the same
+scenario runs unchanged on any engine and is recorded verbatim in the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import random
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lockprof.errors import ScenarioError
+
+ParamFactory = Callable[[random.Random], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One schema variant: a table DDL (with ``{table}`` for its name) and how to fill it.
+
+    ``populate`` statements run once per dataset, with merges stopped, and the
+    result is cached; ``{table}`` in them is replaced by the table's full name.
+    """
+
+    name: str
+    ddl: str
+    populate: Sequence[str] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query template. ``{table}`` names the schema's table; values come from
+    ClickHouse query parameters (``{ns:UInt32}``) drawn by ``params`` from a seeded RNG.
+    """
+
+    name: str
+    sql: str
+    params: ParamFactory | None = None
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Background:
+    """A statement repeated in its own thread during every measured level, such as
+    an INSERT that keeps creating parts while the queries read."""
+
+    name: str
+    sql: str
+    params: ParamFactory | None = None
+    pause_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A workload: schema variants, queries, and the sweep to run them through."""
+
+    name: str
+    schemas: Sequence[Schema]
+    queries: Sequence[Query]
+    concurrency: Sequence[int] = (1, 2, 4)
+    warmup_s: float = 1.0
+    duration_s: float = 5.0
+    seed: int = 42
+    background: Sequence[Background] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise ScenarioError("; ".join(problems))
+
+    def schema(self, name: str) -> Schema:
+        for schema in self.schemas:
+            if schema.name == name:
+                return schema
+        known = ", ".join(s.name for s in self.schemas)
+        raise ScenarioError(f"scenario {self.name!r} has no schema {name!r} (it has: {known})")
+
+    def describe(self) -> dict[str, Any]:
+        """The declarative part of the scenario, as recorded in the manifest."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "schemas": [
+                {"name": s.name, "ddl": s.ddl, "populate": list(s.populate), "description": s.description}
+                for s in self.schemas
+            ],
+            "queries": [{"name": q.name, "sql": q.sql, "weight": q.weight} for q in self.queries],
+            "background": [{"name": b.name, "sql": b.sql, "pause_s": b.pause_s} for b in self.background],
+            "concurrency": list(self.concurrency),
+            "warmup_s": self.warmup_s,
+            "duration_s": self.duration_s,
+            "seed": self.seed,
+            "settings": dict(self.settings),
+        }
+
+
+def _problems(s: Scenario) -> list[str]:
+    problems = []
+    if not s.name or not s.name.replace("_", "").isalnum():
+        problems.append(f"name must be letters, digits and underscores, got {s.name!r}")
+    if not s.schemas:
+        problems.append("at least one schema is needed")
+    if not s.queries:
+        problems.append("at least one query is needed")
+    names = [x.name for x in s.schemas]
+    if len(set(names)) != len(names):
+        problems.append(f"schema names repeat: {names}")
+    for schema in s.schemas:
+        if "{table}" not in schema.ddl:
+            problems.append(f"schema {schema.name!r}: its ddl must name the table as {{table}}")
+    qnames = [q.name for q in s.queries]
+    if len(set(qnames)) != len(qnames):
+        problems.append(f"query names repeat: {qnames}")
+    for q in s.queries:
+        if q.weight <= 0:
+            problems.append(f"query {q.name!r}: weight must be positive")
+    if not s.concurrency or any(int(c) != c or c < 1 for c in s.concurrency):
+        problems.append(f"concurrency must be positive whole numbers, got {list(s.concurrency)}")
+    if s.duration_s <= 0 or s.warmup_s < 0:
+        problems.append("duration_s must be positive and warmup_s not negative")
+    return problems
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    """A scenario together with the file it came from."""
+
+    scenario: Scenario
+    path: Path
+    sha256: str
+
+
+def load_scenario(path: str | Path) -> LoadedScenario:
+    """Execute a scenario script and return its ``scenario``; any failure is one clear message."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"{path}: no such scenario file")
+    source = path.read_bytes()
+    module_name = f"lockprof_scenario_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ScenarioError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+    except SyntaxError as exc:
+        raise ScenarioError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except Exception as exc:  # a scenario is user code: any failure is reported, not raised
+        line = _user_line(exc, path)
+        raise ScenarioError(f"{path}{line}: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.modules.pop(module_name, None)
+    scenario = getattr(module, "scenario", None)
+    if not isinstance(scenario, Scenario):
+        raise ScenarioError(f"{path}: must define `scenario = lockprof.Scenario(...)` at module level")
+    return LoadedScenario(scenario, path.resolve(), hashlib.sha256(source).hexdigest())
+
+
+def _user_line(exc: BaseException, path: Path) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+    return f":{frames[-1].lineno}" if frames else ""
+
+
+def dataset_key(scenario: Scenario, schema: Schema) -> str:
+    """A short hash that changes whenever the data a schema holds would change."""
+    blob = json.dumps({"scenario": scenario.name, "ddl": schema.ddl, "populate": list(schema.populate)})
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def draw_params(factory: ParamFactory | None, rng: random.Random) -> dict[str, Any]:
+    return dict(factory(rng)) if factory else {}

@@ -1,0 +1,178 @@
+"""The engine worker: one process per engine, driven by the orchestrator over JSON lines.
+
+The orchestrator starts ``python -m lockprof.worker`` in the engine's Python
+environment and sends one request per line on stdin; the worker answers each
+with one line on its protocol stream. Measurements go straight into the run
+directory as Parquet parts, so only small summaries cross the pipe. Anything
+the engine prints goes to stderr, which the orchestrator keeps as a log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from lockprof import store
+from lockprof.clock import RunClock
+from lockprof.dataset import Dataset, active_parts, ensure_dataset
+from lockprof.driver import Level, run_level
+from lockprof.engines.base import Connection
+from lockprof.errors import LockprofError
+from lockprof.locks import CATALOG_SQL, catalog
+from lockprof.samplers import EventsSampler, MetricsSampler, QueryLogReader
+from lockprof.scenario import Scenario, load_scenario
+
+ALL_SAMPLERS = ("events", "metrics", "query_log")
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.engine: Any = None
+        self.scenario: Scenario | None = None
+        self.datasets: dict[str, Dataset] = {}
+        self.connections: list[Connection] = []
+        self.background: list[Connection] = []
+        self.sampler_connections: list[Connection] = []
+        self.in_level = False
+
+    # --- requests -------------------------------------------------------------------------
+    def prepare(self, req: dict[str, Any]) -> dict[str, Any]:
+        from lockprof.engines import open_engine
+
+        self.label = req["engine_label"]
+        self.clock = RunClock(req["clock_origin"])
+        self.interval_s = float(req.get("sample_interval_s", 0.2))
+        self.samplers = set(req.get("samplers", ALL_SAMPLERS))
+        self.scenario = load_scenario(req["scenario_path"]).scenario
+        self.engine = open_engine(req["engine"])
+        info = self.engine.info()
+        admin = self.engine.admin
+        for name in req["schemas"]:
+            self.datasets[name] = ensure_dataset(admin, self.scenario, self.scenario.schema(name))
+        self.sampler_connections = [self.engine.connect(), self.engine.connect()]
+        locks = catalog(admin.frame(CATALOG_SQL))
+        return {
+            "engine": info.as_dict(),
+            "datasets": {k: v.as_dict() for k, v in self.datasets.items()},
+            "locks": locks.to_dict(orient="records"),
+        }
+
+    def level(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.scenario is not None
+        run_dir = Path(req["run_dir"])
+        dataset = self.datasets[req["schema"]]
+        n = int(req["concurrency"])
+        while len(self.connections) < n:
+            self.connections.append(self.engine.connect())
+        while len(self.background) < len(self.scenario.background):
+            self.background.append(self.engine.connect())
+        seq = int(req["seq"])
+        level = Level(
+            schema=dataset.schema,
+            table=dataset.full_name,
+            concurrency=n,
+            repetition=int(req.get("repetition", 0)),
+            warmup_s=float(req["warmup_s"]),
+            duration_s=float(req["duration_s"]),
+            id_prefix=f"{req['id_prefix']}-{self.label}-{seq}-",
+            seed=self.scenario.seed,
+        )
+        parts_before = active_parts(self.engine.admin, dataset.database)
+        keys = {"engine": self.label, "schema": level.schema, "concurrency": n, "repetition": level.repetition}
+        events = EventsSampler(self.sampler_connections[0], self.clock, self.interval_s)
+        metrics = MetricsSampler(self.sampler_connections[1], self.clock, self.interval_s)
+        active = [s for name, s in (("events", events), ("metrics", metrics)) if name in self.samplers]
+        self.in_level = True
+        try:
+            with contextlib.ExitStack() as samplers:
+                for sampler in active:
+                    samplers.enter_context(sampler)
+                result = run_level(self.scenario, level, self.connections, self.background, self.clock, self.stop)
+        finally:
+            self.in_level = False
+        records = result.records.assign(engine=self.label)
+        query_events = pd.DataFrame()
+        if "query_log" in self.samplers and self.engine.info().has_query_log:
+            per_query, query_events = QueryLogReader(self.engine.admin).read(level.id_prefix)
+            records = records.merge(per_query, on="query_id", how="left")
+        part = f"{self.label}-{seq:05d}"
+        store.write_part(run_dir, "queries", part, records)
+        store.write_part(run_dir, "events", part, events.frame().assign(**keys))
+        store.write_part(run_dir, "metrics", part, metrics.frame().assign(**keys))
+        store.write_part(run_dir, "query_events", part, query_events.assign(engine=self.label))
+        measured = records[records["phase"] == "measure"]
+        level_row = {
+            **keys,
+            "seq": seq,
+            "measure_start_s": result.measure_start_s,
+            "measure_end_s": result.measure_end_s,
+            "queries": int((measured["role"] == "query").sum()),
+            "errors": int(measured["error"].notna().sum()),
+            "active_parts_before": parts_before,
+            "active_parts_after": active_parts(self.engine.admin, dataset.database),
+            "interrupted": result.interrupted,
+            "sampler_errors": "; ".join(s.error for s in active if s.error) or None,
+        }
+        store.write_part(run_dir, "levels", part, pd.DataFrame([level_row]))
+        return level_row
+
+    def exit(self, req: dict[str, Any]) -> dict[str, Any]:
+        if self.engine is not None:
+            self.engine.close()
+        return {}
+
+
+def serve(requests: TextIO, replies: TextIO) -> int:
+    worker = Worker()
+
+    def on_interrupt(*_: object) -> None:
+        # Ctrl-C reaches the whole process group. Inside a level, finish it early and keep
+        # its records; elsewhere (a dataset build) abandon the request.
+        worker.stop.set()
+        if not worker.in_level:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    for line in requests:
+        req = json.loads(line)
+        op = req.get("op")
+        try:
+            body = getattr(worker, op)(req) if op in ("prepare", "level", "exit") else None
+            if body is None:
+                raise LockprofError(f"unknown request {op!r}")
+            reply: dict[str, Any] = {"ok": True, **body}
+        except LockprofError as exc:
+            reply = {"ok": False, "error": str(exc), "kind": type(exc).__name__}
+        except KeyboardInterrupt:
+            reply = {"ok": False, "error": "interrupted", "kind": "Interrupted"}
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "kind": "internal"}
+        replies.write(json.dumps(reply, default=str) + "\n")
+        replies.flush()
+        if op == "exit":
+            break
+    return 0
+
+
+def main() -> int:
+    # The protocol gets a private copy of stdout; fd 1 then points at stderr, so
+    # whatever the engine prints cannot corrupt a reply.
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return serve(sys.stdin, replies)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The orchestrator's handle on one engine worker process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from lockprof.errors import EngineError, Interrupted, ScenarioError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerCrashed(EngineError):
+    """The worker process died (the engine can segfault); its stderr tail says why."""
+
+
+class WorkerProcess:
+    def __init__(self, label: str, python: str | None = None) -> None:
+        self.label = label
+        # stderr goes to an anonymous file until the run directory exists to keep it.
+        self._log = tempfile.TemporaryFile()
+        env = dict(os.environ)
+        # The worker may run in another engine's environment; it imports this same lockprof.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            [python or sys.executable, "-m", "lockprof.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and wait for its reply; turn a failure into the matching error."""
+        try:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            raise self._crashed()
+        reply = json.loads(line)
+        if reply.get("ok"):
+            return reply
+        kind, error = reply.get("kind"), reply.get("error", "")
+        if kind == "ScenarioError":
+            raise ScenarioError(error)
+        if kind == "Interrupted":
+            raise Interrupted(f"{self.label}: interrupted")
+        raise EngineError(f"engine {self.label}: {error}")
+
+    def _crashed(self) -> WorkerCrashed:
+        code = self.proc.wait(timeout=30)
+        tail = deque(self.log_text().splitlines(), maxlen=12)
+        reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        text = "\n    ".join(tail) if tail else "(no output)"
+        return WorkerCrashed(f"engine worker {self.label!r} died ({reason}); last lines of its log:\n    {text}")
+
+    def log_text(self) -> str:
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def interrupt(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+
+    def close(self, keep_log: Path | None = None) -> None:
+        """Ask the worker to exit (kill it if it will not) and keep its log if asked."""
+        if self.proc.poll() is None:
+            try:
+                self.request("exit")
+            except Exception:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if keep_log is not None:
+            text = self.log_text()
+            if text:
+                keep_log.parent.mkdir(parents=True, exist_ok=True)
+                keep_log.write_text(text)
+        self._log.close()
