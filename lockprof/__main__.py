@@ -1,0 +1,5 @@
+import sys
+
+from lockprof.cli import main
+
+sys.exit(main())

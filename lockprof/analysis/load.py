@@ -1,0 +1,81 @@
+"""Loading run directories into tidy frames: the one loader the CLI, report and notebooks share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lockprof import store
+
+
+@dataclass
+class Run:
+    """One run directory (or several, concatenated with a ``run_id`` column)."""
+
+    paths: list[Path]
+    manifests: list[dict[str, Any]]
+    queries: pd.DataFrame
+    levels: pd.DataFrame
+    events: pd.DataFrame
+    metrics: pd.DataFrame
+    query_events: pd.DataFrame
+    locks: pd.DataFrame
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The manifest of the first (usually only) run."""
+        return self.manifests[0]
+
+    @property
+    def complete(self) -> bool:
+        return all(m.get("status") == "complete" for m in self.manifests)
+
+    def measured(self) -> pd.DataFrame:
+        """Queries of the measurement phase, background statements excluded."""
+        q = self.queries
+        return q[(q["phase"] == "measure") & (q["role"] == "query")]
+
+    def partition_keys(self) -> dict[str, str]:
+        """schema -> partition key, as the engine reported it."""
+        keys: dict[str, str] = {}
+        for m in self.manifests:
+            for datasets in m.get("datasets", {}).values():
+                for schema, ds in datasets.items():
+                    keys.setdefault(schema, ds.get("partition_key", ""))
+        return keys
+
+
+def load_run(paths: str | Path | Iterable[str | Path]) -> Run:
+    """Load one run directory, or several into one set of frames keyed by ``run_id``."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    paths = [Path(p) for p in paths]
+    manifests = [store.read_manifest(p) for p in paths]
+    tables: dict[str, list[pd.DataFrame]] = {t: [] for t in store.TABLES}
+    for path, manifest in zip(paths, manifests):
+        for table in store.TABLES:
+            frame = store.read_table(path, table)
+            if not frame.empty:
+                tables[table].append(frame.assign(run_id=manifest["run_id"]))
+    frames = {t: (pd.concat(parts, ignore_index=True) if parts else _empty(t)) for t, parts in tables.items()}
+    return Run(paths=paths, manifests=manifests, **frames)
+
+
+_COLUMNS = {
+    "queries": ["engine", "schema", "concurrency", "repetition", "worker", "role", "query_name", "query_id",
+                "phase", "intended_start_s", "start_s", "latency_ms", "error", "run_id"],
+    "levels": ["engine", "schema", "concurrency", "repetition", "seq", "measure_start_s", "measure_end_s",
+               "queries", "errors", "active_parts_before", "active_parts_after", "interrupted", "run_id"],
+    "events": ["t_s", "interval_s", "event", "delta", "engine", "schema", "concurrency", "repetition", "run_id"],
+    "metrics": ["t_s", "metric", "value", "engine", "schema", "concurrency", "repetition", "run_id"],
+    "query_events": ["query_id", "event", "value", "engine", "run_id"],
+    "locks": ["event", "lock", "mode", "role", "unit", "to_us", "description", "engine", "run_id"],
+}
+
+
+def _empty(table: str) -> pd.DataFrame:
+    return pd.DataFrame(columns=_COLUMNS[table])

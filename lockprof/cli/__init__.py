@@ -1,0 +1,46 @@
+"""The ``lockprof`` command. Argument parsing only: each subcommand is a module here
+with ``register(subparsers)`` and ``main(args) -> int``; the work is in the library.
+``main`` is the one place that turns a :class:`LockprofError` into a message and exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lockprof import __version__
+from lockprof.errors import LockprofError
+
+SUBCOMMANDS = ("run", "summary", "compare", "report", "engines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lockprof", description="Lock-contention profiling for ClickHouse.")
+    parser.add_argument("--version", action="version", version=f"lockprof {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"lockprof.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"lockprof.cli.{name}":
+                continue  # a subcommand not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except LockprofError as exc:
+        print(f"lockprof: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lockprof: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

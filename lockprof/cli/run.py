@@ -1,0 +1,64 @@
+"""lockprof run: drive a scenario on one or more engines and print the summary."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lockprof.run import RunOptions, run
+from lockprof.summary import print_summary
+from lockprof.worker import ALL_SAMPLERS
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("concurrency levels must be positive")
+    return values
+
+
+def samplers(text: str) -> tuple[str, ...]:
+    if text == "off":
+        return ()
+    if text == "all":
+        return ALL_SAMPLERS
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a scenario and write a run directory", description=__doc__)
+    p.add_argument("scenario", type=Path, help="scenario script (a Python file defining `scenario`)")
+    p.add_argument("--engine", action="append", dest="engines", metavar="SPEC",
+                   help="engine to measure: 'embedded' (default); repeat for an interleaved A/B run")
+    p.add_argument("--concurrency", type=int_list, help="levels to sweep, e.g. 1,2,4,8 (default: the scenario's)")
+    p.add_argument("--duration", type=float, help="measured seconds per level (default: the scenario's)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds per level (default: the scenario's)")
+    p.add_argument("--repetitions", type=int, default=1, help="repetitions of every level (default 1)")
+    p.add_argument("--schema", action="append", dest="schemas", help="only this schema variant (repeatable)")
+    p.add_argument("--samplers", type=samplers, default=ALL_SAMPLERS,
+                   help=f"'all' (default), 'off', or a subset of {','.join(ALL_SAMPLERS)}")
+    p.add_argument("--sample-interval", type=float, default=0.2, help="sampler period in seconds (default 0.2)")
+    p.add_argument("--out", type=Path, help="run directory to create (default runs/<scenario>-<time>)")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    path = run(
+        RunOptions(
+            scenario_path=args.scenario,
+            engines=args.engines or ["embedded"],
+            concurrency=args.concurrency,
+            warmup_s=args.warmup,
+            duration_s=args.duration,
+            repetitions=args.repetitions,
+            schemas=args.schemas,
+            out=args.out,
+            samplers=args.samplers,
+            sample_interval_s=args.sample_interval,
+        )
+    )
+    print_summary(path)
+    return 0
