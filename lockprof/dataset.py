@@ -53,7 +53,11 @@ def database_name(scenario: Scenario, schema: Schema) -> str:
 
 
 def ensure_dataset(conn: Connection, scenario: Scenario, schema: Schema) -> Dataset:
-    """Return the schema's dataset, building it first unless a finished one exists."""
+    """Return the schema's dataset, building it first unless a finished one exists.
+
+    A scenario with background writers changes its table while it runs, so its
+    dataset serves one run only: the ready marker is dropped as the run takes it.
+    """
     database = database_name(scenario, schema)
     full = f"{database}.{TABLE}"
     started = time.perf_counter()
@@ -72,6 +76,8 @@ def ensure_dataset(conn: Connection, scenario: Scenario, schema: Schema) -> Data
         except BaseException:
             conn.execute(f"DROP DATABASE IF EXISTS {database} SYNC")
             raise
+    if scenario.background:
+        conn.execute(f"DROP TABLE IF EXISTS {database}.{READY_MARKER} SYNC")
     # Merges would change the parts count under the measurement, so they stay off.
     conn.execute(f"SYSTEM STOP MERGES {full}")
     return describe(conn, schema.name, database, time.perf_counter() - started, cached)
