@@ -1,15 +1,25 @@
 """Engines: how a worker talks to ClickHouse.
 
 An engine spec on the command line is parsed by :func:`parse_spec` in the
-orchestrator; the worker process opens it with :func:`open_engine`.
+orchestrator; the worker process opens it with :func:`open_engine`. A spec is
+``embedded`` (the chDB of the current environment) or a ClickHouse version such
+as ``25.8`` (a managed environment, see :mod:`lockprof.engines.managed`).
 """
 
 from __future__ import annotations
 
+import fcntl
+import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lockprof.errors import EngineError
+
+VERSION_SPEC = re.compile(r"^\d+\.\d+$")
+MAX_INSTANCES = 8
 
 
 @dataclass(frozen=True)
@@ -23,11 +33,25 @@ class EngineSpec:
         return {"kind": self.kind, **self.options}
 
 
-def parse_spec(text: str) -> EngineSpec:
-    """Turn a command-line engine spec into an EngineSpec, or say which specs exist."""
+def _stderr(text: str) -> None:
+    print(f"lockprof: {text}", file=sys.stderr, flush=True)
+
+
+def parse_spec(text: str, progress: Callable[[str], None] | None = _stderr) -> EngineSpec:
+    """Turn a command-line engine spec into an EngineSpec, or say which specs exist.
+
+    A version spec prepares its managed environment first if it is missing, so
+    ``lockprof run --engine 25.8`` works on a fresh machine.
+    """
+    from lockprof.engines import managed
+
+    text = text.strip()
     if text == "embedded":
         return EngineSpec("embedded", "embedded", {}, "embedded")
-    raise EngineError(f"unknown engine {text!r}; known engines: embedded")
+    if VERSION_SPEC.match(text):
+        env = managed.ensure_env(text, progress=progress)
+        return EngineSpec("embedded", text, {"python": str(env.python)}, text)
+    raise EngineError(f"unknown engine {text!r}; known engines: embedded, {', '.join(managed.known_versions())}")
 
 
 def open_engine(request: dict[str, Any]) -> Any:
@@ -35,5 +59,36 @@ def open_engine(request: dict[str, Any]) -> Any:
     if kind == "embedded":
         from lockprof.engines.embedded import EmbeddedEngine
 
-        return EmbeddedEngine()
+        return EmbeddedEngine(root=_claim_instance_root())
     raise EngineError(f"unknown engine kind {kind!r}")
+
+
+_claimed: list[Any] = []  # lock files held for the life of the worker process
+
+
+def _claim_instance_root() -> Path:
+    """A cache root whose chDB data path no other live process is using.
+
+    chDB refuses to open a data path another process has open, which an A/A run
+    (``--engine embedded --engine embedded``) or ``embedded`` next to ``26.9`` would
+    otherwise do. Each worker takes an exclusive lock on the first free instance
+    slot; slot 0 is the plain cache root, so a single-engine run finds its cached
+    datasets where it always did. The lock dies with the process, crash included.
+    """
+    from lockprof.engines.embedded import cache_root, chdb_package
+
+    dist, version = chdb_package()
+    root = cache_root()
+    for slot in range(MAX_INSTANCES):
+        slot_root = root if slot == 0 else root / "instances" / str(slot)
+        lock_path = slot_root / "embedded" / f"{dist}-{version}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a")  # noqa: SIM115  (held open on purpose)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        _claimed.append(handle)
+        return slot_root
+    raise EngineError(f"{MAX_INSTANCES} processes already use {dist} {version} under {root}")
