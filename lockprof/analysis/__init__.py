@@ -6,5 +6,37 @@ HTML report and the notebooks are renderers on top of these frames.
 
 from lockprof.analysis.budget import dominant_lock_sentences, level_summary, lock_budget
 from lockprof.analysis.load import Run, load_run
+from lockprof.analysis.parts import has_parts_range, parts_dependence, parts_slopes
+from lockprof.analysis.scalability import fit_usl, level_throughput, usl_fits, usl_peak, usl_throughput
+from lockprof.analysis.utilization import (
+    ceiling_qps,
+    exclusive_ceilings,
+    forecast_vs_measured,
+    forecast_wait_us,
+    lock_utilization,
+    queueing_wait_us,
+    wait_forecast,
+)
 
-__all__ = ["Run", "dominant_lock_sentences", "level_summary", "load_run", "lock_budget"]
+__all__ = [
+    "Run",
+    "ceiling_qps",
+    "dominant_lock_sentences",
+    "exclusive_ceilings",
+    "fit_usl",
+    "forecast_vs_measured",
+    "forecast_wait_us",
+    "has_parts_range",
+    "level_summary",
+    "level_throughput",
+    "load_run",
+    "lock_budget",
+    "lock_utilization",
+    "parts_dependence",
+    "parts_slopes",
+    "queueing_wait_us",
+    "usl_fits",
+    "usl_peak",
+    "usl_throughput",
+    "wait_forecast",
+]

@@ -1,0 +1,298 @@
+"""Figures, each answering one question about a run. Renderers only: every number comes
+from :mod:`lockprof.analysis`. Each function returns a matplotlib ``Figure`` built without
+pyplot's global state, so the report, the notebooks and tests can make many safely.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # noqa: E402  (before anything draws; no display needed)
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from lockprof.analysis.budget import level_summary, lock_budget
+from lockprof.analysis.load import Run
+from lockprof.analysis.parts import has_parts_range, parts_dependence
+from lockprof.analysis.scalability import level_throughput, usl_fits, usl_throughput
+from lockprof.analysis.utilization import exclusive_ceilings, wait_forecast
+
+VERDICT_COLORS = {"faster": "#2a9d55", "slower": "#c0392b", "unchanged": "#7f8c8d", "unstable": "#e6a23c"}
+MODEL_NAMES = {"md1": "M/D/1", "mm1": "M/M/1"}
+AB_COLUMNS = ("label", "ratio", "ci_low", "ci_high", "verdict")
+_PALETTE = matplotlib.colormaps["tab10"].colors
+
+
+def _figure(width: float = 8.0, height: float = 4.5) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _series_label(engine: str, schema: str, engines: int) -> str:
+    return f"{engine} / {schema}" if engines > 1 else schema
+
+
+def _empty(ax: Axes, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def latency_vs_concurrency(run: Run) -> Figure:
+    """How does query latency grow as more queries run at once?"""
+    summary = level_summary(run)
+    fig = _figure(10, 4.5)
+    ax = fig.subplots()
+    ax.set_title("Query latency as concurrency grows")
+    if summary.empty:
+        _empty(ax, "no measured levels")
+        return fig
+    engines = summary["engine"].nunique()
+    for i, ((engine, schema), g) in enumerate(summary.groupby(["engine", "schema"], sort=True)):
+        color = _PALETTE[i % len(_PALETTE)]
+        label = _series_label(engine, schema, engines)
+        ax.plot(g["concurrency"], g["p50_ms"], "o-", color=color, label=f"{label}: median")
+        ax.plot(g["concurrency"], g["p99_ms"], "s--", color=color, alpha=0.6, label=f"{label}: 99th percentile")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(summary["concurrency"].unique()), labels=sorted(summary["concurrency"].unique()))
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent queries (workers)")
+    ax.set_ylabel("latency (ms, log scale)")
+    fig.legend(fontsize="small", loc="outside right upper")
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+def lock_budget_figure(run: Run, top: int = 6) -> Figure:
+    """Where does a query's lock time go: waiting or holding, exclusive or shared, on which lock?"""
+    budget = lock_budget(run)
+    fig = _figure(9, 5.5)
+    ax = fig.subplots()
+    ax.set_title("Lock time per query: waiting (hatched) and holding (solid)")
+    if budget.empty:
+        _empty(ax, "no lock events were recorded")
+        return fig
+    long = budget.melt(id_vars=["engine", "schema", "concurrency", "lock", "mode"],
+                       value_vars=["wait_us_per_query", "hold_us_per_query"], var_name="role", value_name="us")
+    long["role"] = long["role"].str.split("_").str[0]
+    long["segment"] = long["lock"].str.replace("_", " ") + " (" + long["mode"] + ") " + long["role"]
+    ranking = long.groupby("segment")["us"].max().sort_values(ascending=False)
+    keep = list(ranking[ranking > 0].index[:top])
+    long["segment"] = long["segment"].where(long["segment"].isin(keep), "other locks")
+    engines = budget["engine"].nunique()
+    long["bar"] = [f"{_series_label(e, s, engines)}  c={c}"
+                   for e, s, c in zip(long["engine"], long["schema"], long["concurrency"], strict=True)]
+    wide = long.pivot_table(index=["engine", "schema", "concurrency", "bar"], columns="segment", values="us",
+                            aggfunc="sum", fill_value=0.0)
+    wide = wide.reset_index().sort_values(["engine", "schema", "concurrency"])
+    segments = [s for s in [*keep, "other locks"] if s in wide.columns and wide[s].sum() > 0]
+    lock_colors: dict[str, tuple] = {}
+    left = np.zeros(len(wide))
+    y = np.arange(len(wide))
+    for segment in segments:
+        key = segment.rsplit(" ", 1)[0]
+        color = lock_colors.setdefault(key, _PALETTE[len(lock_colors) % len(_PALETTE)])
+        wait = segment.endswith(" wait")
+        ax.barh(y, wide[segment], left=left, color=color, alpha=0.55 if wait else 0.95,
+                hatch="//" if wait else None, edgecolor="white" if not wait else color, label=segment)
+        left += wide[segment].to_numpy()
+    ax.set_yticks(y, labels=wide["bar"])
+    ax.invert_yaxis()
+    ax.set_xlabel("microseconds per query (µs)")
+    fig.legend(fontsize="small", loc="outside lower center", ncols=3)
+    ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def throughput_figure(run: Run) -> Figure:
+    """Does throughput scale with concurrency, and where would it stop?"""
+    points = level_throughput(run)
+    fits = usl_fits(run)
+    ceilings = exclusive_ceilings(run)
+    fig = _figure(11, 4.5)
+    ax = fig.subplots()
+    ax.set_title("Throughput vs concurrency, with the scalability-law fit and exclusive-lock ceiling")
+    if points.empty:
+        _empty(ax, "no measured levels")
+        return fig
+    engines = points["engine"].nunique()
+    n_max = points["concurrency"].max()
+    y_max = points["throughput_qps"].max()
+    off_scale = []
+    for i, ((engine, schema), g) in enumerate(points.groupby(["engine", "schema"], sort=True)):
+        color = _PALETTE[i % len(_PALETTE)]
+        label = _series_label(engine, schema, engines)
+        ax.plot(g["concurrency"], g["throughput_qps"], "o", color=color, label=f"{label}: measured")
+        fit = fits[(fits["engine"] == engine) & (fits["schema"] == schema)]
+        if not fit.empty and np.isfinite(fit["sigma"].iloc[0]):
+            f = fit.iloc[0]
+            n = np.linspace(1, max(2 * n_max, 2), 200)
+            ax.plot(n, usl_throughput(n, f["lambda_qps"], f["sigma"], f["kappa"]), "-", color=color, alpha=0.7,
+                    label=f"{label}: USL fit (σ={f['sigma']:.2f}, κ={f['kappa']:.3f})")
+        ceiling = ceilings[(ceilings["engine"] == engine) & (ceilings["schema"] == schema)]
+        if not ceiling.empty:
+            c = ceiling.sort_values("ceiling_qps").iloc[0]
+            if c["ceiling_qps"] <= 3 * y_max:
+                ax.axhline(c["ceiling_qps"], color=color, linestyle=":",
+                           label=f"{label}: {c['lock'].replace('_', ' ')} lock ceiling 1/h")
+            else:
+                off_scale.append(f"{label}: {c['lock'].replace('_', ' ')} lock ceiling {c['ceiling_qps']:,.0f} q/s")
+    for text in off_scale:  # a ceiling far above the data would flatten the chart: named, not drawn
+        ax.plot([], [], " ", label=f"{text} (above the chart)")
+    ax.set_xlabel("concurrent queries (workers)")
+    ax.set_ylabel("throughput (queries per second)")
+    ax.set_ylim(bottom=0)
+    fig.legend(fontsize="small", loc="outside right upper")
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+def wait_forecast_figure(run: Run, model: str = "md1") -> Figure:
+    """Did queueing theory, fed only the lowest level, predict the lock wait at higher load?"""
+    frame = wait_forecast(run, model=model)
+    fig = _figure(10, 4.5)
+    ax = fig.subplots()
+    ax.set_title(f"Exclusive-lock wait: {MODEL_NAMES.get(model, model)} forecast from the lowest level vs measured")
+    if frame.empty:
+        _empty(ax, "no exclusive lock was held at the lowest concurrency, so there is nothing to forecast")
+        return fig
+    engines = frame["engine"].nunique()
+    for i, ((engine, schema, lock), g) in enumerate(frame.groupby(["engine", "schema", "lock"], sort=True)):
+        color = _PALETTE[i % len(_PALETTE)]
+        label = f"{_series_label(engine, schema, engines)}, {lock.replace('_', ' ')} lock"
+        # clipped so that a zero wait still shows on the log scale
+        ax.plot(g["concurrency"], g["measured_wait_us"].clip(lower=1e-2), "o-", color=color,
+                label=f"{label}: measured")
+        ax.plot(g["concurrency"], g["forecast_wait_us"].clip(lower=1e-2), "x--", color=color,
+                label=f"{label}: forecast")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(frame["concurrency"].unique()), labels=sorted(frame["concurrency"].unique()))
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent queries (workers)")
+    ax.set_ylabel("lock wait per query (µs, log scale)")
+    fig.legend(fontsize="small", loc="outside right upper")
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+def latency_vs_parts(run: Run) -> Figure:
+    """Does latency, and the parts-lock hold, track the number of active parts?"""
+    frame = parts_dependence(run)
+    fig = _figure(10, 4.5)
+    left, right = fig.subplots(1, 2)
+    fig.suptitle("Latency and parts-lock hold vs active parts in the table")
+    if not has_parts_range(frame):
+        for ax in (left, right):
+            _empty(ax, "the run has a single parts count; run a scenario that varies it (e.g. parts_growth)")
+        return fig
+    engines = frame["engine"].nunique()
+    for i, ((engine, concurrency), g) in enumerate(frame.groupby(["engine", "concurrency"], sort=True)):
+        color = _PALETTE[i % len(_PALETTE)]
+        label = f"{engine}, c={concurrency}" if engines > 1 else f"{concurrency} concurrent"
+        g = g.sort_values("active_parts")
+        left.plot(g["active_parts"], g["p50_ms"], "o-", color=color, label=label)
+        right.plot(g["active_parts"], g["parts_hold_us_per_query"], "o-", color=color, label=f"{label}: hold")
+        right.plot(g["active_parts"], g["parts_wait_us_per_query"], "x--", color=color, alpha=0.6,
+                   label=f"{label}: wait")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("active parts in the table (log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    left.set_ylabel("median latency (ms)")
+    left.set_title("Median query latency")
+    right.set_ylabel("parts lock per query (µs)")
+    right.set_title("Parts-lock hold and wait")
+    return fig
+
+
+def ab_forest(frame: pd.DataFrame, title: str = "A/B: new ÷ old, with intervals") -> Figure:
+    """Which points got faster or slower, and how sure are we?
+
+    Frame contract (one row per compared point, e.g. a schema × concurrency × metric):
+    ``label`` (str, the row's name), ``ratio`` (float > 0, new ÷ old, e.g. of medians;
+    below 1 is less time), ``ci_low``/``ci_high`` (the interval of the ratio, NaN if none),
+    ``verdict`` (one of faster, slower, unchanged, unstable; anything else is drawn grey).
+    """
+    missing = [c for c in AB_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the A/B frame lacks columns {missing}; it needs {list(AB_COLUMNS)}")
+    fig = _figure(8, max(2.5, 0.4 * len(frame) + 1.5))
+    ax = fig.subplots()
+    ax.set_title(title)
+    if frame.empty:
+        _empty(ax, "no compared points")
+        return fig
+    y = np.arange(len(frame))
+    ratio = frame["ratio"].astype(float).to_numpy()
+    low = frame["ci_low"].astype(float).fillna(frame["ratio"]).to_numpy()
+    high = frame["ci_high"].astype(float).fillna(frame["ratio"]).to_numpy()
+    colors = [VERDICT_COLORS.get(str(v), "#555555") for v in frame["verdict"]]
+    ax.hlines(y, low, high, colors=colors, linewidth=2)
+    ax.scatter(ratio, y, c=colors, zorder=3)
+    for yi, r, v in zip(y, ratio, frame["verdict"], strict=True):
+        ax.annotate(f" {r:.2f}× {v}", (r, yi), xytext=(6, 4), textcoords="offset points", fontsize="small")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(y, labels=frame["label"].astype(str))
+    ax.invert_yaxis()
+    ax.set_xlabel("ratio new ÷ old (log scale; left of 1 = less time or fewer)")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    return fig
+
+
+def sampler_series(run: Run, events: list[str] | None = None, top: int = 4) -> Figure:
+    """When during the run did the lock counters move, level by level?
+
+    Plots ``system.events`` deltas of lock timers as a rate (µs of lock time per second
+    of wall time) with the measured windows of each level shaded.
+    """
+    ev = run.events
+    timers = run.locks[run.locks["role"].isin(["wait", "hold"])]["event"].unique()
+    ev = ev[ev["event"].isin(events if events is not None else timers)]
+    if events is None and not ev.empty:
+        events = list(ev.groupby("event")["delta"].sum().sort_values(ascending=False).index[:top])
+        ev = ev[ev["event"].isin(events)]
+    rows = max(len(events or []), 1)
+    fig = _figure(10, 1.9 * rows + 1)
+    axes = np.atleast_1d(fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0])
+    fig.suptitle("Lock counters over the run (system.events sampler), measured windows shaded")
+    if ev.empty:
+        _empty(axes[0], "the events sampler recorded no lock time")
+        return fig
+    levels = run.levels.sort_values("measure_start_s")
+    for ax, event in zip(axes, events, strict=False):
+        g = ev[ev["event"] == event].sort_values("t_s")
+        for engine, ge in g.groupby("engine"):
+            rate = ge["delta"] / ge["interval_s"].where(ge["interval_s"] > 0)
+            ax.plot(ge["t_s"], rate, "-", linewidth=1, drawstyle="steps-pre",
+                    label=engine if g["engine"].nunique() > 1 else None)
+        for i, (_, lv) in enumerate(levels.iterrows()):
+            ax.axvspan(lv["measure_start_s"], lv["measure_end_s"], color=_PALETTE[i % len(_PALETTE)], alpha=0.12)
+            if ax is axes[0]:
+                middle = (lv["measure_start_s"] + lv["measure_end_s"]) / 2
+                ax.text(middle, 0.97, f"{lv['schema']}\nc={lv['concurrency']}", transform=ax.get_xaxis_transform(),
+                        ha="center", va="top", fontsize="x-small")
+        ax.set_ylabel("µs per s", fontsize="small")
+        ax.set_title(event, fontsize="small", loc="left")
+        ax.grid(True, alpha=0.3)
+        if g["engine"].nunique() > 1:
+            ax.legend(fontsize="x-small")
+    axes[-1].set_xlabel("time since the run started (s)")
+    return fig
+
+
+def report_figures(run: Run) -> dict[str, Figure]:
+    """The report's figures, in reading order, keyed by a short caption."""
+    figures = {
+        "Latency vs concurrency": latency_vs_concurrency(run),
+        "Lock budget per query": lock_budget_figure(run),
+        "Throughput, scalability fit and lock ceiling": throughput_figure(run),
+        "Lock-wait forecast vs measured": wait_forecast_figure(run),
+    }
+    if has_parts_range(parts_dependence(run)):
+        figures["Latency vs active parts"] = latency_vs_parts(run)
+    figures["Lock counters over time"] = sampler_series(run)
+    return figures
