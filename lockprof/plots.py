@@ -113,7 +113,7 @@ def throughput_figure(run: Run) -> Figure:
     ceilings = exclusive_ceilings(run)
     fig = _figure(11, 4.5)
     ax = fig.subplots()
-    ax.set_title("Throughput vs concurrency, with the scalability-law fit and exclusive-lock ceiling")
+    ax.set_title("Throughput vs concurrency: scalability-law fit and exclusive-lock ceiling")
     if points.empty:
         _empty(ax, "no measured levels")
         return fig

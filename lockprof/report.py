@@ -1,0 +1,158 @@
+"""One self-contained HTML report of a run: verdict sentences, figures embedded as PNG
+data URIs, the tables behind them, and the manifest. No external file, font or script,
+so it opens offline and can be attached to a ticket or a pull request as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lockprof import store
+from lockprof.analysis import (
+    Run,
+    dominant_lock_sentences,
+    exclusive_ceilings,
+    forecast_vs_measured,
+    has_parts_range,
+    level_summary,
+    load_run,
+    lock_budget,
+    lock_utilization,
+    parts_dependence,
+    usl_fits,
+)
+from lockprof.plots import report_figures
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
+th { background: #f3f3f3; }
+.warning { background: #fff3cd; border: 1px solid #e6c200; padding: .8em 1em; border-radius: 4px; }
+.verdict li { margin: .3em 0; } figure { margin: 1.5em 0; } figcaption { font-weight: 600; margin-bottom: .3em; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: .8em; } .note { color: #555; }
+"""
+
+
+def figure_png(fig: Figure, dpi: int = 100) -> str:
+    """A figure as a base64 PNG data URI."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        if math.isinf(value):
+            return "∞" if value > 0 else "−∞"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+    return str(value)
+
+
+def table_html(frame: pd.DataFrame, empty: str = "nothing to show") -> str:
+    if frame.empty:
+        return f'<p class="note">{html.escape(empty)}</p>'
+    return frame.to_html(index=False, border=0, na_rep="–", formatters={c: _number for c in frame.columns},
+                         escape=True)
+
+
+def _forecast_sentence(check: pd.DataFrame) -> str:
+    if check.empty:
+        return ("No exclusive lock was held at the lowest concurrency level, so the queueing forecast had "
+                "nothing to start from (on engines where readers share the parts lock this is expected).")
+    errors = check["relative_error"].dropna().abs()
+    if errors.empty:
+        return "The forecast could not be checked: no wait was measured at the higher levels."
+    return (f"Fed only the lowest level's hold time, the M/D/1 forecast of lock wait at the higher levels was off "
+            f"by a median of {errors.median():.0%} (worst {errors.max():.0%}) over {len(errors)} level(s); "
+            "the notes say where its assumptions visibly broke.")
+
+
+def render_report(run: Run) -> str:
+    """The report as one HTML string."""
+    manifest = run.manifest
+    name = manifest.get("scenario", {}).get("name", "run")
+    run_ids = ", ".join(m.get("run_id", "?") for m in run.manifests)
+    parts: list[str] = [f"<h1>Lock-contention report: {html.escape(name)}</h1>",
+                        f"<p>Run {html.escape(run_ids)} · lockprof {html.escape(str(manifest.get('lockprof_version')))}"
+                        f" · {html.escape(_engines_line(run))}</p>"]
+    if not run.complete:
+        statuses = ", ".join(f"{m.get('run_id')}: {m.get('status')}" for m in run.manifests)
+        parts.append(f'<p class="warning"><b>Incomplete run</b> ({html.escape(statuses)}): it was interrupted or '
+                     "failed, so some levels are missing and the figures show only what was measured.</p>")
+    parts.append("<h2>What the run says</h2><ul class='verdict'>")
+    parts += [f"<li>{html.escape(s)}</li>" for s in dominant_lock_sentences(run)]
+    parts.append("</ul>")
+
+    parts.append("<h2>Levels</h2>")
+    summary = level_summary(run)
+    parts.append(table_html(summary[["engine", "schema", "concurrency", "active_parts", "queries", "errors",
+                                     "throughput_qps", "p50_ms", "p99_ms", "mean_ms"]]))
+
+    parts.append("<h2>Figures</h2>")
+    for caption, fig in report_figures(run).items():
+        parts.append(f'<figure><figcaption>{html.escape(caption)}</figcaption>'
+                     f'<img alt="{html.escape(caption)}" src="{figure_png(fig)}"></figure>')
+
+    parts.append("<h2>Lock budget per query</h2>")
+    budget = lock_budget(run)
+    parts.append(table_html(budget, "no lock events were recorded"))
+
+    parts.append("<h2>Lock utilization and the exclusive-lock ceiling</h2>")
+    parts.append("<p class='note'>Utilization is the hold per query times throughput: the share of wall time the "
+                 "lock was held. An exclusive lock held h µs per query caps the table at 1/h queries per second "
+                 "whatever the number of cores.</p>")
+    parts.append(table_html(lock_utilization(run), "no lock reported a hold time"))
+    parts.append(table_html(exclusive_ceilings(run), "no exclusive lock reported a hold time"))
+
+    parts.append("<h2>Queueing forecast vs measured wait</h2>")
+    check = forecast_vs_measured(run)
+    parts.append(f"<p>{html.escape(_forecast_sentence(check))}</p>")
+    parts.append(table_html(check, ""))
+
+    parts.append("<h2>Scalability (Universal Scalability Law)</h2>")
+    parts.append(table_html(usl_fits(run)))
+
+    frame = parts_dependence(run)
+    if has_parts_range(frame):
+        parts.append("<h2>Active parts</h2>")
+        parts.append(table_html(frame))
+
+    parts.append("<h2>Manifest</h2>")
+    for m in run.manifests:
+        text = json.dumps(m, indent=2, sort_keys=True, default=str)
+        parts.append(f"<details><summary>{html.escape(str(m.get('run_id')))}</summary>"
+                     f"<pre>{html.escape(text)}</pre></details>")
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>lockprof: {html.escape(name)} {html.escape(run_ids)}</title><style>{CSS}</style></head>"
+            f"<body>\n{body}\n</body></html>\n")
+
+
+def _engines_line(run: Run) -> str:
+    engines = {}
+    for m in run.manifests:
+        for e in m.get("engines", []):
+            engines[e.get("label")] = f"{e.get('label')}: ClickHouse {e.get('clickhouse_version')} ({e.get('package')})"
+    return "; ".join(engines.values()) or "no engine recorded"
+
+
+def write_report(paths: str | Path | list[str | Path], out: str | Path | None = None) -> Path:
+    """Load the run(s), render, and write the HTML atomically (default: first run's report.html)."""
+    run = load_run(paths)
+    target = Path(out) if out is not None else run.paths[0] / "report.html"
+    store.atomic_write_bytes(target, render_report(run).encode("utf-8"))
+    target.chmod(0o644)  # a report is meant to be shared; the atomic write leaves it private
+    return target
