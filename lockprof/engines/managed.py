@@ -56,7 +56,8 @@ class Release:
 # The one version table. Every pin was seen in the package index with
 # `pip index versions chdb` / `pip index versions chdb-core` (chdb-core then had
 # 26.1.0, 26.3.0, 26.5.0, 26.7.0, 26.7.3, 26.9.0; chdb had 4.0.2 among others).
-# ensure_env checks each one against the engine's own version() when it builds it.
+# ensure_env checks each one against the engine's own version() when it builds it;
+# built here, they reported 25.8.2.1, 26.1.2.1, 26.3.9.1, 26.5.1.1, 26.7.2.1, 26.9.2.1.
 RELEASES: dict[str, Release] = {
     r.version: r
     for r in (
