@@ -46,9 +46,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, lockprof_cache: Path) -> 
 
 @pytest.fixture(scope="session")
 def engine(lockprof_cache: Path):
-    """The embedded engine in this test process."""
-    from lockprof.engines.embedded import EmbeddedEngine
+    """The embedded engine in this test process (on its own instance slot, as a worker would)."""
+    from lockprof.engines import open_engine
 
-    eng = EmbeddedEngine()
+    eng = open_engine({"kind": "embedded"})
     yield eng
     eng.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lockprof.errors import Interrupted
 from lockprof.run import RunOptions, run
+from lockprof.store import read_manifest
 from lockprof.summary import print_summary
 from lockprof.worker import ALL_SAMPLERS
 
@@ -61,4 +63,8 @@ def main(args: argparse.Namespace) -> int:
         )
     )
     print_summary(path)
-    return 0
+    manifest = read_manifest(path)
+    if manifest["status"] == "complete":
+        return 0
+    interrupted = any("interrupted" in f for f in manifest.get("failures", []))
+    return Interrupted.exit_code if interrupted else 1

@@ -1,0 +1,178 @@
+"""`lockprof run` as a real subprocess: the run directory, caching, Ctrl-C, a dying worker."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, TINY, lockprof_cli
+
+from lockprof import store
+from lockprof.analysis import load_run
+
+
+def test_run_writes_a_complete_run_directory(tiny_run):
+    manifest = store.read_manifest(tiny_run)
+    assert manifest["status"] == "complete"
+    assert manifest["scenario"]["name"] == "tiny"
+    assert len(manifest["scenario"]["sha256"]) == 64
+    assert manifest["parameters"]["concurrency"] == [1, 2]
+    assert manifest["parameters"]["seed"] == 3
+    engine = manifest["engines"][0]
+    assert engine["clickhouse_version"].startswith("26.9")
+    assert engine["package"] == "chdb-core 26.9.0"
+    assert engine["has_query_log"] is True
+    datasets = manifest["datasets"]["embedded"]
+    assert datasets["namespace_day"]["active_parts"] == 20 * 15
+    assert datasets["namespace_day"]["partition_key"] == "(namespace, toDate(ts))"
+    assert "PARTITION BY" in datasets["day"]["create_table_query"]
+    assert manifest["host"]["cpu_count"] == os.cpu_count()
+    assert manifest["started_at"] and manifest["ended_at"]
+    for table in ("queries", "levels", "events", "metrics", "query_events", "locks"):
+        assert list((tiny_run / table).glob("*.parquet")), f"no {table} written"
+    assert not [p for p in tiny_run.rglob(".*") if p.name != ".gitignore"], "temporary files left behind"
+
+
+def test_every_measured_query_has_a_record_and_its_profile_events(tiny_run):
+    run = load_run(tiny_run)
+    levels = run.levels
+    assert len(levels) == 4  # 2 schemas x 2 concurrency levels
+    measured = run.measured()
+    counts = measured.groupby(["schema", "concurrency"]).size()
+    for _, level in levels.iterrows():
+        assert counts[(level["schema"], level["concurrency"])] == level["queries"]
+    assert measured["query_id"].str.startswith(run.manifest["run_id"]).all()
+    # the query log matched every query: ids, rows and the parts lock events
+    assert measured["engine_query_id"].notna().all()
+    assert (measured["read_rows"] > 0).all()
+    parts_events = run.query_events[run.query_events["event"] == "SharedPartsLocks"]
+    assert set(parts_events["query_id"]) >= set(measured["query_id"])
+
+
+def test_summary_names_the_parts_lock_and_its_mode(tiny_run):
+    result = lockprof_cli("summary", str(tiny_run))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "namespace_day" in out and "parts" in out and "shared" in out
+    assert "dominant lock" in out
+
+
+def test_second_run_reuses_the_cached_datasets(tiny_run, tmp_path):
+    result = lockprof_cli("run", str(TINY), "--out", str(tmp_path / "again"), "--duration", "0.3",
+                          "--warmup", "0", "--concurrency", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("reused from cache") == 2
+    datasets = store.read_manifest(tmp_path / "again")["datasets"]["embedded"]
+    assert all(d["cached"] for d in datasets.values())
+
+
+@pytest.mark.parametrize(
+    "args, message, code",
+    [
+        (["--engine", "oracle"], "unknown engine 'oracle'", 3),
+        (["--schema", "nope"], "has no schema 'nope'", 2),
+        (["--samplers", "events,bogus"], "unknown samplers", 1),
+    ],
+)
+def test_bad_options_get_one_clear_message(tmp_path, args, message, code):
+    out = tmp_path / "r"
+    result = lockprof_cli("run", str(TINY), "--out", str(out), *args)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lockprof", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a terminal's foreground job
+    )
+
+
+def _wait_for_levels(out: Path, count: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(list((out / "levels").glob("*.parquet"))) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {count} levels written in {timeout} s")
+
+
+def test_ctrl_c_keeps_what_was_measured_and_marks_the_run_incomplete(tiny_run, tmp_path):
+    out = tmp_path / "interrupted"
+    proc = _start(["run", str(TINY), "--out", str(out), "--duration", "3", "--warmup", "0"])
+    _wait_for_levels(out, 1)
+    time.sleep(1.0)  # in the middle of the second level
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    manifest = store.read_manifest(out)
+    assert manifest["status"] == "incomplete"
+    assert any("interrupted" in f for f in manifest["failures"])
+    levels = store.read_table(out, "levels")
+    assert len(levels) == 2 and levels["interrupted"].tolist() == [False, True]
+    queries = store.read_table(out, "queries")
+    assert len(queries) > 0 and queries["latency_ms"].notna().all()
+    assert "incomplete" in stdout
+    assert not [p for p in out.rglob(".*")], "temporary files left behind"
+
+
+SLOW_BUILD = """
+from lockprof import Query, Scenario, Schema
+scenario = Scenario(
+    "slow_build",
+    [Schema("s", "CREATE TABLE {table} (x UInt64) ENGINE = MergeTree ORDER BY x",
+            populate=["INSERT INTO {table} SELECT number FROM numbers(6) WHERE sleepEachRow(0.5) = 0"])],
+    [Query("q", "SELECT count() FROM {table}")],
+)
+"""
+
+
+def test_interrupt_while_building_a_dataset_leaves_nothing(tmp_path):
+    scenario = tmp_path / "slow_build.py"
+    scenario.write_text(SLOW_BUILD)
+    out = tmp_path / "runs" / "early"
+    proc = _start(["run", str(scenario), "--out", str(out)])
+    assert "starting and preparing" in proc.stderr.readline()
+    time.sleep(1.0)  # the populate statement takes 3 s
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "nothing was written" in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(x) for x in text.split()]
+
+
+def test_a_dying_worker_is_reported_and_the_other_engine_is_kept(tiny_run, tmp_path):
+    out = tmp_path / "crash"
+    proc = _start(["run", str(TINY), "--out", str(out), "--engine", "embedded", "--engine", "embedded",
+                   "--duration", "1", "--warmup", "0", "--concurrency", "1,2"])
+    _wait_for_levels(out, 2)
+    victim = _children(proc.pid)[-1]
+    os.kill(victim, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    manifest = store.read_manifest(out)
+    assert manifest["status"] == "incomplete"
+    assert len(manifest["failures"]) == 1 and "SIGKILL" in manifest["failures"][0]
+    assert "died" in stdout + stderr
+    levels = store.read_table(out, "levels")
+    survivors = levels.groupby("engine").size()
+    assert survivors.max() == 4  # the surviving engine ran every level
+    assert isinstance(levels, pd.DataFrame)
+    assert json.loads((out / "manifest.json").read_text())["ended_at"]
