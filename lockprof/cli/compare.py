@@ -1,0 +1,180 @@
+"""lockprof compare: did engine B get faster or slower than engine A, per schema and concurrency?
+
+Give one run measured on two or more engines (the first is A), or two runs of
+one engine each. A change is called only when it beats both the randomization
+threshold and the minimum change; ``--fail-on`` turns a significant worsening of
+the chosen metric into exit status 5, for CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from lockprof.analysis import load_run
+from lockprof.analysis.ab import Comparison, Settings, compare, regressions
+from lockprof.errors import LockprofError
+
+REGRESSION_EXIT = 5
+GATES = {
+    "latency": "latency_ms",
+    "throughput": "throughput_qps",
+    "lock_wait": "lock_wait_us_per_query",
+    "lock_hold": "lock_hold_us_per_query",
+    "lock_acquisitions": "lock_acquisitions_per_query",
+}
+STYLE = {"faster": "green", "slower": "red", "unstable": "yellow", "error": "bold red", "not_comparable": "dim"}
+ROLES = (("lock_wait_us_per_query", "wait µs/query"), ("lock_hold_us_per_query", "hold µs/query"),
+         ("lock_acquisitions_per_query", "acquisitions/query"))  # fmt: skip
+
+
+def gate(text: str) -> tuple[str, str | None]:
+    metric, _, lock = text.partition(":")
+    if metric not in GATES:
+        raise argparse.ArgumentTypeError(f"unknown metric {metric!r}; choose from {', '.join(GATES)} (lock_*:LOCK)")
+    return GATES[metric], lock or None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="A/B verdicts between engines or runs", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="one run with 2+ engines, or two runs")
+    p.add_argument("--fail-on", type=gate, action="append", default=[], metavar="METRIC[:LOCK]",
+                   help=f"exit {REGRESSION_EXIT} if this got significantly worse anywhere: {', '.join(GATES)}; "
+                        "lock metrics can name a lock, e.g. lock_wait:parts (repeatable)")  # fmt: skip
+    p.add_argument("--min-change", type=float, default=Settings.min_change,
+                   help=f"smallest relative change ever called (default {Settings.min_change})")  # fmt: skip
+    p.add_argument("--unstable-threshold", type=float, default=Settings.unstable_threshold,
+                   help=f"noise threshold above which an unchanged point is 'unstable' "
+                        f"(default {Settings.unstable_threshold})")  # fmt: skip
+    p.add_argument("--allow-host-mismatch", action="store_true", help="compare runs from different machines anyway")
+    p.add_argument("--csv", type=Path, help="also write the full tidy comparison frame to this CSV file")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    if len(args.runs) > 2:
+        raise LockprofError("compare takes one run (with two or more engines) or two runs")
+    runs = [load_run(p) for p in args.runs]
+    settings = Settings(min_change=args.min_change, unstable_threshold=args.unstable_threshold)
+    result = compare(*runs, settings=settings, allow_host_mismatch=args.allow_host_mismatch)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    render(result, console)
+    if args.csv:
+        result.frame.to_csv(args.csv, index=False)
+    failed = False
+    for metric, lock in args.fail_on:
+        bad = regressions(result.frame, metric, lock)
+        for r in bad.itertuples():
+            where = f"{r.schema} c={r.concurrency}" + (f" {r.lock} {r.mode}" if r.lock else "")
+            what = "could not be computed" if r.verdict == "error" else f"got worse ({_change(r.change)})"
+            print(f"lockprof: {metric} {what} at {where}: {r.engine_a} -> {r.engine_b}", file=sys.stderr)
+        failed |= not bad.empty
+    return REGRESSION_EXIT if failed else 0
+
+
+# --- rendering -------------------------------------------------------------------------
+
+
+def render(result: Comparison, console: Console) -> None:
+    frame = result.frame
+    for label, e in result.engines.items():
+        console.print(f"[bold]{label}[/]: ClickHouse {e.get('clickhouse_version', '?')} ({e.get('package', '?')})",
+                      highlight=False)  # fmt: skip
+    if frame.empty:
+        console.print("No point was measured on both sides.")
+    for (a, b), pair in frame.groupby(["engine_a", "engine_b"], sort=False):
+        for schema, rows in pair.groupby("schema", sort=True):
+            key = result.partition_keys.get(schema)
+            title = f"{schema}{f' (PARTITION BY {key})' if key else ''}: {b} vs {a}"
+            console.print(_performance_table(rows, a, b, title))
+            locks = _lock_table(rows, a, b)
+            if locks is not None:
+                console.print(locks)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    console.print(
+        f"Verdicts: a change counts only if it beats both the randomization threshold (95th percentile of the change "
+        f"under shuffled engine labels, raised to the window-to-window noise when repetitions allow) and "
+        f"{Settings.min_change:.0%}; 'unstable' when that threshold is above {Settings.unstable_threshold:.0%}. "
+        f"Lock times: less is 'faster'.",
+        style="dim",
+        highlight=False,
+    )
+
+
+def _performance_table(rows: pd.DataFrame, a: str, b: str, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("conc", "metric", a, b, "change", "95% CI of ratio", "threshold", "verdict"):
+        table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
+    perf = rows[rows["metric"].isin(["throughput_qps", "latency_ms"])]
+    perf = perf.assign(order=perf["metric"].map({"throughput_qps": 0, "latency_ms": 1}))
+    for r in perf.sort_values(["concurrency", "order", "query_name"]).itertuples():
+        name = "throughput q/s" if r.metric == "throughput_qps" else f"median latency ms {r.query_name}"
+        table.add_row(str(r.concurrency), name, _num(r.value_a), _num(r.value_b), _change(r.change),
+                      _ci(r.ci_low, r.ci_high), _pct(r.threshold), _verdict(r.verdict, r.note))  # fmt: skip
+    return table
+
+
+def _lock_table(rows: pd.DataFrame, a: str, b: str) -> Table | None:
+    locks = rows[rows["metric"].str.startswith("lock_")]
+    if locks.empty:
+        return None
+    source = ", ".join(sorted(locks["source"].dropna().unique()))
+    table = Table(title=f"  locks per query ({a} → {b}; from {source})", title_justify="left")
+    for col in ("conc", "lock", "mode", *(label for _, label in ROLES)):
+        table.add_column(col, justify="left" if col in ("lock", "mode") else "right")
+    for (conc, lock, mode), g in locks.groupby(["concurrency", "lock", "mode"], sort=True):
+        by_metric = {r.metric: r for r in g.itertuples()}
+        cells = [_lock_cell(by_metric.get(metric)) for metric, _ in ROLES]
+        table.add_row(str(conc), lock, mode, *cells)
+    return table
+
+
+def _lock_cell(r) -> str:
+    if r is None:
+        return ""
+    text = f"{_num(r.value_a)} → {_num(r.value_b)}"
+    if r.verdict == "not_comparable":
+        return f"{text} [dim](only in {r.engine_a if pd.isna(r.value_b) else r.engine_b})[/]"
+    return f"{text} {_change(r.change)} {_verdict(r.verdict, r.note)}"
+
+
+def _num(v: float) -> str:
+    if v is None or pd.isna(v):
+        return "—"
+    if v == 0:
+        return "0"
+    return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
+
+
+def _change(v: float) -> str:
+    if v is None or pd.isna(v):
+        return ""
+    if math.isinf(v):
+        return "new"
+    return f"{v:+.1%}"
+
+
+def _pct(v: float) -> str:
+    return "" if v is None or pd.isna(v) else ("∞" if math.isinf(v) else f"{v:.1%}")
+
+
+def _ci(low: float, high: float) -> str:
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    return f"{low:.2f}–{'∞' if math.isinf(high) else f'{high:.2f}'}"
+
+
+def _verdict(v: str, note: object = None) -> str:
+    style = STYLE.get(v)
+    text = f"[{style}]{v}[/]" if style else v
+    if v == "error" and isinstance(note, str):
+        text += f" ({note})"
+    return text
