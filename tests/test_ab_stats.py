@@ -98,6 +98,8 @@ def test_verdict_rules():
     assert verdict(0.04, 0.01, True) == "unchanged"  # below the minimum change
     assert verdict(0.15, 0.3, True) == "unstable"
     assert verdict(-0.5, 0.1, False) == "slower"  # throughput fell
+    assert verdict(-0.95, 3.0, True) == "faster"  # a 20x drop beats shuffles that make 4x rises
+    assert verdict(-1.0, 3.0, True) == "faster"  # a lock time that vanished
     assert verdict(float("inf"), 0.1, True) == "slower"  # a lock time that appeared
     assert verdict(float("nan"), 0.0, True) == "unchanged"  # zero on both sides
     assert verdict(0.5, float("nan"), True) == "error"  # never a change from a failed computation

@@ -5,6 +5,8 @@ change is real only if its size beats both a fixed minimum (``MIN_CHANGE``) and 
 randomization threshold: the 95th percentile of the change seen when the engine
 labels are shuffled, i.e. the change noise alone produces. A threshold above
 ``UNSTABLE_THRESHOLD`` means the point is too noisy to say anything: ``unstable``.
+Sizes of change are compared as |log(B / A)|, so a halving weighs as much as a
+doubling and a lock time that drops by 95% can beat the noise of one that rises.
 
 Which units are shuffled, and why:
 
@@ -114,10 +116,17 @@ def relative_change(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
     return np.where((a == 0) & (b == 0), 0.0, out)
 
 
+def log_ratio(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """|log(b / a)|: a halving and a doubling are the same size of change, so a -95% drop
+    can beat a threshold that shuffles set with +300% rises (b / a - 1 could not)."""
+    with np.errstate(divide="ignore"):
+        return np.abs(np.log1p(relative_change(a, b)))
+
+
 def randomization_threshold(
     a: Sample, b: Sample, kind: str, rng: np.random.Generator, permutations: int = PERMUTATIONS
 ) -> float:
-    """95th percentile of |relative change| when labels are shuffled within each repetition."""
+    """Relative change whose |log ratio| is the 95th percentile under labels shuffled within each repetition."""
     x = np.concatenate([a.x, b.x])
     n = None if a.n is None or b.n is None else np.concatenate([a.n, b.n])
     strata = np.concatenate([a.stratum, b.stratum])
@@ -132,9 +141,9 @@ def randomization_threshold(
             parts_b.append(shuffled[:, count_a:])
         va = _stat(kind, x, n, np.concatenate(parts_a, axis=1))
         vb = _stat(kind, x, n, np.concatenate(parts_b, axis=1))
-        changes.append(np.abs(relative_change(va, vb)))
+        changes.append(log_ratio(va, vb))
     # "higher" takes an observed value, never interpolates (shuffles can give infinite changes).
-    return float(np.quantile(np.concatenate(changes), 0.95, method="higher"))
+    return float(np.expm1(np.quantile(np.concatenate(changes), 0.95, method="higher")))
 
 
 def _resampled(s: Sample, kind: str, rng: np.random.Generator, resamples: int) -> np.ndarray:
@@ -187,12 +196,16 @@ def verdict(
     min_change: float = MIN_CHANGE,
     unstable_threshold: float = UNSTABLE_THRESHOLD,
 ) -> str:
-    """ClickHouse's rule: a change beating both thresholds is real, even at a noisy point."""
+    """ClickHouse's rule: a change beating both thresholds is real, even at a noisy point.
+
+    Sizes compare as |log ratio|, so thresholds apply alike to rises and falls.
+    """
     if np.isnan(threshold):
         return "error"
     if np.isnan(change):
         change = 0.0
-    if abs(change) > max(threshold, min_change):
+    size = float(log_ratio(1.0, 1.0 + change))
+    if abs(change) > min_change and size > np.log1p(threshold):
         worse = change > 0 if lower_is_better else change < 0
         return "slower" if worse else "faster"
     return "unstable" if threshold > unstable_threshold else "unchanged"
@@ -386,7 +399,8 @@ def compare(
         if entry.get("serializes") or (entry.get("self_check") or {}).get("serializes"):
             notes.append(f"engine {label} serializes queries: its results above concurrency 1 say nothing about locks")
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
-    if not frame.empty and frame["n_a"].notna().all() and (frame["repetitions_a"].max() or 0) < 2:
+    reps = frame[["repetitions_a", "repetitions_b"]].stack().dropna()
+    if not reps.empty and reps.min() < 2:
         notes.append("one repetition per engine: thresholds cover noise inside a window only; "
                      "--repetitions 3 or more also measures noise between windows")  # fmt: skip
     return Comparison(frame, engines, notes, run.partition_keys())
