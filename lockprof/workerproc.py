@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ class WorkerProcess:
     def __init__(self, label: str, python: str | None = None) -> None:
         self.label = label
         # stderr goes to an anonymous file until the run directory exists to keep it.
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the worker)
         env = dict(os.environ)
         # The worker may run in another engine's environment; it imports this same lockprof.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
@@ -79,10 +80,8 @@ class WorkerProcess:
     def close(self, keep_log: Path | None = None) -> None:
         """Ask the worker to exit (kill it if it will not) and keep its log if asked."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(Exception):
                 self.request("exit")
-            except Exception:
-                pass
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -134,22 +134,42 @@ def dominant_lock_sentences(run: Run) -> list[str]:
             f"{engine} / {schema}{partition}: the dominant lock is the {lock.replace('_', ' ')} lock, "
             f"taken mostly {main['mode']}; per query at concurrency {top_c}: {modes}{share}."
         )
+    sentences.extend(_parts_lock_modes(budget))
     sentences.extend(_schema_contrast(budget))
     return sentences
 
 
+def _parts_lock_modes(budget: pd.DataFrame) -> list[str]:
+    """How SELECTs take the MergeTree parts lock, the lock of the motivating case, per schema."""
+    parts = budget[budget["lock"] == "parts"]
+    out = []
+    for (engine, schema), group in parts.groupby(["engine", "schema"], sort=True):
+        top_c = group["concurrency"].max()
+        at_top = group[group["concurrency"] == top_c].set_index("mode")
+        described = [
+            f"{mode} {r['acquisitions_per_query']:.1f}×/query ({r['wait_us_per_query']:.1f} µs wait, "
+            f"{r['hold_us_per_query']:.1f} µs hold)"
+            for mode, r in at_top.iterrows()
+            if r["acquisitions_per_query"] > 0 or r["hold_us_per_query"] > 0
+        ]
+        if described:
+            out.append(f"{engine} / {schema}: the parts lock is taken {'; '.join(described)} at concurrency {top_c}.")
+    return out
+
+
 def _schema_contrast(budget: pd.DataFrame) -> list[str]:
-    """Compare the parts-lock hold per query between schemas at the same engine and concurrency."""
+    """Compare the parts-lock hold per query between schemas at the lowest concurrency, where the hold
+    is the lock's own service time and not inflated by threads preempted while holding it."""
     parts = budget[budget["lock"] == "parts"]
     out = []
     for engine, group in parts.groupby("engine"):
-        top_c = group["concurrency"].max()
-        hold = group[group["concurrency"] == top_c].groupby("schema")["hold_us_per_query"].sum()
+        low_c = group["concurrency"].min()
+        hold = group[group["concurrency"] == low_c].groupby("schema")["hold_us_per_query"].sum()
         if len(hold) < 2 or hold.min() <= 0:
             continue
         low, high = hold.idxmin(), hold.idxmax()
         out.append(
-            f"{engine}: at concurrency {top_c} the parts lock is held {hold[high] / hold[low]:.1f}× longer "
+            f"{engine}: at concurrency {low_c} the parts lock is held {hold[high] / hold[low]:.1f}× longer "
             f"per query on {high} ({hold[high]:.0f} µs) than on {low} ({hold[low]:.0f} µs)."
         )
     return out

@@ -8,6 +8,7 @@ parallel on chDB releases that do not serialize them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -135,7 +136,5 @@ class EmbeddedEngine:
         with self._lock:
             conns, self._connections = self._connections, []
         for conn in conns:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:
-                pass
