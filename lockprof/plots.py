@@ -6,12 +6,10 @@ pyplot's global state, so the report, the notebooks and tests can make many safe
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")  # noqa: E402  (before anything draws; no display needed)
-
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lockprof.analysis.budget import level_summary, lock_budget
@@ -27,7 +25,11 @@ _PALETTE = matplotlib.colormaps["tab10"].colors
 
 
 def _figure(width: float = 8.0, height: float = 4.5) -> Figure:
-    return Figure(figsize=(width, height), layout="constrained")
+    # An Agg canvas of its own: no display and no global backend switch, so importing this
+    # module leaves a notebook's inline backend alone.
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _series_label(engine: str, schema: str, engines: int) -> str:
@@ -241,6 +243,20 @@ def ab_forest(frame: pd.DataFrame, title: str = "A/B: new ÷ old, with intervals
     ax.set_xlabel("ratio new ÷ old (log scale; left of 1 = less time or fewer)")
     ax.grid(True, axis="x", which="both", alpha=0.3)
     return fig
+
+
+def forest_frame(comparison: pd.DataFrame, metrics: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The :func:`ab_forest` contract from an A/B comparison frame (``lockprof.analysis.ab``):
+    one labelled row per compared point with a ratio; points without one are left out."""
+    frame = comparison[comparison["ratio"].notna()]
+    if metrics is not None:
+        frame = frame[frame["metric"].isin(metrics)]
+    lock = frame["lock"].fillna("") if "lock" in frame else pd.Series("", index=frame.index)
+    mode = frame["mode"].fillna("") if "mode" in frame else pd.Series("", index=frame.index)
+    locks = np.where(lock != "", " " + lock.str.replace("_", " ") + " (" + mode + ")", "")
+    label = frame["schema"].astype(str) + " c=" + frame["concurrency"].astype(str) + " " + frame["metric"] + locks
+    return pd.DataFrame({"label": label, "ratio": frame["ratio"], "ci_low": frame["ci_low"],
+                         "ci_high": frame["ci_high"], "verdict": frame["verdict"]}).reset_index(drop=True)
 
 
 def sampler_series(run: Run, events: list[str] | None = None, top: int = 4) -> Figure:
