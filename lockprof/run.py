@@ -41,6 +41,7 @@ class RunOptions:
     out: Path | None = None
     samplers: tuple[str, ...] = ALL_SAMPLERS
     sample_interval_s: float = 0.2
+    self_check_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,14 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
             )
             if interrupted["flag"]:
                 raise Interrupted("interrupted before any measurement; nothing was written")
+            if max(concurrency) > 1:
+                check = workers[spec.label].request("self_check", seconds=options.self_check_s)
+                prepared[spec.label]["engine"]["self_check"] = check
+                if check["verdict"] == "serialized":
+                    reporter.message(
+                        f"WARNING: engine {spec.label} runs queries one at a time (speed-up {check['speedup']:.2f}x "
+                        "from 1 to 2 concurrent queries); its concurrency results say nothing about lock contention"
+                    )
             for schema, ds in prepared[spec.label]["datasets"].items():
                 how = "reused from cache" if ds["cached"] else f"built in {ds['build_s']:.1f} s"
                 reporter.message(

@@ -81,6 +81,14 @@ def warnings(run: Run, summary: pd.DataFrame) -> list[str]:
     for m in run.manifests:
         if m.get("status") != "complete":
             out.append(f"run {m['run_id']} is incomplete: {'; '.join(m.get('failures', [])) or 'it did not finish'}")
+    for m in run.manifests:
+        for engine in m.get("engines", []):
+            check = engine.get("self_check") or {}
+            if check.get("verdict") == "serialized":
+                out.append(
+                    f"engine {engine['label']} serialized queries in its self-check (speed-up "
+                    f"{check['speedup']:.2f}x from 1 to 2): its results above concurrency 1 are not lock contention"
+                )
     errors = int(summary["errors"].sum())
     if errors:
         out.append(f"{errors} measured queries failed; see the error column of the queries table")

@@ -126,6 +126,13 @@ class Worker:
         store.write_part(run_dir, "levels", part, pd.DataFrame([level_row]))
         return level_row
 
+    def self_check(self, req: dict[str, Any]) -> dict[str, Any]:
+        from lockprof.selfcheck import self_check
+
+        while len(self.connections) < 2:
+            self.connections.append(self.engine.connect())
+        return self_check(self.connections, self.clock, float(req.get("seconds", 1.0)))
+
     def exit(self, req: dict[str, Any]) -> dict[str, Any]:
         if self.engine is not None:
             self.engine.close()
@@ -147,7 +154,7 @@ def serve(requests: TextIO, replies: TextIO) -> int:
         req = json.loads(line)
         op = req.get("op")
         try:
-            body = getattr(worker, op)(req) if op in ("prepare", "level", "exit") else None
+            body = getattr(worker, op)(req) if op in ("prepare", "self_check", "level", "exit") else None
             if body is None:
                 raise LockprofError(f"unknown request {op!r}")
             reply: dict[str, Any] = {"ok": True, **body}

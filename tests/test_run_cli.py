@@ -176,3 +176,33 @@ def test_a_dying_worker_is_reported_and_the_other_engine_is_kept(tiny_run, tmp_p
     assert survivors.max() == 4  # the surviving engine ran every level
     assert isinstance(levels, pd.DataFrame)
     assert json.loads((out / "manifest.json").read_text())["ended_at"]
+
+
+def test_engine_self_check_finds_the_pinned_engine_parallel(tiny_run):
+    check = store.read_manifest(tiny_run)["engines"][0]["self_check"]
+    assert check["qps_1"] > 0 and check["qps_2"] > 0
+    assert check["speedup"] == pytest.approx(check["qps_2"] / check["qps_1"], rel=0.01)
+    assert check["verdict"] == ("parallel" if check["speedup"] >= 1.3 else "serialized")
+
+
+def test_self_check_flags_an_engine_that_serializes(engine):
+    """A lock around every query makes the real engine behave like a serializing chDB release."""
+    import threading
+
+    from lockprof.clock import RunClock
+    from lockprof.selfcheck import self_check
+
+    gate = threading.Lock()
+
+    class Serialized:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, params=None, query_id=None):
+            with gate:
+                self.conn.execute(sql, params, query_id=query_id)
+
+    conns = [Serialized(engine.connect()), Serialized(engine.connect())]
+    check = self_check(conns, RunClock(), seconds=0.6)
+    assert check["verdict"] == "serialized"
+    assert check["speedup"] < 1.3
