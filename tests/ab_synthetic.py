@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +58,10 @@ def synthetic_run(slowdown: float, run_id: str = "r1", engines=("old", "new"), h
     manifest = {"run_id": run_id, "status": "complete", "scenario": {"sha256": "x"},
                 "host": host or {"cpu_model": "cpu", "cpu_count": 2},
                 "engines": [{"label": e, "clickhouse_version": "x"} for e in engines]}  # fmt: skip
-    return Run(
-        paths=[], manifests=[manifest], queries=pd.DataFrame(queries), levels=pd.DataFrame(levels),
-        events=pd.DataFrame(events), metrics=pd.DataFrame(), query_events=pd.DataFrame(), locks=pd.DataFrame(locks),
-    )  # fmt: skip
+    frames = {f.name: pd.DataFrame() for f in dataclasses.fields(Run) if f.name not in ("paths", "manifests")}
+    frames.update(queries=pd.DataFrame(queries), levels=pd.DataFrame(levels), events=pd.DataFrame(events),
+                  locks=pd.DataFrame(locks))  # fmt: skip
+    return Run(paths=[], manifests=[manifest], **frames)
 
 
 def write_run(run: Run, path: Path) -> Path:

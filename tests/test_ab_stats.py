@@ -166,3 +166,12 @@ def test_an_internal_error_is_reported_never_a_verdict():
     assert set(tput["verdict"]) == {"error"}
     assert tput["note"].str.contains("TypeError").all()
     assert len(regressions(frame, "throughput_qps")) == 2  # a gate on it fails rather than passing blind
+
+
+def test_a_serialized_engine_is_flagged():
+    run = synthetic_run(1.0)
+    run.manifests[0]["engines"][1]["self_check"] = {"verdict": "serialized", "speedup": 1.01}
+    out = compare(run, settings=FAST)
+    assert any("new serialized queries" in n for n in out.notes)
+    assert out.frame.loc[out.frame["concurrency"] == 2, "note"].str.contains("new serializes queries").all()
+    assert not out.frame.loc[out.frame["concurrency"] == 1, "note"].fillna("").str.contains("serializes").any()

@@ -37,6 +37,7 @@ failed. Neither of the last two is ever a change.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -395,10 +396,18 @@ def compare(
     rows: list[dict[str, Any]] = []
     for b in labels[1:]:
         rows.extend(_compare_pair(run, labels[0], b, settings))
-    for label, entry in engines.items():
-        if entry.get("serializes") or (entry.get("self_check") or {}).get("serializes"):
-            notes.append(f"engine {label} serializes queries: its results above concurrency 1 say nothing about locks")
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    for label, entry in engines.items():
+        check = entry.get("self_check") or {}
+        if check.get("verdict") == "serialized":
+            speedup = check.get("speedup", float("nan"))
+            notes.append(
+                f"engine {label} serialized queries in its self-check (speed-up {speedup:.2f}x from 1 to 2): "
+                "its verdicts above concurrency 1 are marked and say nothing about locks"
+            )
+            flagged = frame["concurrency"].gt(1) & (frame["engine_a"].eq(label) | frame["engine_b"].eq(label))
+            marked = frame.loc[flagged, "note"].fillna("") + f" {label} serializes queries"
+            frame.loc[flagged, "note"] = marked.str.strip()
     reps = frame[["repetitions_a", "repetitions_b"]].stack().dropna()
     if not reps.empty and reps.min() < 2:
         notes.append("one repetition per engine: thresholds cover noise inside a window only; "
@@ -534,19 +543,25 @@ def _sides(run_a: Run, run_b: Run | None, allow_host_mismatch: bool) -> tuple[Ru
     return merged, engines, notes
 
 
-_TABLES = ("queries", "levels", "events", "metrics", "query_events", "locks")
+def _tables(run: Run) -> list[str]:
+    """The frame fields of a Run, whatever tables this version of the loader has."""
+    return [f.name for f in dataclasses.fields(run) if isinstance(getattr(run, f.name), pd.DataFrame)]
 
 
 def _relabel(run: Run, old: str, new: str) -> Run:
-    frames = {t: getattr(run, t).assign(engine=getattr(run, t)["engine"].replace({old: new}))
-              if "engine" in getattr(run, t) else getattr(run, t) for t in _TABLES}  # fmt: skip
-    return Run(paths=run.paths, manifests=run.manifests, **frames)
+    frames = {}
+    for t in _tables(run):
+        frame = getattr(run, t)
+        frames[t] = frame.assign(engine=frame["engine"].replace({old: new})) if "engine" in frame else frame
+    return dataclasses.replace(run, **frames)
 
 
 def _merge(a: Run, b: Run) -> Run:
-    frames = {t: pd.concat([f for f in (getattr(a, t), getattr(b, t)) if not f.empty], ignore_index=True)
-              if not (getattr(a, t).empty and getattr(b, t).empty) else getattr(a, t) for t in _TABLES}  # fmt: skip
-    return Run(paths=a.paths + b.paths, manifests=a.manifests + b.manifests, **frames)
+    frames = {}
+    for t in _tables(a):
+        parts = [f for f in (getattr(a, t), getattr(b, t)) if not f.empty]
+        frames[t] = pd.concat(parts, ignore_index=True) if parts else getattr(a, t)
+    return dataclasses.replace(a, paths=a.paths + b.paths, manifests=a.manifests + b.manifests, **frames)
 
 
 def regressions(frame: pd.DataFrame, metric: str, lock: str | None = None) -> pd.DataFrame:
