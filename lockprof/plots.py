@@ -101,6 +101,7 @@ def lock_budget_figure(run: Run, top: int = 6) -> Figure:
                 hatch="//" if wait else None, edgecolor="white" if not wait else color, label=segment)
         left += wide[segment].to_numpy()
     ax.set_yticks(y, labels=wide["bar"])
+    ax.set_ylabel("schema and concurrency")
     ax.invert_yaxis()
     ax.set_xlabel("microseconds per query (µs)")
     fig.legend(fontsize="small", loc="outside lower center", ncols=3)
@@ -239,6 +240,7 @@ def ab_forest(frame: pd.DataFrame, title: str = "A/B: new ÷ old, with intervals
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_yticks(y, labels=frame["label"].astype(str))
+    ax.set_ylabel("compared point")
     ax.invert_yaxis()
     ax.set_xlabel("ratio new ÷ old (log scale; left of 1 = less time or fewer)")
     ax.grid(True, axis="x", which="both", alpha=0.3)
@@ -291,7 +293,7 @@ def sampler_series(run: Run, events: list[str] | None = None, top: int = 4) -> F
                 middle = (lv["measure_start_s"] + lv["measure_end_s"]) / 2
                 ax.text(middle, 0.97, f"{lv['schema']}\nc={lv['concurrency']}", transform=ax.get_xaxis_transform(),
                         ha="center", va="top", fontsize="x-small")
-        ax.set_ylabel("µs per s", fontsize="small")
+        ax.set_ylabel("lock time\n(µs per s)", fontsize="small")
         ax.set_title(event, fontsize="small", loc="left")
         ax.grid(True, alpha=0.3)
         if g["engine"].nunique() > 1:

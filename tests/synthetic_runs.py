@@ -1,0 +1,74 @@
+"""Synthetic runs with known answers, built as the same frames `load_run` returns.
+
+Each level is described by its queries, window, per-query parts-lock hold and wait, and
+latency; the frames then hold exactly those numbers, so the analysis must give them back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lockprof import store
+from lockprof.analysis.load import Run, _empty
+from lockprof.locks import catalog
+
+LOCK_EVENTS = {
+    "exclusive": ("PartsLockHoldMicroseconds", "PartsLockWaitMicroseconds", "PartsLocks"),
+    "shared": ("SharedPartsLockHoldMicroseconds", "SharedPartsLockWaitMicroseconds", "SharedPartsLocks"),
+}
+
+
+@dataclass
+class Level:
+    schema: str
+    concurrency: int
+    queries: int
+    window_s: float
+    hold_us: float = 0.0
+    wait_us: float = 0.0
+    latency_ms: float = 10.0
+    active_parts: int = 100
+    mode: str = "exclusive"
+
+
+def make_run(levels: list[Level], engine: str = "embedded", status: str = "complete", cpu_count: int = 64) -> Run:
+    queries, level_rows, query_events, events = [], [], [], []
+    t = 0.0
+    for seq, lv in enumerate(levels):
+        start, end = t + 1.0, t + 1.0 + lv.window_s
+        level_rows.append({"engine": engine, "schema": lv.schema, "concurrency": lv.concurrency, "repetition": 0,
+                           "seq": seq, "measure_start_s": start, "measure_end_s": end, "queries": lv.queries,
+                           "errors": 0, "active_parts_before": lv.active_parts, "active_parts_after": lv.active_parts,
+                           "interrupted": False})
+        starts = np.linspace(start, end, lv.queries, endpoint=False)
+        hold_event, wait_event, count_event = LOCK_EVENTS[lv.mode]
+        for i, s in enumerate(starts):
+            qid = f"{engine}-{seq}-{i}"
+            queries.append({"engine": engine, "schema": lv.schema, "concurrency": lv.concurrency, "repetition": 0,
+                            "worker": i % lv.concurrency, "role": "query", "query_name": "q", "query_id": qid,
+                            "phase": "measure", "intended_start_s": s, "start_s": s, "latency_ms": lv.latency_ms,
+                            "error": None})
+            for event, value in ((hold_event, lv.hold_us), (wait_event, lv.wait_us), (count_event, 1)):
+                if value:
+                    query_events.append({"query_id": qid, "event": event, "value": value, "engine": engine})
+        for k, tk in enumerate(np.linspace(start, end, 5)[1:]):
+            events.append({"t_s": tk, "interval_s": lv.window_s / 4, "event": hold_event,
+                           "delta": lv.hold_us * lv.queries / 4 + k, "engine": engine, "schema": lv.schema,
+                           "concurrency": lv.concurrency, "repetition": 0})
+        t = end
+    names = [e for trio in LOCK_EVENTS.values() for e in trio]
+    locks = catalog(pd.DataFrame({"name": names, "description": ""})).assign(engine=engine)
+    manifest = {"run_id": "synthetic", "status": status, "format_version": 1, "lockprof_version": "test",
+                "scenario": {"name": "synthetic"}, "host": {"cpu_count": cpu_count},
+                "engines": [{"label": engine, "clickhouse_version": "0.0", "package": "none"}], "datasets": {}}
+    frames = {table: _empty(table) for table in store.TABLES}  # tables this helper does not fill stay empty
+    frames.update({"queries": pd.DataFrame(queries), "levels": pd.DataFrame(level_rows),
+                   "events": pd.DataFrame(events) if events else _empty("events"),
+                   "query_events": pd.DataFrame(query_events) if query_events else _empty("query_events"),
+                   "locks": locks})
+    for name, frame in frames.items():
+        frames[name] = frame.assign(run_id="synthetic")
+    return Run(paths=[], manifests=[manifest], **frames)

@@ -1,0 +1,112 @@
+"""Lock utilization, the 1/h ceiling and the queueing forecast: known answers, then a real run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from synthetic_runs import Level, make_run
+
+from lockprof.analysis import (
+    ceiling_qps,
+    exclusive_ceilings,
+    forecast_vs_measured,
+    forecast_wait_us,
+    load_run,
+    lock_utilization,
+    queueing_wait_us,
+    wait_forecast,
+)
+
+
+def test_ceiling_is_one_over_the_hold():
+    assert ceiling_qps(250.0) == pytest.approx(4000.0)
+    assert ceiling_qps(1_000_000.0) == pytest.approx(1.0)
+    assert math.isinf(ceiling_qps(0.0))
+    assert ceiling_qps(np.array([100.0, 500.0])) == pytest.approx([10_000.0, 2_000.0])
+
+
+def test_md1_and_mm1_waits_at_known_utilizations():
+    # rho = 0.5, h = 100: M/D/1 waits 0.5/0.5 * 100/2 = 50 µs, M/M/1 twice that.
+    assert queueing_wait_us(100.0, 0.5) == pytest.approx(50.0)
+    assert queueing_wait_us(100.0, 0.5, model="mm1") == pytest.approx(100.0)
+    assert queueing_wait_us(100.0, 0.9) == pytest.approx(0.9 / 0.1 * 50.0)
+    assert queueing_wait_us(100.0, 0.0) == 0.0
+    assert math.isinf(queueing_wait_us(100.0, 1.0))
+    with pytest.raises(ValueError, match="unknown queueing model"):
+        queueing_wait_us(100.0, 0.5, model="gg1")
+
+
+def test_forecast_is_capped_by_the_other_workers_and_adds_the_baseline():
+    # 1000 µs hold at 800 q/s is rho 0.8: M/D/1 says 2000 µs, but 2 workers can queue behind one hold at most.
+    assert forecast_wait_us(1000.0, 800.0) == pytest.approx(0.8 / 0.2 * 500.0)
+    assert forecast_wait_us(1000.0, 800.0, concurrency=2) == pytest.approx(1000.0)
+    assert forecast_wait_us(1000.0, 800.0, concurrency=1, baseline_us=3.0) == pytest.approx(3.0)
+
+
+def known_run():
+    # An exclusive lock held 500 µs per query; 10 q/s alone, 100 q/s with 8 workers.
+    rho8 = 100 * 500e-6
+    wait8 = rho8 / (1 - rho8) * 500 / 2  # the M/D/1 wait, by hand
+    return make_run([
+        Level("s", 1, queries=100, window_s=10.0, hold_us=500.0, wait_us=0.0, latency_ms=100.0),
+        Level("s", 8, queries=1000, window_s=10.0, hold_us=500.0, wait_us=wait8 * 2, latency_ms=80.0),
+    ]), wait8
+
+
+def test_a_lock_with_known_hold_has_known_utilization_and_ceiling():
+    run, _ = known_run()
+    util = lock_utilization(run).set_index("concurrency")
+    assert util.loc[1, "utilization"] == pytest.approx(10 * 500e-6)
+    assert util.loc[8, "utilization"] == pytest.approx(100 * 500e-6)
+    assert util.loc[1, "ceiling_qps"] == pytest.approx(2000.0)
+    ceilings = exclusive_ceilings(run)
+    assert ceilings["ceiling_qps"].iloc[0] == pytest.approx(2000.0)
+    assert ceilings["peak_throughput_qps"].iloc[0] == pytest.approx(100.0)
+    assert ceilings["peak_utilization"].iloc[0] == pytest.approx(0.05)
+
+
+def test_forecast_vs_measured_reports_the_relative_error():
+    run, wait8 = known_run()
+    check = forecast_vs_measured(run)
+    assert len(check) == 1
+    row = check.iloc[0]
+    assert row["base_concurrency"] == 1 and row["concurrency"] == 8
+    assert row["forecast_wait_us"] == pytest.approx(wait8)
+    assert row["measured_wait_us"] == pytest.approx(2 * wait8)
+    assert row["relative_error"] == pytest.approx(-0.5)
+    assert row["note"] == ""  # 64 cores, hold unchanged: the model's assumptions held
+    full = wait_forecast(run)
+    assert full[full["concurrency"] == 1]["forecast_wait_us"].iloc[0] == pytest.approx(0.0)
+
+
+def test_shared_locks_get_no_ceiling_and_no_forecast():
+    run = make_run([Level("s", 1, 100, 10.0, hold_us=500.0, mode="shared"),
+                    Level("s", 4, 300, 10.0, hold_us=500.0, mode="shared")])
+    util = lock_utilization(run)
+    assert util["ceiling_qps"].isna().all()
+    assert exclusive_ceilings(run).empty
+    assert wait_forecast(run).empty
+    assert len(wait_forecast(run, modes=("shared",))) == 2
+
+
+def test_notes_say_when_the_hold_grew_and_workers_outnumber_cores():
+    run = make_run([Level("s", 1, 100, 10.0, hold_us=100.0), Level("s", 4, 200, 10.0, hold_us=300.0, wait_us=50)],
+                   cpu_count=2)
+    note = forecast_vs_measured(run)["note"].iloc[0]
+    assert "hold grew 3.0×" in note and "4 workers on 2 cores" in note
+
+
+def test_on_a_real_run(tiny_run):
+    run = load_run(tiny_run)
+    util = lock_utilization(run)
+    assert not util.empty
+    assert (util["utilization"] >= 0).all()
+    parts = util[util["lock"] == "parts"]
+    assert not parts.empty, "the tiny scenario plans over hundreds of parts under the parts lock"
+    shared = parts[parts["mode"] == "shared"]
+    assert shared["ceiling_qps"].isna().all()
+    check = forecast_vs_measured(run)
+    assert list(check.columns)[-2:] == ["relative_error", "note"]
+    assert (check["concurrency"] > check["base_concurrency"]).all()

@@ -1,0 +1,146 @@
+"""Figures: each draws what its frame says, with plain titles and units; parts dependence has known slopes."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator
+from synthetic_runs import Level, make_run
+
+from lockprof import plots
+from lockprof.analysis import has_parts_range, load_run, parts_dependence, parts_slopes
+
+
+def parts_run():
+    # Latency 2 ms + 0.5 ms per 1000 parts; parts-lock hold 10 µs + 3 µs per 1000 parts.
+    return make_run([Level(f"p{n}", c, 100 * c, 10.0, hold_us=10 + 3 * n / 1000, latency_ms=2 + 0.5 * n / 1000,
+                           active_parts=n) for n in (1000, 4000, 16000) for c in (1, 2, 4)])
+
+
+def test_parts_dependence_recovers_known_slopes():
+    frame = parts_dependence(parts_run())
+    assert has_parts_range(frame)
+    assert frame["active_parts"].tolist()[:3] == [1000, 4000, 16000]
+    slopes = parts_slopes(frame).set_index(["concurrency", "metric"])
+    for c in (1, 2, 4):
+        assert slopes.loc[(c, "p50_ms"), "per_1000_parts"] == pytest.approx(0.5)
+        assert slopes.loc[(c, "parts_hold_us_per_query"), "per_1000_parts"] == pytest.approx(3.0)
+        assert slopes.loc[(c, "p50_ms"), "r_squared"] == pytest.approx(1.0)
+
+
+def test_one_parts_count_gives_no_slope_and_a_note():
+    frame = parts_dependence(make_run([Level("a", 1, 10, 1.0, hold_us=5.0)]))
+    assert not has_parts_range(frame)
+    slopes = parts_slopes(frame)
+    assert slopes["per_1000_parts"].isna().all()
+    assert slopes["note"].str.contains("only one parts count").all()
+
+
+def png_pixels(fig: Figure) -> np.ndarray:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=50)
+    buf.seek(0)
+    return mpimg.imread(buf)
+
+
+def assert_readable(fig: Figure) -> None:
+    """A title, and axis labels that state units, on every axes that has data."""
+    titles = [fig.get_suptitle()] + [ax.get_title() for ax in fig.axes]
+    assert any(t.strip() for t in titles), "a figure needs a title"
+    for ax in fig.axes:
+        if ax.lines or ax.patches or ax.collections:
+            categorical_y = isinstance(ax.yaxis.get_major_locator(), FixedLocator)  # named bars: no unit
+            shared = ax.get_shared_x_axes().get_siblings(ax)  # stacked panels: the bottom one carries it
+            assert any("(" in a.get_xlabel() for a in shared), f"x label without a unit: {ax.get_xlabel()!r}"
+            assert ax.get_ylabel(), "every axis needs a label"
+            assert categorical_y or "(" in ax.get_ylabel(), f"y label without a unit: {ax.get_ylabel()!r}"
+    pixels = png_pixels(fig)
+    assert pixels.shape[0] > 50 and pixels.std() > 0, "the figure rendered blank"
+
+
+def test_throughput_figure_draws_the_ceiling_when_it_is_in_view():
+    # hold 20 ms per query: ceiling 50 q/s, reached by the measured 40 q/s.
+    run = make_run([Level("s", c, q, 10.0, hold_us=20_000.0) for c, q in ((1, 200), (2, 300), (4, 400))])
+    fig = plots.throughput_figure(run)
+    assert_readable(fig)
+    ax = fig.axes[0]
+    flat = [line for line in ax.lines if len(set(line.get_ydata())) == 1 and len(line.get_ydata()) == 2]
+    assert any(line.get_ydata()[0] == pytest.approx(50.0) for line in flat), "the 1/h ceiling line is missing"
+    assert ax.get_ylabel() == "throughput (queries per second)"
+
+
+def test_throughput_figure_names_an_off_scale_ceiling_instead_of_drawing_it():
+    run = make_run([Level("s", c, q, 10.0, hold_us=10.0) for c, q in ((1, 200), (2, 300), (4, 400))])
+    fig = plots.throughput_figure(run)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("100,000 q/s (above the chart)" in label for label in labels)
+
+
+def test_lock_budget_figure_stacks_wait_and_hold():
+    run = make_run([Level("s", 1, 100, 10.0, hold_us=300.0, wait_us=100.0),
+                    Level("s", 4, 300, 10.0, hold_us=300.0, wait_us=900.0)])
+    fig = plots.lock_budget_figure(run)
+    assert_readable(fig)
+    bars = [p for p in fig.axes[0].patches]
+    widths = sorted(round(p.get_width(), 6) for p in bars)
+    assert widths == sorted([300.0, 300.0, 100.0, 900.0])
+    assert "µs" in fig.axes[0].get_xlabel()
+
+
+def test_every_figure_renders_on_synthetic_runs():
+    run = parts_run()
+    for name, fig in plots.report_figures(run).items():
+        assert isinstance(fig, Figure), name
+        assert_readable(fig)
+    assert "Latency vs active parts" in plots.report_figures(run)
+
+
+AB = pd.DataFrame({
+    "label": ["day c=1 latency", "day c=4 latency", "ns c=4 parts lock wait", "ns c=4 throughput"],
+    "ratio": [0.5, 1.01, 2.0, 0.9],
+    "ci_low": [0.45, 0.9, 1.5, np.nan],
+    "ci_high": [0.55, 1.1, 2.6, np.nan],
+    "verdict": ["faster", "unchanged", "slower", "unstable"],
+})
+
+
+def test_ab_forest_draws_one_interval_per_point_coloured_by_verdict():
+    fig = plots.ab_forest(AB)
+    assert_readable(fig)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == AB["label"].tolist()
+    segments = ax.collections[0].get_segments()
+    assert len(segments) == 4
+    assert segments[2][0][0] == pytest.approx(1.5) and segments[2][1][0] == pytest.approx(2.6)
+    colors = ax.collections[1].get_facecolors()
+    assert tuple(np.round(colors[0][:3], 3)) != tuple(np.round(colors[2][:3], 3))  # faster vs slower
+
+
+def test_ab_forest_refuses_a_frame_without_the_contract():
+    with pytest.raises(ValueError, match="ci_low"):
+        plots.ab_forest(AB.drop(columns=["ci_low"]))
+
+
+def test_forest_frame_from_a_comparison():
+    comparison = pd.DataFrame({"schema": ["day", "day"], "concurrency": [1, 4], "metric": ["latency_ms", "x"],
+                               "lock": [np.nan, "parts"], "mode": [np.nan, "shared"], "ratio": [0.8, np.nan],
+                               "ci_low": [0.7, np.nan], "ci_high": [0.9, np.nan], "verdict": ["faster", "error"]})
+    forest = plots.forest_frame(comparison)
+    assert forest.to_dict("records") == [{"label": "day c=1 latency_ms", "ratio": 0.8, "ci_low": 0.7,
+                                          "ci_high": 0.9, "verdict": "faster"}]
+
+
+def test_figures_on_a_real_run(tiny_run):
+    run = load_run(tiny_run)
+    figures = plots.report_figures(run)
+    for fig in figures.values():
+        assert_readable(fig)
+    series = plots.sampler_series(run)
+    assert any(ax.lines for ax in series.axes), "the events sampler recorded lock counters"
+    latency = plots.latency_vs_concurrency(run)
+    assert len(latency.axes[0].lines) == 4  # median and p99 for each of two schemas
