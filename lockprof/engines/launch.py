@@ -1,0 +1,227 @@
+"""Launching a ClickHouse build: ``--engine binary:/path/to/clickhouse``.
+
+The worker starts the binary as a private local server: a generated config in a
+temporary directory (its own data path, free loopback ports, query_log and
+trace_log on, a passwordless ``default`` user reachable from loopback only),
+waits until ``/ping`` answers, and talks to it as a server engine. The server
+is always stopped and its directory removed: on close, at interpreter exit, and
+(through the kernel's parent-death signal) if the worker itself dies. It runs
+in its own session, so a Ctrl-C meant for the run does not stop it mid-level.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from lockprof.engines.server import ServerEngine, ServerTarget, parse_url
+from lockprof.errors import EngineError
+
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+_LOG_TABLES = ("query_log", "trace_log")
+
+
+def parse_server_spec(text: str) -> Any:
+    """An EngineSpec for ``http(s)://…`` or ``binary:PATH``; public_spec never holds a password."""
+    from lockprof.engines import EngineSpec
+
+    if text.startswith("binary:"):
+        binary = Path(text[len("binary:"):]).expanduser()
+        if not binary.is_file() or not os.access(binary, os.X_OK):
+            raise EngineError(f"{binary}: no executable ClickHouse binary there")
+        binary = binary.resolve()
+        label = re.sub(r"[^A-Za-z0-9_.-]", "_", f"bin-{binary.parent.name}-{binary.name}")
+        return EngineSpec("binary", label, {"binary": str(binary)}, f"binary:{binary}")
+    target = parse_url(text)
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", f"server-{target.host}-{target.port}")
+    return EngineSpec("server", label, target.as_request(), target.public_spec)
+
+
+def open_server_engine(request: dict[str, Any]) -> ServerEngine:
+    if request.get("kind") == "binary":
+        return LaunchedEngine(Path(request["binary"]))
+    return ServerEngine(ServerTarget.from_request(request))
+
+
+def free_port() -> int:
+    """A port the kernel says is free on loopback now (another process may take it later; rare)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def binary_version(binary: Path) -> tuple[int, ...]:
+    """The version a binary reports, (0,) if it does not say; decides the config dialect."""
+    try:
+        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineError(f"{binary} does not run: {exc}") from None
+    m = re.search(r"version (\d+)\.(\d+)", out.stdout + out.stderr)
+    return (int(m.group(1)), int(m.group(2))) if m else (0,)
+
+
+def server_config(root: Path, http_port: int, tcp_port: int, modern: bool) -> tuple[str, str]:
+    """(config.xml, users.xml) for a private server under ``root``."""
+    tag = "clickhouse" if modern else "yandex"  # releases before 21.x only read <yandex>
+    logs = "".join(
+        f"<{t}><database>system</database><table>{t}</table>"
+        f"<flush_interval_milliseconds>1000</flush_interval_milliseconds></{t}>"
+        for t in _LOG_TABLES
+    )
+    config = f"""<{tag}>
+    <logger><level>information</level><log>{root}/log/server.log</log><errorlog>{root}/log/error.log</errorlog>
+        <console>0</console></logger>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>{http_port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
+    <path>{root}/data/</path>
+    <tmp_path>{root}/tmp/</tmp_path>
+    <user_files_path>{root}/user_files/</user_files_path>
+    <format_schema_path>{root}/format_schemas/</format_schema_path>
+    <users_config>{root}/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <mark_cache_size>268435456</mark_cache_size>
+    <mlock_executable>false</mlock_executable>
+    {logs}
+</{tag}>
+"""
+    introspection = "<allow_introspection_functions>1</allow_introspection_functions>" if modern else ""
+    access = "<access_management>1</access_management>" if modern else ""
+    users = f"""<{tag}>
+    <profiles><default>{introspection}</default></profiles>
+    <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+        <profile>default</profile><quota>default</quota>{access}</default></users>
+    <quotas><default></default></quotas>
+</{tag}>
+"""
+    return config, users
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel kills the server if the worker dies."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class LocalServer:
+    """One private server process and its directory; :meth:`stop` is idempotent."""
+
+    def __init__(self, binary: Path) -> None:
+        self.binary = Path(binary)
+        self.root: Path | None = None
+        self.proc: subprocess.Popen | None = None
+        self.http_port = 0
+
+    def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> LocalServer:
+        modern = binary_version(self.binary) >= (21, 0)
+        self.root = Path(tempfile.mkdtemp(prefix="lockprof-server-"))
+        atexit.register(self.stop)
+        try:
+            for sub in ("data", "tmp", "log", "user_files", "format_schemas"):
+                (self.root / sub).mkdir()
+            self.http_port, tcp_port = free_port(), free_port()
+            config, users = server_config(self.root, self.http_port, tcp_port, modern)
+            (self.root / "config.xml").write_text(config)
+            (self.root / "users.xml").write_text(users)
+            args = [str(self.binary)]
+            if self.binary.name == "clickhouse":  # the multi-tool binary of a build
+                args.append("server")
+            args.append(f"--config-file={self.root / 'config.xml'}")
+            self.proc = subprocess.Popen(
+                args, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=open(self.root / "log" / "stderr.log", "wb"),  # noqa: SIM115  (closed by the child's exit)
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+            self._wait_ready(ready_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EngineError(f"{self.binary} exited with status {self.proc.returncode} while starting; "
+                                  f"its log says:\n    {self.log_tail()}")
+            if self.ping():
+                return
+            time.sleep(0.2)
+        raise EngineError(f"{self.binary} did not answer on port {self.http_port} within {timeout_s:g} s; "
+                          f"its log says:\n    {self.log_tail()}")
+
+    def ping(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/ping", timeout=2) as r:
+                return r.status == 200 and r.read().strip() == b"Ok."
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 8) -> str:
+        if self.root is None:
+            return "(no log)"
+        text = []
+        for name in ("stderr.log", "error.log"):
+            path = self.root / "log" / name
+            if path.is_file():
+                text += path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n    ".join(text[-lines:]) or "(empty log)"
+
+    @property
+    def url(self) -> str:
+        return f"http://default@127.0.0.1:{self.http_port}"
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        root, self.root = self.root, None
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+
+
+class LaunchedEngine(ServerEngine):
+    """A server engine on a binary lockprof started; closing it stops and removes the server."""
+
+    def __init__(self, binary: Path) -> None:
+        self.server = LocalServer(binary).start()
+        try:
+            target = ServerTarget("http", "default", "127.0.0.1", self.server.http_port)
+            super().__init__(target, password="")
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def info(self) -> Any:
+        info = super().info()
+        from dataclasses import replace
+
+        return replace(info, package=f"binary {self.server.binary}")
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.server.stop()
