@@ -51,7 +51,14 @@ def parse_spec(text: str, progress: Callable[[str], None] | None = _stderr) -> E
     if VERSION_SPEC.match(text):
         env = managed.ensure_env(text, progress=progress)
         return EngineSpec("embedded", text, {"python": str(env.python)}, text)
-    raise EngineError(f"unknown engine {text!r}; known engines: embedded, {', '.join(managed.known_versions())}")
+    if text.startswith(("http://", "https://", "binary:")):
+        from lockprof.engines.launch import parse_server_spec  # a real server: see engines/server.py
+
+        return parse_server_spec(text)
+    raise EngineError(
+        f"unknown engine {text!r}; known engines: embedded, {', '.join(managed.known_versions())}, "
+        "http(s)://user@host:port, binary:/path/to/clickhouse"
+    )
 
 
 def open_engine(request: dict[str, Any]) -> Any:
@@ -60,6 +67,10 @@ def open_engine(request: dict[str, Any]) -> Any:
         from lockprof.engines.embedded import EmbeddedEngine
 
         return EmbeddedEngine(root=_claim_instance_root())
+    if kind in ("server", "binary"):
+        from lockprof.engines.launch import open_server_engine
+
+        return open_server_engine(request)
     raise EngineError(f"unknown engine kind {kind!r}")
 
 
