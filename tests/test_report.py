@@ -1,0 +1,108 @@
+"""The HTML report: self-contained, complete, honest about incomplete runs, and rendered by a real browser."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import lockprof_cli
+from synthetic_runs import Level, make_run
+
+from lockprof.analysis import dominant_lock_sentences, load_run
+from lockprof.report import render_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+# Injected at the top of <head>: records load errors, then after load reports how many
+# images the browser decoded (non-zero natural width) in an element --dump-dom shows.
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', function (e) {
+  window.__errors.push(String(e.message || (e.target && e.target.tagName) || 'error'));
+}, true);
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var decoded = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var d = document.createElement('div');
+  d.id = 'lockprof-probe';
+  d.textContent = JSON.stringify({images: imgs.length, decoded: decoded, errors: window.__errors,
+                                  h2: document.querySelectorAll('h2').length});
+  document.body.appendChild(d);
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def report(tiny_run: Path) -> Path:
+    result = lockprof_cli("report", str(tiny_run))
+    assert result.returncode == 0, result.stderr
+    path = tiny_run / "report.html"
+    assert path.read_text(encoding="utf-8") and f"report: {path}" in result.stdout
+    return path
+
+
+def test_report_is_self_contained_with_decodable_figures(report):
+    text = report.read_text(encoding="utf-8")
+    sources = re.findall(r'<img[^>]*src="([^"]+)"', text)
+    assert len(sources) >= 5
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG
+    # nothing to fetch: no external script, stylesheet, font or link
+    assert not re.search(r'(src|href)="(https?:|//)', text)
+    assert "<link" not in text
+
+
+def test_report_carries_verdicts_tables_and_manifest(report, tiny_run):
+    text = report.read_text(encoding="utf-8")
+    run = load_run(tiny_run)
+    for sentence in dominant_lock_sentences(run):
+        assert sentence.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in text
+    for section in ("Levels", "Lock budget per query", "Queueing forecast vs measured wait", "Manifest"):
+        assert f"<h2>{section}</h2>" in text
+    assert run.manifest["run_id"] in text
+    assert "namespace_day" in text and "<table" in text
+    assert "Incomplete run" not in text
+
+
+def test_an_incomplete_run_is_flagged():
+    run = make_run([Level("s", 1, 50, 5.0, hold_us=100.0)], status="incomplete")
+    html = render_report(run)
+    assert "Incomplete run" in html
+    assert "synthetic: incomplete" in html
+
+
+def test_report_cli_writes_where_told_and_refuses_a_non_run(tiny_run, tmp_path):
+    out = tmp_path / "sub" / "r.html"
+    result = lockprof_cli("report", str(tiny_run), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 10_000
+    bad = lockprof_cli("report", str(tmp_path))
+    assert bad.returncode == 4
+    assert "not a lockprof run directory" in bad.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package: chromium)")
+def test_headless_chromium_renders_every_figure_without_errors(report, tmp_path):
+    page = tmp_path / "probe.html"
+    page.write_text(report.read_text(encoding="utf-8").replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    found = re.search(r'<div id="lockprof-probe">([^<]*)</div>', result.stdout)
+    assert found, f"the page did not finish loading:\n{result.stderr[-2000:]}"
+    probe = json.loads(found.group(1).replace("&quot;", '"'))
+    images = len(re.findall(r"<img ", report.read_text(encoding="utf-8")))
+    assert probe["images"] == images >= 5
+    assert probe["decoded"] == images, probe
+    assert probe["errors"] == []
+    assert probe["h2"] >= 6
