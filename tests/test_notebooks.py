@@ -1,0 +1,85 @@
+"""The analysts' notebooks execute headless against real runs; a notebook that errors fails the suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import TINY, lockprof_cli
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def execute(name: str, run: str) -> nbformat.NotebookNode:
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    old = os.environ.get("LOCKPROF_RUN")
+    os.environ["LOCKPROF_RUN"] = run  # the kernel inherits it: the notebook's parameter cell reads it
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    finally:
+        if old is None:
+            os.environ.pop("LOCKPROF_RUN", None)
+        else:
+            os.environ["LOCKPROF_RUN"] = old
+    return nb
+
+
+def outputs(nb: nbformat.NotebookNode) -> tuple[str, int]:
+    """All text the notebook showed, and how many images."""
+    text, images = [], 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                text.append(out.text)
+            data = out.get("data", {})
+            images += "image/png" in data
+            text.extend(str(data[k]) for k in ("text/plain", "text/markdown") if k in data)
+    return "\n".join(text), images
+
+
+@pytest.fixture(scope="module")
+def second_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short second single-engine run, to compare two runs."""
+    out = tmp_path_factory.mktemp("second") / "tiny2"
+    result = lockprof_cli("run", str(TINY), "--out", str(out), "--duration", "0.5", "--warmup", "0.1")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_notebooks_are_committed_without_outputs():
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, f"{path.name} carries outputs"
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1 and "LOCKPROF_RUN" in tagged[0].source, path.name
+
+
+def test_explore_run(tiny_run):
+    text, images = outputs(execute("explore_run", str(tiny_run)))
+    assert "namespace_day" in text and "dominant lock" in text
+    assert "needs at least 3 concurrency levels" in text  # two levels: the USL fit says why it is empty
+    assert images >= 5
+
+
+def test_partition_schemas(tiny_run):
+    text, images = outputs(execute("partition_schemas", str(tiny_run)))
+    assert "namespace_day" in text and "per_1000_parts" in text
+    assert images >= 3
+
+
+def test_validate_fix_with_one_engine_says_so(tiny_run):
+    text, images = outputs(execute("validate_fix", str(tiny_run)))
+    assert "Only one engine here" in text
+
+
+def test_validate_fix_with_two_runs_compares_them(tiny_run, second_run):
+    text, images = outputs(execute("validate_fix", f"{tiny_run}{os.pathsep}{second_run}"))
+    assert "Only one engine here" not in text
+    assert "latency_ms" in text and "verdict" in text
+    assert images >= 1  # the forest plot
