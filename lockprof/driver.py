@@ -130,13 +130,17 @@ def run_level(
         return rng.choices(scenario.queries, weights)[0]
 
     threads = [
-        threading.Thread(target=loop, args=(w, connections[w], pick_query, "query"), daemon=True)
+        threading.Thread(target=loop, args=(w, connections[w], pick_query, "query"), name=f"lockprof-query-{w}",
+                         daemon=True)
         for w in range(n)
     ]
     for i, task in enumerate(scenario.background):
         threads.append(
             threading.Thread(
-                target=loop, args=(i, background_connections[i], lambda _rng, t=task: t, "background"), daemon=True
+                target=loop,
+                args=(i, background_connections[i], lambda _rng, t=task: t, "background"),
+                name=f"lockprof-background-{i}",
+                daemon=True,
             )
         )
     for t in threads:

@@ -8,6 +8,7 @@ everything measured, and leaves the run marked ``incomplete``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -18,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from lockprof import __version__
 from lockprof.clock import RunClock
 from lockprof.engines import EngineSpec, parse_spec
 from lockprof.errors import EngineError, Interrupted, LockprofError
 from lockprof.progress import Reporter, reporter_for
+from lockprof.samplers.pyspy import PySpySampler
 from lockprof.scenario import load_scenario
 from lockprof.store import RunDir, write_part
 from lockprof.worker import ALL_SAMPLERS
@@ -41,7 +45,7 @@ class RunOptions:
     out: Path | None = None
     samplers: tuple[str, ...] = ALL_SAMPLERS
     sample_interval_s: float = 0.2
-    self_check_s: float = 1.0
+    self_check_s: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -180,11 +184,10 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         }
         run_dir = RunDir(out, manifest)
         for label, p in prepared.items():
-            import pandas as pd
-
             write_part(run_dir.path, "locks", label, pd.DataFrame(p["locks"]).assign(engine=label))
         steps = plan([s.label for s in specs], schemas, concurrency, options.repetitions)
-        _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted)
+        _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted,
+                 profile_driver="pyspy" in options.samplers)
         status = "incomplete" if interrupted["flag"] or run_dir.manifest["failures"] else "complete"
         if interrupted["flag"]:
             run_dir.manifest["failures"].append("interrupted by the user (Ctrl-C)")
@@ -223,6 +226,7 @@ def _measure(
     run_id: str,
     reporter: Reporter,
     interrupted: dict[str, bool],
+    profile_driver: bool,
 ) -> None:
     reporter.start(len(steps) * (warmup_s + duration_s))
     dead: set[str] = set()
@@ -235,18 +239,20 @@ def _measure(
         if step.engine in dead:
             continue
         reporter.step(label, warmup_s + duration_s)
+        spy = PySpySampler(workers[step.engine].proc.pid) if profile_driver else contextlib.nullcontext()
         try:
-            reply = workers[step.engine].request(
-                "level",
-                run_dir=str(run_dir.path),
-                schema=step.schema,
-                concurrency=step.concurrency,
-                repetition=step.repetition,
-                warmup_s=warmup_s,
-                duration_s=duration_s,
-                seq=seq,
-                id_prefix=run_id,
-            )
+            with spy:
+                reply = workers[step.engine].request(
+                    "level",
+                    run_dir=str(run_dir.path),
+                    schema=step.schema,
+                    concurrency=step.concurrency,
+                    repetition=step.repetition,
+                    warmup_s=warmup_s,
+                    duration_s=duration_s,
+                    seq=seq,
+                    id_prefix=run_id,
+                )
         except WorkerCrashed as exc:
             dead.add(step.engine)
             run_dir.manifest["failures"].append(str(exc))
@@ -261,6 +267,8 @@ def _measure(
             run_dir.update()
             reporter.step_done(f"failed: {exc}")
             continue
+        if isinstance(spy, PySpySampler):
+            _keep_driver_profile(spy, run_dir, step, f"{step.engine}-{seq:05d}", reporter)
         window = reply["measure_end_s"] - reply["measure_start_s"]
         qps = reply["queries"] / window if window > 0 else float("nan")
         note = f"{reply['queries']} queries, {qps:.1f}/s"
@@ -269,6 +277,23 @@ def _measure(
         if reply["interrupted"]:
             note += " (interrupted)"
         reporter.step_done(note)
+
+
+def _keep_driver_profile(spy: PySpySampler, run_dir: RunDir, step: Step, part: str, reporter: Reporter) -> None:
+    """Store what py-spy saw of the worker during a level, or say once why it saw nothing."""
+    keys = {"engine": step.engine, "schema": step.schema, "concurrency": step.concurrency,
+            "repetition": step.repetition}
+    if spy.error:
+        notes = run_dir.manifest.setdefault("notes", [])
+        if spy.error not in notes:
+            notes.append(spy.error)
+            run_dir.update()
+            reporter.message(f"note: {spy.error}; the run goes on without the driver profile")
+        return
+    write_part(run_dir.path, "driver_stacks", part, spy.stacks.assign(**keys))
+    write_part(run_dir.path, "driver", part,
+               pd.DataFrame([{**keys, "seconds": spy.seconds, "rate_hz": spy.rate_hz, **spy.summary()}]))
+    spy.write(run_dir.path / "pyspy", part)
 
 
 def _unique_labels(specs: list[EngineSpec]) -> list[EngineSpec]:

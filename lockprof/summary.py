@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lockprof.analysis import Run, dominant_lock_sentences, level_summary, load_run, lock_budget
+from lockprof.samplers.pyspy import SATURATED_GIL_DEMAND  # noqa: E402
 
 MATTERS_US = 1.0  # a lock matters when its wait or hold reaches this per query at some level
 
@@ -89,6 +90,15 @@ def warnings(run: Run, summary: pd.DataFrame) -> list[str]:
                     f"engine {engine['label']} serialized queries in its self-check (speed-up "
                     f"{check['speedup']:.2f}x from 1 to 2): its results above concurrency 1 are not lock contention"
                 )
+    if not run.driver.empty:
+        busy = run.driver[run.driver["gil_demand"] >= SATURATED_GIL_DEMAND]
+        for _, r in busy.iterrows():
+            out.append(
+                f"the driver itself was saturated at {r['schema']} c={r['concurrency']} [{r['engine']}]: its threads "
+                f"needed the GIL {r['gil_demand']:.0%} of the time, so the load generator may limit throughput"
+            )
+    for note in run.manifest.get("notes", []):
+        out.append(note)
     errors = int(summary["errors"].sum())
     if errors:
         out.append(f"{errors} measured queries failed; see the error column of the queries table")

@@ -31,7 +31,7 @@ from lockprof.locks import CATALOG_SQL, catalog
 from lockprof.samplers import EventsSampler, MetricsSampler, QueryLogReader
 from lockprof.scenario import Scenario, load_scenario
 
-ALL_SAMPLERS = ("events", "metrics", "query_log")
+ALL_SAMPLERS = ("events", "metrics", "query_log", "pyspy")  # py-spy runs in the orchestrator
 
 
 class Worker:

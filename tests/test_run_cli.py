@@ -153,9 +153,10 @@ def test_interrupt_while_building_a_dataset_leaves_nothing(tmp_path):
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
 
 
-def _children(pid: int) -> list[int]:
-    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    return [int(x) for x in text.split()]
+def _workers(pid: int) -> list[int]:
+    """The engine worker processes among a process's children (py-spy runs beside them)."""
+    children = [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [c for c in children if b"lockprof.worker" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
 def test_a_dying_worker_is_reported_and_the_other_engine_is_kept(tiny_run, tmp_path):
@@ -163,7 +164,7 @@ def test_a_dying_worker_is_reported_and_the_other_engine_is_kept(tiny_run, tmp_p
     proc = _start(["run", str(TINY), "--out", str(out), "--engine", "embedded", "--engine", "embedded",
                    "--duration", "1", "--warmup", "0", "--concurrency", "1,2"])
     _wait_for_levels(out, 2)
-    victim = _children(proc.pid)[-1]
+    victim = _workers(proc.pid)[-1]
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
@@ -180,9 +181,9 @@ def test_a_dying_worker_is_reported_and_the_other_engine_is_kept(tiny_run, tmp_p
 
 def test_engine_self_check_finds_the_pinned_engine_parallel(tiny_run):
     check = store.read_manifest(tiny_run)["engines"][0]["self_check"]
-    assert check["qps_1"] > 0 and check["qps_2"] > 0
-    assert check["speedup"] == pytest.approx(check["qps_2"] / check["qps_1"], rel=0.01)
-    assert check["verdict"] == ("parallel" if check["speedup"] >= 1.3 else "serialized")
+    assert check["qps_1"] > 0 and check["speedup"] > 0
+    expected = "parallel" if check["speedup"] >= 1.3 else "serialized" if check["control_speedup"] >= 1.3 else "incon"
+    assert check["verdict"].startswith(expected)
 
 
 def test_self_check_flags_an_engine_that_serializes(engine):
@@ -203,6 +204,8 @@ def test_self_check_flags_an_engine_that_serializes(engine):
                 self.conn.execute(sql, params, query_id=query_id)
 
     conns = [Serialized(engine.connect()), Serialized(engine.connect())]
-    check = self_check(conns, RunClock(), seconds=0.6)
-    assert check["verdict"] == "serialized"
+    check = self_check(conns, RunClock(), seconds=0.4)
     assert check["speedup"] < 1.3
+    # on a busy machine the control cannot scale either, and the check says so instead of guessing
+    assert check["verdict"] == ("serialized" if check["control_speedup"] >= 1.3 else check["verdict"])
+    assert check["verdict"] == "serialized" or check["verdict"].startswith("inconclusive")

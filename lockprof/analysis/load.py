@@ -24,6 +24,8 @@ class Run:
     metrics: pd.DataFrame
     query_events: pd.DataFrame
     locks: pd.DataFrame
+    driver: pd.DataFrame
+    driver_stacks: pd.DataFrame
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -74,6 +76,10 @@ _COLUMNS = {
     "metrics": ["t_s", "metric", "value", "engine", "schema", "concurrency", "repetition", "run_id"],
     "query_events": ["query_id", "event", "value", "engine", "run_id"],
     "locks": ["event", "lock", "mode", "role", "unit", "to_us", "description", "engine", "run_id"],
+    "driver": ["engine", "schema", "concurrency", "repetition", "seconds", "rate_hz", "engine_threads", "gil_demand",
+               "samples", "run_id"],
+    "driver_stacks": ["engine", "schema", "concurrency", "repetition", "thread", "stack", "samples", "category",
+                      "run_id"],
 }
 
 
