@@ -37,7 +37,7 @@ def schema(groups: int) -> Schema:
         PARTITION BY {key}
         ORDER BY (namespace, ts)
     """
-    return Schema(f"parts_{groups * DAYS}", ddl, populate=[POPULATE],
+    return Schema(f"parts_{groups * DAYS:05d}", ddl, populate=[POPULATE],
                   description=f"PARTITION BY {key}: {groups * DAYS} parts")
 
 
