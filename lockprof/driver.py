@@ -1,4 +1,11 @@
-"""The load driver: N worker threads in a closed loop, one record per query.
+"""The load driver: N worker threads, one record per query.
+
+Closed loop (the default): each thread issues its next query when the last one
+returns. Open loop (``rate_qps``): queries are due on a fixed schedule, one every
+1/rate seconds, whatever the engine does; a thread takes the next due query, so
+when all N are busy the schedule slips. Latency is then counted from the
+*intended* start, and the wait before a query could start is kept apart as
+``queue_delay_ms``, so queueing is not hidden (coordinated omission).
 
 Every query is timed by :func:`timed_execute`, the one code path that measures
 latency. Threads start together on a barrier, run ``warmup_s`` (records kept but
@@ -33,6 +40,7 @@ RECORD_COLUMNS = [
     "intended_start_s",
     "start_s",
     "latency_ms",
+    "queue_delay_ms",
     "error",
 ]
 
@@ -49,6 +57,7 @@ class Level:
     duration_s: float
     id_prefix: str
     seed: int
+    rate_qps: float | None = None  # open loop when set
 
 
 @dataclass
@@ -87,13 +96,18 @@ def run_level(
     n = level.concurrency
     if len(connections) < n or len(background_connections) < len(scenario.background):
         raise ValueError("not enough connections for this level")
+    if level.rate_qps is not None and level.rate_qps <= 0:
+        raise ValueError("rate_qps must be positive")
     records: list[dict[str, Any]] = []
     sequence = itertools.count()  # next() on itertools.count is atomic under the GIL
+    arrivals = itertools.count()
     barrier = threading.Barrier(n + len(scenario.background) + 1)
     window: dict[str, float] = {}
     weights = [q.weight for q in scenario.queries]
 
-    def make_record(worker: int, role: str, name: str, qid: str, start: float, ms: float, err: str | None):
+    def make_record(
+        worker: int, role: str, name: str, qid: str, intended: float, start: float, ms: float, err: str | None
+    ) -> dict[str, Any]:
         return {
             "schema": level.schema,
             "concurrency": n,
@@ -102,25 +116,38 @@ def run_level(
             "role": role,
             "query_name": name,
             "query_id": qid,
-            "phase": "warmup" if start < window["measure"] else "measure",
-            "intended_start_s": start,
+            "phase": "warmup" if intended < window["measure"] else "measure",
+            "intended_start_s": intended,
             "start_s": start,
-            "latency_ms": ms,
+            "latency_ms": (start - intended) * 1000.0 + ms,
+            "queue_delay_ms": (start - intended) * 1000.0,
             "error": err,
         }
 
+    def next_due() -> float | None:
+        """Open loop: when the next scheduled query is due (None once the schedule passes the window)."""
+        due = window["start"] + next(arrivals) / level.rate_qps
+        if due >= window["end"]:
+            return None
+        stop.wait(max(0.0, due - clock.now()))
+        return due
+
     def loop(worker: int, conn: Connection, pick: Callable[[random.Random], Query | Background], role: str) -> None:
         rng = random.Random(f"{level.seed}:{level.schema}:{n}:{level.repetition}:{role}:{worker}")
+        open_loop = level.rate_qps is not None and role == "query"
         barrier.wait()
         while not stop.is_set():
             if clock.now() >= window["end"]:
+                break
+            due = next_due() if open_loop else None
+            if open_loop and (due is None or stop.is_set()):
                 break
             item = pick(rng)
             params = draw_params(item.params, rng)
             qid = f"{level.id_prefix}{next(sequence)}"
             sql = item.sql.replace("{table}", level.table)
             start, ms, err = timed_execute(conn, sql, params, qid, clock)
-            records.append(make_record(worker, role, item.name, qid, start, ms, err))
+            records.append(make_record(worker, role, item.name, qid, start if due is None else due, start, ms, err))
             if on_query is not None:
                 on_query()
             if isinstance(item, Background) and item.pause_s:
@@ -146,6 +173,7 @@ def run_level(
     for t in threads:
         t.start()
     start = clock.now()
+    window["start"] = start
     window["measure"] = start + level.warmup_s
     window["end"] = window["measure"] + level.duration_s
     barrier.wait()

@@ -32,12 +32,15 @@ from lockprof.store import RunDir, write_part
 from lockprof.worker import ALL_SAMPLERS
 from lockprof.workerproc import WorkerCrashed, WorkerProcess
 
+ACHIEVED_FRACTION = 0.95  # an open-loop level below this share of its target rate did not achieve it
+
 
 @dataclass
 class RunOptions:
     scenario_path: Path
     engines: list[str] = field(default_factory=lambda: ["embedded"])
     concurrency: list[int] | None = None
+    rates: list[float] | None = None  # open loop: one rate for every level, or one per concurrency level
     warmup_s: float | None = None
     duration_s: float | None = None
     repetitions: int = 1
@@ -54,14 +57,29 @@ class Step:
     schema: str
     concurrency: int
     repetition: int
+    rate_qps: float | None = None
 
 
-def plan(engines: list[str], schemas: list[str], concurrency: list[int], repetitions: int) -> list[Step]:
-    """Every (schema, concurrency) point, repeated, with engines alternating inside each repetition."""
+def plan(
+    engines: list[str],
+    schemas: list[str],
+    concurrency: list[int],
+    repetitions: int,
+    rates: list[float] | None = None,
+) -> list[Step]:
+    """Every (schema, concurrency) point, repeated, with engines alternating inside each repetition.
+
+    With open-loop rates, a single rate applies to every level and a list pairs with the concurrency levels.
+    """
+    if rates and len(rates) not in (1, len(concurrency)):
+        raise LockprofError(
+            f"--rate takes one rate or one per concurrency level ({len(concurrency)}), got {len(rates)}"
+        )
+    paired = (rates * len(concurrency) if len(rates) == 1 else rates) if rates else [None] * len(concurrency)
     return [
-        Step(engine, schema, c, rep)
+        Step(engine, schema, c, rep, rate)
         for schema in schemas
-        for c in concurrency
+        for c, rate in zip(concurrency, paired)
         for rep in range(repetitions)
         for engine in engines
     ]
@@ -104,6 +122,9 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     unknown = set(options.samplers) - set(ALL_SAMPLERS)
     if unknown:
         raise LockprofError(f"unknown samplers {sorted(unknown)}; known: {', '.join(ALL_SAMPLERS)}")
+    steps_preview = plan(["-"], schemas[:1], concurrency, 1, options.rates)  # rejects a bad --rate before any work
+    if options.rates and min(options.rates) <= 0:
+        raise LockprofError("--rate must be positive")
     specs = _unique_labels([parse_spec(text) for text in options.engines])
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     out = options.out or default_out(scenario.name, run_id)
@@ -171,7 +192,8 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                 "seed": scenario.seed,
                 "samplers": list(options.samplers),
                 "sample_interval_s": options.sample_interval_s,
-                "mode": "closed_loop",
+                "mode": "open_loop" if options.rates else "closed_loop",
+                "rates_qps": [st.rate_qps for st in steps_preview] if options.rates else None,
             },
             "engines": [
                 {"label": s.label, "spec": s.public_spec, **prepared[s.label]["engine"]} for s in specs
@@ -185,7 +207,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         run_dir = RunDir(out, manifest)
         for label, p in prepared.items():
             write_part(run_dir.path, "locks", label, pd.DataFrame(p["locks"]).assign(engine=label))
-        steps = plan([s.label for s in specs], schemas, concurrency, options.repetitions)
+        steps = plan([s.label for s in specs], schemas, concurrency, options.repetitions, options.rates)
         _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted,
                  profile_driver="pyspy" in options.samplers)
         status = "incomplete" if interrupted["flag"] or run_dir.manifest["failures"] else "complete"
@@ -234,6 +256,8 @@ def _measure(
         if interrupted["flag"]:
             break
         label = f"{step.schema} c={step.concurrency}"
+        if step.rate_qps:
+            label += f" @{step.rate_qps:g}/s"
         if len(workers) > 1:
             label += f" rep {step.repetition} [{step.engine}]"
         if step.engine in dead:
@@ -252,6 +276,7 @@ def _measure(
                     duration_s=duration_s,
                     seq=seq,
                     id_prefix=run_id,
+                    rate_qps=step.rate_qps,
                 )
         except WorkerCrashed as exc:
             dead.add(step.engine)
@@ -272,6 +297,8 @@ def _measure(
         window = reply["measure_end_s"] - reply["measure_start_s"]
         qps = reply["queries"] / window if window > 0 else float("nan")
         note = f"{reply['queries']} queries, {qps:.1f}/s"
+        if step.rate_qps and qps < ACHIEVED_FRACTION * step.rate_qps:
+            note += f" (target {step.rate_qps:g}/s not achieved)"
         if reply["errors"]:
             note += f", {reply['errors']} errors"
         if reply["interrupted"]:

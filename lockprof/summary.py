@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lockprof.analysis import Run, dominant_lock_sentences, level_summary, load_run, lock_budget
+from lockprof.run import ACHIEVED_FRACTION  # noqa: E402
 from lockprof.samplers.pyspy import SATURATED_GIL_DEMAND  # noqa: E402
 
 MATTERS_US = 1.0  # a lock matters when its wait or hold reaches this per query at some level
@@ -29,10 +30,14 @@ def render(run: Run, console: Console) -> None:
     summary = level_summary(run)
     budget = lock_budget(run)
     engines = summary["engine"].nunique() > 1
+    open_loop = summary["target_qps"].notna().any()
     title = f"{manifest['scenario']['name']} — run {manifest['run_id']}"
     levels = Table(title=title, title_justify="left")
-    for col in (["engine"] if engines else []) + ["schema", "conc", "parts", "queries", "qps", "p50 ms", "p99 ms",
-                                                     "errors"]:
+    columns = ["schema", "conc", "parts", "queries", "qps", "p50 ms", "p99 ms", "errors"]
+    if open_loop:
+        columns[4:4] = ["target qps"]
+        columns.append("p99 queue ms")
+    for col in (["engine"] if engines else []) + columns:
         levels.add_column(col, justify="left" if col in ("engine", "schema") else "right")
     for _, r in summary.iterrows():
         cells = [r["engine"]] if engines else []
@@ -46,6 +51,9 @@ def render(run: Run, console: Console) -> None:
             f"{r['p99_ms']:.2f}",
             str(r["errors"]) if r["errors"] else "",
         ]
+        if open_loop:
+            cells.insert(5 if engines else 4, f"{r['target_qps']:g}")
+            cells.append(f"{r['queue_delay_p99_ms']:.1f}")
         levels.add_row(*cells)
     console.print(levels)
 
@@ -99,6 +107,12 @@ def warnings(run: Run, summary: pd.DataFrame) -> list[str]:
             )
     for note in run.manifest.get("notes", []):
         out.append(note)
+    short = summary[summary["throughput_qps"] < ACHIEVED_FRACTION * summary["target_qps"]]
+    for _, r in short.iterrows():
+        out.append(
+            f"{r['engine']} / {r['schema']} c={r['concurrency']}: the target rate {r['target_qps']:g}/s was not "
+            f"achieved ({r['throughput_qps']:.1f}/s); queries that never started are not in the latencies"
+        )
     errors = int(summary["errors"].sum())
     if errors:
         out.append(f"{errors} measured queries failed; see the error column of the queries table")

@@ -86,9 +86,11 @@ class Worker:
             duration_s=float(req["duration_s"]),
             id_prefix=f"{req['id_prefix']}-{self.label}-{seq}-",
             seed=self.scenario.seed,
+            rate_qps=req.get("rate_qps"),
         )
         parts_before = active_parts(self.engine.admin, dataset.database)
         keys = {"engine": self.label, "schema": level.schema, "concurrency": n, "repetition": level.repetition}
+        target = float(level.rate_qps) if level.rate_qps else float("nan")
         events = EventsSampler(self.sampler_connections[0], self.clock, self.interval_s)
         metrics = MetricsSampler(self.sampler_connections[1], self.clock, self.interval_s)
         active = [s for name, s in (("events", events), ("metrics", metrics)) if name in self.samplers]
@@ -116,6 +118,8 @@ class Worker:
             "seq": seq,
             "measure_start_s": result.measure_start_s,
             "measure_end_s": result.measure_end_s,
+            "target_qps": target,
+            "scheduled": int(level.duration_s * level.rate_qps) if level.rate_qps else None,
             "queries": int((measured["role"] == "query").sum()),
             "errors": int(measured["error"].notna().sum()),
             "active_parts_before": parts_before,

@@ -14,6 +14,8 @@ def level_summary(run: Run) -> pd.DataFrame:
     """Per (engine, schema, concurrency): throughput and latency over the measured windows."""
     levels = run.levels.copy()
     levels["window_s"] = levels["measure_end_s"] - levels["measure_start_s"]
+    if "target_qps" not in levels:
+        levels["target_qps"] = float("nan")  # runs from before open loop existed
     per_level = levels.groupby(KEYS, as_index=False).agg(
         window_s=("window_s", "sum"),
         queries=("queries", "sum"),
@@ -21,6 +23,7 @@ def level_summary(run: Run) -> pd.DataFrame:
         repetitions=("repetition", "nunique"),
         active_parts=("active_parts_before", "mean"),
         interrupted=("interrupted", "any"),
+        target_qps=("target_qps", "first"),
     )
     ok = run.measured()
     ok = ok[ok["error"].isna()]
@@ -30,6 +33,11 @@ def level_summary(run: Run) -> pd.DataFrame:
         mean_ms="mean",
     )
     out = per_level.merge(latency, on=KEYS, how="left")
+    if "queue_delay_ms" in ok:
+        delay = ok.groupby(KEYS, as_index=False)["queue_delay_ms"].agg(
+            queue_delay_p99_ms=lambda s: float(np.percentile(s, 99))
+        )
+        out = out.merge(delay, on=KEYS, how="left")
     out["throughput_qps"] = out["queries"] / out["window_s"]
     return out.sort_values(KEYS, ignore_index=True)
 

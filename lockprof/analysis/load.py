@@ -69,9 +69,9 @@ def load_run(paths: str | Path | Iterable[str | Path]) -> Run:
 
 _COLUMNS = {
     "queries": ["engine", "schema", "concurrency", "repetition", "worker", "role", "query_name", "query_id",
-                "phase", "intended_start_s", "start_s", "latency_ms", "error", "run_id"],
+                "phase", "intended_start_s", "start_s", "latency_ms", "queue_delay_ms", "error", "run_id"],
     "levels": ["engine", "schema", "concurrency", "repetition", "seq", "measure_start_s", "measure_end_s",
-               "queries", "errors", "active_parts_before", "active_parts_after", "interrupted", "run_id"],
+               "queries", "errors", "active_parts_before", "active_parts_after", "interrupted", "target_qps", "run_id"],
     "events": ["t_s", "interval_s", "event", "delta", "engine", "schema", "concurrency", "repetition", "run_id"],
     "metrics": ["t_s", "metric", "value", "engine", "schema", "concurrency", "repetition", "run_id"],
     "query_events": ["query_id", "event", "value", "engine", "run_id"],

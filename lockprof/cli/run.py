@@ -22,6 +22,13 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def float_list(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+
+
 def samplers(text: str) -> tuple[str, ...]:
     if text == "off":
         return ()
@@ -36,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", action="append", dest="engines", metavar="SPEC",
                    help="engine to measure: 'embedded' (default); repeat for an interleaved A/B run")
     p.add_argument("--concurrency", type=int_list, help="levels to sweep, e.g. 1,2,4,8 (default: the scenario's)")
+    p.add_argument("--rate", type=float_list, dest="rates",
+                   help="open loop: queries per second, one for every level or one per concurrency level "
+                        "(then --concurrency is the most queries in flight)")
     p.add_argument("--duration", type=float, help="measured seconds per level (default: the scenario's)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per level (default: the scenario's)")
     p.add_argument("--repetitions", type=int, default=1, help="repetitions of every level (default 1)")
@@ -53,6 +63,7 @@ def main(args: argparse.Namespace) -> int:
             scenario_path=args.scenario,
             engines=args.engines or ["embedded"],
             concurrency=args.concurrency,
+            rates=args.rates,
             warmup_s=args.warmup,
             duration_s=args.duration,
             repetitions=args.repetitions,
