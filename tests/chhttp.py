@@ -33,6 +33,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 USER = "lockprof"
+LIMITED = "limited"  # same password, but no INTROSPECTION grant and no access to system.trace_log
 # URL parameters that steer the HTTP layer rather than being query settings.
 TRANSPORT = {
     "query", "database", "query_id", "session_id", "session_timeout", "session_check", "compress", "decompress",
@@ -49,6 +50,11 @@ CONFIG = """<clickhouse>
         <table>query_log</table>
         <flush_interval_milliseconds>1000</flush_interval_milliseconds>
     </query_log>
+    <trace_log>
+        <database>system</database>
+        <table>trace_log</table>
+        <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+    </trace_log>
 </clickhouse>
 """
 
@@ -79,6 +85,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         sql = "\n".join(x for x in (params.get("query", ""), body.decode()) if x.strip())
         query_id = params.get("query_id") or str(uuid.uuid4())
+        if self._user(params) == LIMITED and re.search(r"addressToSymbol|trace_log", sql):
+            self._error(497, f"{LIMITED}: Not enough privileges. To execute this query, it's necessary to have the "
+                             "grant INTROSPECTION ON *.*. (ACCESS_DENIED)", status=403, query_id=query_id)
+            return
         readonly = params.get("readonly", "0") not in ("", "0")
         if readonly and not READING.match(_strip_comments(sql)):
             self._error(164, f"{self._user(params)}: Cannot execute query in readonly mode. (READONLY)", status=403,
@@ -117,7 +127,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             user = self.headers.get("X-ClickHouse-User") or params.get("user") or "default"
             password = self.headers.get("X-ClickHouse-Key") or params.get("password") or ""
-        return user == USER and password == self.server.password
+        return user in (USER, LIMITED) and password == self.server.password
 
     def _error(self, code: int, message: str, status: int = 500, query_id: str = "") -> None:
         body = f"Code: {code}. DB::Exception: {message} (version {self.server.version})\n".encode()

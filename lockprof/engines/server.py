@@ -107,8 +107,8 @@ def parse_url(text: str) -> ServerTarget:
 
 
 def read_password(password_file: str | None = None) -> str:
-    """The password from LOCKPROF_PASSWORD, else from the named file; empty if neither is set."""
-    if (value := os.environ.get("LOCKPROF_PASSWORD")) is not None:
+    """The password from the file named here, else LOCKPROF_PASSWORD, else the file LOCKPROF_PASSWORD_FILE names."""
+    if not password_file and (value := os.environ.get("LOCKPROF_PASSWORD")) is not None:
         return value
     path = password_file or os.environ.get("LOCKPROF_PASSWORD_FILE")
     if not path:

@@ -1,0 +1,39 @@
+"""lockprof observe: watch a live server for a window, read-only, and write a run directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lockprof.observe import ObserveOptions, observe
+from lockprof.summary import print_summary
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("observe", help="sample a live server read-only, without load", description=__doc__)
+    p.add_argument("--engine", required=True, metavar="URL", help="http(s)://user@host:port of the server")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds to watch (default 60)")
+    p.add_argument("--interval", type=float, default=1.0, help="sampling period in seconds (default 1)")
+    p.add_argument("--settle", type=float, default=8.0,
+                   help="seconds to wait after the window for the server to flush its logs (default 8)")
+    p.add_argument("--no-stacks", dest="stacks", action="store_false", help="do not read system.trace_log")
+    p.add_argument("--password-file", type=Path,
+                   help="file holding the password (else LOCKPROF_PASSWORD or LOCKPROF_PASSWORD_FILE)")
+    p.add_argument("--out", type=Path, help="run directory to create (default runs/observe-<time>)")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    path = observe(
+        ObserveOptions(
+            engine=args.engine,
+            duration_s=args.duration,
+            out=args.out,
+            sample_interval_s=args.interval,
+            settle_s=args.settle,
+            stacks=args.stacks,
+            password_file=args.password_file,
+        )
+    )
+    print_summary(path)
+    return 0

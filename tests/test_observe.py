@@ -1,0 +1,90 @@
+"""Observe mode against the chDB-backed HTTP endpoint: a run directory from a window of someone else's load,
+and the read-only guarantee (the server itself refuses a write sent through observe's settings)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from chhttp import serve
+from conftest import lockprof_cli
+
+from lockprof.engines.server import ServerEngine, ServerTarget
+from lockprof.errors import EngineError
+
+PASSWORD = "Obs-pw-5xk1-not-in-files"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    with serve(tmp_path_factory.mktemp("chhttp"), PASSWORD) as served:
+        yield served
+
+
+def _load(server, stop: threading.Event) -> None:
+    """Another client's queries for observe to see."""
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(host="127.0.0.1", port=server.port, username="lockprof",
+                                           password=PASSWORD, autogenerate_session_id=False)
+    while not stop.is_set():
+        client.query("SELECT count() FROM numbers(10000)")
+        time.sleep(0.02)
+    client.close()
+
+
+def test_observe_writes_a_run_directory_of_the_window(server, tmp_path: Path) -> None:
+    out = tmp_path / "observed"
+    stop = threading.Event()
+    loader = threading.Thread(target=_load, args=(server, stop))
+    loader.start()
+    try:
+        result = lockprof_cli("observe", "--engine", server.url, "--duration", "2", "--interval", "0.5",
+                              "--settle", "1.5", "--out", str(out), env={"LOCKPROF_PASSWORD": PASSWORD}, timeout=120)
+    finally:
+        stop.set()
+        loader.join()
+    assert result.returncode == 0, result.stderr + result.stdout
+    from lockprof.analysis import load_run
+
+    run = load_run(out)
+    assert run.complete and run.manifest["parameters"]["mode"] == "observe"
+    assert len(run.levels) == 1 and run.levels["schema"].iloc[0] == "observed"
+    assert run.levels["sampler_errors"].isna().all(), run.levels["sampler_errors"].iloc[0]
+    assert not run.events.empty and not run.metrics.empty
+    assert len(run.measured()) > 5  # the other client's queries, from query_log
+    assert not run.query_events.empty
+    assert lockprof_cli("summary", str(out)).returncode == 0
+    report = lockprof_cli("report", str(out), timeout=300)
+    assert report.returncode == 0, report.stderr
+    secret = PASSWORD.encode()
+    assert [p for p in out.rglob("*") if p.is_file() and secret in p.read_bytes()] == []
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_a_write_through_the_observe_connection_is_refused_by_the_server(server) -> None:
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    engine = ServerEngine(ServerTarget("http", "lockprof", "127.0.0.1", server.port), password=PASSWORD,
+                          readonly=True)
+    try:
+        assert engine.query_settings["readonly"] == "1"
+        # lockprof refuses before sending …
+        for sql in ("CREATE DATABASE lockprof_ro", "SYSTEM FLUSH LOGS", "INSERT INTO lockprof_ro.t SELECT 1"):
+            with pytest.raises(EngineError, match="read-only"):
+                engine.admin.execute(sql)
+        # … and the server refuses what gets past lockprof, because of the connection's settings.
+        with pytest.raises(DatabaseError, match="164|READONLY"):
+            engine.admin._client.command("CREATE DATABASE lockprof_ro", settings=dict(engine.query_settings))
+        found = engine.admin.frame("SELECT count() AS n FROM system.databases WHERE name = 'lockprof_ro'")
+        assert int(found["n"].iloc[0]) == 0
+        assert int(engine.admin.frame("SELECT 1 AS x")["x"].iloc[0]) == 1
+    finally:
+        engine.close()
+
+
+def test_observe_refuses_anything_but_a_server_url() -> None:
+    result = lockprof_cli("observe", "--engine", "binary:/bin/true", "--duration", "1")
+    assert result.returncode == 1 and "observe watches a running server" in result.stderr
