@@ -12,7 +12,7 @@ import sys
 from lockprof import __version__
 from lockprof.errors import LockprofError
 
-SUBCOMMANDS = ("run", "summary", "compare", "report", "engines")
+SUBCOMMANDS = ("run", "summary", "compare", "report", "engines", "observe")
 
 
 def build_parser() -> argparse.ArgumentParser:
