@@ -9,6 +9,7 @@ everything measured, and leaves the run marked ``incomplete``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -32,6 +33,7 @@ from lockprof.store import RunDir, write_part
 from lockprof.worker import ALL_SAMPLERS
 from lockprof.workerproc import WorkerCrashed, WorkerProcess
 
+NO_SAMPLERS = "+no-samplers"
 ACHIEVED_FRACTION = 0.95  # an open-loop level below this share of its target rate did not achieve it
 
 
@@ -49,6 +51,7 @@ class RunOptions:
     samplers: tuple[str, ...] = ALL_SAMPLERS
     sample_interval_s: float = 0.2
     self_check_s: float = 0.3
+    overhead_control: bool = False  # also run every level without samplers, as engine "<label>+no-samplers"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,11 @@ class Step:
     concurrency: int
     repetition: int
     rate_qps: float | None = None
+    no_samplers: bool = False  # an overhead-control step
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine}{NO_SAMPLERS}" if self.no_samplers else self.engine
 
 
 def plan(
@@ -197,6 +205,12 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
             },
             "engines": [
                 {"label": s.label, "spec": s.public_spec, **prepared[s.label]["engine"]} for s in specs
+            ]
+            + [
+                {"label": s.label + NO_SAMPLERS, "spec": s.public_spec, **prepared[s.label]["engine"],
+                 "variant": "overhead control: the same engine with no samplers"}
+                for s in specs
+                if options.overhead_control
             ],
             "datasets": {label: p["datasets"] for label, p in prepared.items()},
             "host": host_info(),
@@ -208,8 +222,15 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         for label, p in prepared.items():
             write_part(run_dir.path, "locks", label, pd.DataFrame(p["locks"]).assign(engine=label))
         steps = plan([s.label for s in specs], schemas, concurrency, options.repetitions, options.rates)
+        if options.overhead_control:
+            steps = [variant for st in steps for variant in (st, dataclasses.replace(st, no_samplers=True))]
         _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted,
                  profile_driver="pyspy" in options.samplers)
+        if not run_dir.has_measurements() and not interrupted["flag"]:
+            failures = run_dir.manifest["failures"]
+            run_dir.discard()
+            run_dir = None
+            raise EngineError("no level could be measured: " + (failures[0] if failures else "no queries ran"))
         status = "incomplete" if interrupted["flag"] or run_dir.manifest["failures"] else "complete"
         if interrupted["flag"]:
             run_dir.manifest["failures"].append("interrupted by the user (Ctrl-C)")
@@ -256,6 +277,8 @@ def _measure(
         if interrupted["flag"]:
             break
         label = f"{step.schema} c={step.concurrency}"
+        if step.no_samplers:
+            label += " (no samplers)"
         if step.rate_qps:
             label += f" @{step.rate_qps:g}/s"
         if len(workers) > 1:
@@ -263,7 +286,8 @@ def _measure(
         if step.engine in dead:
             continue
         reporter.step(label, warmup_s + duration_s)
-        spy = PySpySampler(workers[step.engine].proc.pid) if profile_driver else contextlib.nullcontext()
+        profiled = profile_driver and not step.no_samplers
+        spy = PySpySampler(workers[step.engine].proc.pid) if profiled else contextlib.nullcontext()
         try:
             with spy:
                 reply = workers[step.engine].request(
@@ -277,6 +301,7 @@ def _measure(
                     seq=seq,
                     id_prefix=run_id,
                     rate_qps=step.rate_qps,
+                    **({"label": step.label, "samplers": []} if step.no_samplers else {}),
                 )
         except WorkerCrashed as exc:
             dead.add(step.engine)
@@ -293,7 +318,7 @@ def _measure(
             reporter.step_done(f"failed: {exc}")
             continue
         if isinstance(spy, PySpySampler):
-            _keep_driver_profile(spy, run_dir, step, f"{step.engine}-{seq:05d}", reporter)
+            _keep_driver_profile(spy, run_dir, step, f"{step.label}-{seq:05d}", reporter)
         window = reply["measure_end_s"] - reply["measure_start_s"]
         qps = reply["queries"] / window if window > 0 else float("nan")
         note = f"{reply['queries']} queries, {qps:.1f}/s"

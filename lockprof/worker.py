@@ -77,6 +77,9 @@ class Worker:
         while len(self.background) < len(self.scenario.background):
             self.background.append(self.engine.connect())
         seq = int(req["seq"])
+        # An overhead-control step runs the same engine under another label, with other samplers.
+        label = req.get("label", self.label)
+        samplers = set(req["samplers"]) if "samplers" in req else self.samplers
         level = Level(
             schema=dataset.schema,
             table=dataset.full_name,
@@ -84,34 +87,34 @@ class Worker:
             repetition=int(req.get("repetition", 0)),
             warmup_s=float(req["warmup_s"]),
             duration_s=float(req["duration_s"]),
-            id_prefix=f"{req['id_prefix']}-{self.label}-{seq}-",
+            id_prefix=f"{req['id_prefix']}-{label}-{seq}-",
             seed=self.scenario.seed,
             rate_qps=req.get("rate_qps"),
         )
         parts_before = active_parts(self.engine.admin, dataset.database)
-        keys = {"engine": self.label, "schema": level.schema, "concurrency": n, "repetition": level.repetition}
+        keys = {"engine": label, "schema": level.schema, "concurrency": n, "repetition": level.repetition}
         target = float(level.rate_qps) if level.rate_qps else float("nan")
         events = EventsSampler(self.sampler_connections[0], self.clock, self.interval_s)
         metrics = MetricsSampler(self.sampler_connections[1], self.clock, self.interval_s)
-        active = [s for name, s in (("events", events), ("metrics", metrics)) if name in self.samplers]
+        active = [s for name, s in (("events", events), ("metrics", metrics)) if name in samplers]
         self.in_level = True
         try:
-            with contextlib.ExitStack() as samplers:
+            with contextlib.ExitStack() as running:
                 for sampler in active:
-                    samplers.enter_context(sampler)
+                    running.enter_context(sampler)
                 result = run_level(self.scenario, level, self.connections, self.background, self.clock, self.stop)
         finally:
             self.in_level = False
-        records = result.records.assign(engine=self.label)
+        records = result.records.assign(engine=label)
         query_events = pd.DataFrame()
-        if "query_log" in self.samplers and self.engine.info().has_query_log:
+        if "query_log" in samplers and self.engine.info().has_query_log:
             per_query, query_events = QueryLogReader(self.engine.admin).read(level.id_prefix)
             records = records.merge(per_query, on="query_id", how="left")
-        part = f"{self.label}-{seq:05d}"
+        part = f"{label}-{seq:05d}"
         store.write_part(run_dir, "queries", part, records)
         store.write_part(run_dir, "events", part, events.frame().assign(**keys))
         store.write_part(run_dir, "metrics", part, metrics.frame().assign(**keys))
-        store.write_part(run_dir, "query_events", part, query_events.assign(engine=self.label))
+        store.write_part(run_dir, "query_events", part, query_events.assign(engine=label))
         measured = records[records["phase"] == "measure"]
         level_row = {
             **keys,

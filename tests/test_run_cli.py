@@ -209,3 +209,27 @@ def test_self_check_flags_an_engine_that_serializes(engine):
     # on a busy machine the control cannot scale either, and the check says so instead of guessing
     assert check["verdict"] == ("serialized" if check["control_speedup"] >= 1.3 else check["verdict"])
     assert check["verdict"] == "serialized" or check["verdict"].startswith("inconclusive")
+
+
+def test_overhead_control_interleaves_the_same_level_without_samplers(tmp_path):
+    out = tmp_path / "overhead"
+    result = lockprof_cli("run", str(TINY), "--out", str(out), "--schema", "day", "--concurrency", "1",
+                          "--duration", "0.5", "--warmup", "0", "--repetitions", "2", "--overhead-control")
+    assert result.returncode == 0, result.stderr
+    run = load_run(out)
+    order = run.levels.sort_values("seq")["engine"].tolist()
+    assert order == ["embedded", "embedded+no-samplers"] * 2
+    # the control levels ran with no sampler at all
+    for table in (run.events, run.metrics, run.driver):
+        assert set(table["engine"]) == {"embedded"}
+    assert set(run.query_events["query_id"]).isdisjoint(
+        run.queries[run.queries["engine"] == "embedded+no-samplers"]["query_id"])
+    labels = [e["label"] for e in run.manifest["engines"]]
+    assert labels == ["embedded", "embedded+no-samplers"]
+    # and compare puts a throughput difference with an interval on it
+    from lockprof.analysis.ab import compare
+
+    verdicts = compare(run).frame
+    throughput = verdicts[verdicts["metric"] == "throughput_qps"]
+    assert len(throughput) == 1
+    assert throughput[["ratio", "ci_low", "ci_high"]].notna().all(axis=None)

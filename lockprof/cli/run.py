@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schema", action="append", dest="schemas", help="only this schema variant (repeatable)")
     p.add_argument("--samplers", type=samplers, default=ALL_SAMPLERS,
                    help=f"'all' (default), 'off', or a subset of {','.join(ALL_SAMPLERS)}")
+    p.add_argument("--overhead-control", action="store_true",
+                   help="also run every level with no samplers, interleaved, as engine '<label>+no-samplers'; "
+                        "`lockprof compare` then shows what the samplers cost")
     p.add_argument("--sample-interval", type=float, default=0.2, help="sampler period in seconds (default 0.2)")
     p.add_argument("--out", type=Path, help="run directory to create (default runs/<scenario>-<time>)")
     p.set_defaults(handler=main)
@@ -71,6 +74,7 @@ def main(args: argparse.Namespace) -> int:
             out=args.out,
             samplers=args.samplers,
             sample_interval_s=args.sample_interval,
+            overhead_control=args.overhead_control,
         )
     )
     print_summary(path)
