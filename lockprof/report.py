@@ -6,10 +6,12 @@ so it opens offline and can be attached to a ticket or a pull request as it is.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -149,9 +151,34 @@ def _engines_line(run: Run) -> str:
     return "; ".join(engines.values()) or "no engine recorded"
 
 
-def write_report(paths: str | Path | list[str | Path], out: str | Path | None = None) -> Path:
+def load_runs(paths: Sequence[str | Path]) -> Run:
+    """Several runs as one; where two runs name their engines alike (two separate runs of
+    ``embedded``), each engine becomes ``label@run_id`` so their numbers are not pooled."""
+    runs = [load_run(p) for p in paths]
+    labels = [label for r in runs for label in r.levels["engine"].unique()]
+    if len(runs) == 1 or len(labels) == len(set(labels)):
+        return load_run(paths)
+    tables = [f.name for f in dataclasses.fields(Run) if f.name not in ("paths", "manifests")]
+    frames = {}
+    for table in tables:
+        parts = []
+        for r in runs:
+            frame = getattr(r, table)
+            if "engine" in frame:
+                frame = frame.assign(engine=frame["engine"].astype(str) + "@" + r.manifest["run_id"])
+            parts.append(frame)
+        frames[table] = pd.concat([f for f in parts if not f.empty] or parts[:1], ignore_index=True)
+    manifests = []
+    for r in runs:
+        m = dict(r.manifest)
+        m["engines"] = [{**e, "label": f"{e.get('label')}@{m['run_id']}"} for e in m.get("engines", [])]
+        manifests.append(m)
+    return Run(paths=[p for r in runs for p in r.paths], manifests=manifests, **frames)
+
+
+def write_report(paths: str | Path | Sequence[str | Path], out: str | Path | None = None) -> Path:
     """Load the run(s), render, and write the HTML atomically (default: first run's report.html)."""
-    run = load_run(paths)
+    run = load_runs([paths] if isinstance(paths, (str, Path)) else list(paths))
     target = Path(out) if out is not None else run.paths[0] / "report.html"
     store.atomic_write_bytes(target, render_report(run).encode("utf-8"))
     target.chmod(0o644)  # a report is meant to be shared; the atomic write leaves it private

@@ -14,7 +14,7 @@ from conftest import lockprof_cli
 from synthetic_runs import Level, make_run
 
 from lockprof.analysis import dominant_lock_sentences, load_run
-from lockprof.report import render_report
+from lockprof.report import load_runs, render_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -106,3 +106,16 @@ def test_headless_chromium_renders_every_figure_without_errors(report, tmp_path)
     assert probe["decoded"] == images, probe
     assert probe["errors"] == []
     assert probe["h2"] >= 6
+
+
+def test_two_runs_of_the_same_engine_are_kept_apart(tiny_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["run_id"] = "copy-run"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    run = load_runs([tiny_run, copy])
+    original = load_run(tiny_run).manifest["run_id"]
+    assert set(run.levels["engine"]) == {f"embedded@{original}", "embedded@copy-run"}
+    assert len(run.queries) == 2 * len(load_run(tiny_run).queries)
+    assert "embedded@copy-run" in render_report(run)
