@@ -26,7 +26,7 @@ from lockprof.errors import RunDirError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-TABLES = ("queries", "levels", "events", "metrics", "query_events", "locks", "driver", "driver_stacks")
+TABLES = ("queries", "levels", "events", "metrics", "query_events", "locks", "driver", "driver_stacks", "stacks")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -60,6 +60,8 @@ class Worker:
         for name in req["schemas"]:
             self.datasets[name] = ensure_dataset(admin, self.scenario, self.scenario.schema(name))
         self.sampler_connections = [self.engine.connect(), self.engine.connect()]
+        if self._stack_period_ms():
+            self.engine.check_introspection()  # fail now, with what to grant, not after the first level
         locks = catalog(admin.frame(CATALOG_SQL))
         return {
             "engine": info.as_dict(),
@@ -115,6 +117,8 @@ class Worker:
         store.write_part(run_dir, "events", part, events.frame().assign(**keys))
         store.write_part(run_dir, "metrics", part, metrics.frame().assign(**keys))
         store.write_part(run_dir, "query_events", part, query_events.assign(engine=label))
+        if self._stack_period_ms() and samplers:
+            self._keep_stacks(run_dir, part, level.id_prefix, keys)
         measured = records[records["phase"] == "measure"]
         level_row = {
             **keys,
@@ -132,6 +136,19 @@ class Worker:
         }
         store.write_part(run_dir, "levels", part, pd.DataFrame([level_row]))
         return level_row
+
+    def _stack_period_ms(self) -> float:
+        """Stack sampling period of a server engine (the embedded engine's trace_log stays empty)."""
+        target = getattr(self.engine, "target", None)
+        return float(getattr(target, "stack_period_ms", 0.0) or 0.0)
+
+    def _keep_stacks(self, run_dir: Path, part: str, prefix: str, keys: dict[str, Any]) -> None:
+        from lockprof.samplers.trace_log import TraceLogReader
+        from lockprof.stacks import write_exports
+
+        stacks = TraceLogReader(self.engine.admin).read(prefix)
+        store.write_part(run_dir, "stacks", part, stacks.assign(**keys))
+        write_exports(stacks, run_dir / "stacks", part)
 
     def self_check(self, req: dict[str, Any]) -> dict[str, Any]:
         from lockprof.selfcheck import self_check

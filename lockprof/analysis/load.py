@@ -26,6 +26,7 @@ class Run:
     locks: pd.DataFrame
     driver: pd.DataFrame
     driver_stacks: pd.DataFrame
+    stacks: pd.DataFrame  # server engines only: folded stacks from system.trace_log
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -78,6 +79,8 @@ _COLUMNS = {
     "locks": ["event", "lock", "mode", "role", "unit", "to_us", "description", "engine", "run_id"],
     "driver": ["engine", "schema", "concurrency", "repetition", "seconds", "rate_hz", "engine_threads", "gil_demand",
                "samples", "run_id"],
+    "stacks": ["query_id", "trace_type", "event", "stack", "samples", "weight", "engine", "schema", "concurrency",
+               "repetition", "run_id"],
     "driver_stacks": ["engine", "schema", "concurrency", "repetition", "thread", "stack", "samples", "category",
                       "run_id"],
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from lockprof.errors import Interrupted
@@ -42,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("scenario", type=Path, help="scenario script (a Python file defining `scenario`)")
     p.add_argument("--engine", action="append", dest="engines", metavar="SPEC",
                    help="engine to measure: 'embedded' (default); repeat for an interleaved A/B run")
+    p.add_argument("--password-file", type=Path,
+                   help="file holding a server's password (else LOCKPROF_PASSWORD); never pass it on the command line")
     p.add_argument("--concurrency", type=int_list, help="levels to sweep, e.g. 1,2,4,8 (default: the scenario's)")
     p.add_argument("--rate", type=float_list, dest="rates",
                    help="open loop: queries per second, one for every level or one per concurrency level "
@@ -61,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.password_file:
+        # Workers inherit the environment; the file's path is not a secret, its content is never copied.
+        os.environ["LOCKPROF_PASSWORD_FILE"] = str(args.password_file.resolve())
     path = run(
         RunOptions(
             scenario_path=args.scenario,
