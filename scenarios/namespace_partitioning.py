@@ -4,14 +4,21 @@ The table holds 200 tenants (namespaces) over 50 days. Partitioned by day it has
 a few dozen parts; partitioned by (namespace, day) every tenant-day is its own
 part, 10 000 in all. A tenant's billing query reads the same rows either way,
 yet must plan over every part of the table: the parts lock is where that shows.
+
+LOCKPROF_NAMESPACE_DAYS sets the days retained (default 50): 500 gives the big
+table, 100 000 parts (see benchmarks/big_table.py). Only a non-default size adds
+the settings a table that large needs, so the default dataset keeps its cache key.
 """
 
 import datetime as dt
+import os
 
 from lockprof import Query, Scenario, Schema
 
 NAMESPACES = 200
-DAYS = 50
+DAYS = int(os.environ.get("LOCKPROF_NAMESPACE_DAYS") or "50")
+if DAYS < 8:
+    raise ValueError(f"LOCKPROF_NAMESPACE_DAYS must be at least 8 (a billing week plus one day), not {DAYS}")
 ROWS_PER_TENANT_DAY = 50
 FIRST_DAY = dt.datetime(2026, 1, 1)
 
@@ -36,6 +43,14 @@ SELECT
     toString(rand64()) AS blob
 FROM numbers({NAMESPACES * DAYS * ROWS_PER_TENANT_DAY})
 """
+ROWS = NAMESPACES * DAYS * ROWS_PER_TENANT_DAY
+PARTS = NAMESPACES * DAYS
+if ROWS > 1_000_000:
+    # Past one insert block (about 1M rows) every block would write its own part per tenant-day;
+    # one block for the whole INSERT keeps exactly one part per partition.
+    POPULATE += f"SETTINGS min_insert_block_size_rows = {ROWS}, min_insert_block_size_bytes = 0\n"
+# ClickHouse refuses inserts into a table at max_parts_in_total (default 100 000) active parts.
+TABLE_SETTINGS = f"\n        SETTINGS max_parts_in_total = {2 * PARTS}" if PARTS >= 50_000 else ""
 
 
 def schema(name: str, partition_by: str, description: str) -> Schema:
@@ -43,7 +58,7 @@ def schema(name: str, partition_by: str, description: str) -> Schema:
         CREATE TABLE {{table}} ({COLUMNS})
         ENGINE = MergeTree
         PARTITION BY {partition_by}
-        ORDER BY (namespace, index_id, ts)
+        ORDER BY (namespace, index_id, ts){TABLE_SETTINGS}
     """
     return Schema(name, ddl, populate=[POPULATE], description=description)
 
