@@ -1,0 +1,98 @@
+"""Analysis speed: ``load_run`` and ``lock_budget`` on a synthetic run of a million query records.
+
+The baseline is the least any loader must do: ``pd.read_parquet`` of each table's folder
+of the same run. Baseline and lockprof alternate; the ratios say what lockprof's loader
+adds on top of reading the files, and records/s says whether a million records take
+seconds (target: load_run plus lock_budget under 10 s at one million records).
+
+    python -m benchmarks.analysis_speed [--quick] [--queries N] [--repetitions N]
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.common import arguments, host_line, interleaved, private_cache, ratio_line, spread
+
+TARGET_S = 10.0
+
+
+def read_plain(path: Path) -> int:
+    """Every table of the run read with pandas alone; returns the rows read."""
+    from lockprof.store import TABLES
+
+    rows = 0
+    for table in TABLES:
+        if (path / table).is_dir():
+            rows += len(pd.read_parquet(path / table))
+    return rows
+
+
+def analyse(path: Path) -> tuple[float, float]:
+    """(seconds in load_run, seconds in lock_budget)."""
+    from lockprof.analysis import load_run
+    from lockprof.analysis.budget import lock_budget
+
+    started = time.perf_counter()
+    run = load_run(path)
+    loaded = time.perf_counter()
+    budget = lock_budget(run)
+    done = time.perf_counter()
+    assert not budget.empty and (budget["source"] == "query_log").all()
+    del run, budget
+    gc.collect()
+    return loaded - started, done - loaded
+
+
+def timed(fn, *args) -> float:
+    started = time.perf_counter()
+    fn(*args)
+    elapsed = time.perf_counter() - started
+    gc.collect()
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments(__doc__.splitlines()[0], repetitions=3)
+    parser.add_argument("--queries", type=int, default=1_000_000, help="query records in the synthetic run")
+    args = parser.parse_args(argv)
+    queries = 5_000 if args.quick else args.queries
+    reps = 2 if args.quick else args.repetitions
+    cache = private_cache("analysis")
+    from benchmarks.synthetic_run import PROFILE_EVENTS, write_synthetic_run
+
+    print(host_line(), flush=True)
+    path = cache / "synthetic-run"
+    started = time.perf_counter()
+    written = write_synthetic_run(path, queries)
+    size = sum(f.stat().st_size for f in path.rglob("*.parquet"))
+    print(f"# synthetic run: {written} query records, {written * len(PROFILE_EVENTS)} query_events rows, "
+          f"{size / 1e6:.0f} MB of Parquet, written in {time.perf_counter() - started:.1f} s", flush=True)
+
+    pairs = interleaved(reps, lambda: timed(read_plain, path), lambda: analyse(path))
+    plain = [a for a, _ in pairs]
+    load = [b[0] for _, b in pairs]
+    total = [b[0] + b[1] for _, b in pairs]
+    print(f"# seconds: plain read_parquet {', '.join(f'{x:.2f}' for x in plain)}; load_run "
+          f"{', '.join(f'{x:.2f}' for x in load)}; lock_budget {', '.join(f'{b[1]:.2f}' for _, b in pairs)}")
+    print(ratio_line("analysis_speed load_run/plain read_parquet time", [b / a for a, b in zip(plain, load)]))
+    print(ratio_line("analysis_speed load_run+lock_budget/plain read_parquet time",
+                     [b / a for a, b in zip(plain, total)]))
+    s = spread(total)
+    judged = ("met" if s.high < TARGET_S else "not met") if written >= 1_000_000 else "not judged (under 1M records)"
+    print(f"RESULT analysis_speed: load_run+lock_budget median {s.median:.2f} s (min-max {s.low:.2f}-{s.high:.2f}) "
+          f"for {written} records = {written / s.median:,.0f} records/s; load_run alone "
+          f"{written / spread(load).median:,.0f} records/s; target < {TARGET_S:g} s at 1M: {judged}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"RESULT analysis_speed memory: peak RSS {peak:.2f} GiB", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
