@@ -118,9 +118,10 @@ def test_a_version_spec_runs_its_worker_in_the_managed_environment(built, tmp_pa
 
 
 @pytest.mark.skipif(
-    os.environ.get("LOCKPROF_TEST_DOWNLOAD") != "1", reason="downloads chdb==4.0.2; set LOCKPROF_TEST_DOWNLOAD=1"
+    os.environ.get("LOCKPROF_TEST_OFFLINE") == "1", reason="LOCKPROF_TEST_OFFLINE=1: no package download"
 )
 def test_real_download_of_25_8_and_an_ab_run(tmp_path):
+    """The real thing: a managed environment for ClickHouse 25.8 (chdb==4.0.2, ~150 MB) and an A/B run on it."""
     cache = {"LOCKPROF_CACHE": str(tmp_path / "cache")}
     installed = lockprof_cli("engines", "install", "25.8", env=cache)
     assert installed.returncode == 0, installed.stdout + installed.stderr

@@ -233,3 +233,13 @@ def test_overhead_control_interleaves_the_same_level_without_samplers(tmp_path):
     throughput = verdicts[verdicts["metric"] == "throughput_qps"]
     assert len(throughput) == 1
     assert throughput[["ratio", "ci_low", "ci_high"]].notna().all(axis=None)
+
+
+def test_a_run_without_samplers_still_summarizes(tmp_path):
+    out = tmp_path / "bare"
+    result = lockprof_cli("run", str(TINY), "--out", str(out), "--schema", "day", "--concurrency", "1",
+                          "--duration", "0.3", "--warmup", "0", "--samplers", "off")
+    assert result.returncode == 0, result.stderr
+    assert "No lock events were recorded" in result.stdout
+    run = load_run(out)
+    assert run.events.empty and run.query_events.empty and len(run.measured()) > 0

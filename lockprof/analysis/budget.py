@@ -52,7 +52,8 @@ def lock_budget(run: Run) -> pd.DataFrame:
     from_log = _budget_from_query_log(run)
     have = set(map(tuple, from_log[["engine"]].drop_duplicates().to_numpy())) if not from_log.empty else set()
     from_events = _budget_from_events(run, exclude_engines={e for (e,) in have})
-    budget = pd.concat([f for f in (from_log, from_events) if not f.empty], ignore_index=True)
+    found = [f for f in (from_log, from_events) if not f.empty]
+    budget = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
     if budget.empty:
         return pd.DataFrame(columns=[*KEYS, "lock", "mode", "wait_us_per_query", "hold_us_per_query",
                                      "acquisitions_per_query", "wait_share_of_latency", "source"])
