@@ -70,6 +70,14 @@ class Worker:
         }
 
     def level(self, req: dict[str, Any]) -> dict[str, Any]:
+        # Until its parts are written, Ctrl-C only shortens a level, so no level is left half-stored.
+        self.in_level = True
+        try:
+            return self._level(req)
+        finally:
+            self.in_level = False
+
+    def _level(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.scenario is not None
         run_dir = Path(req["run_dir"])
         dataset = self.datasets[req["schema"]]
@@ -99,14 +107,10 @@ class Worker:
         events = EventsSampler(self.sampler_connections[0], self.clock, self.interval_s)
         metrics = MetricsSampler(self.sampler_connections[1], self.clock, self.interval_s)
         active = [s for name, s in (("events", events), ("metrics", metrics)) if name in samplers]
-        self.in_level = True
-        try:
-            with contextlib.ExitStack() as running:
-                for sampler in active:
-                    running.enter_context(sampler)
-                result = run_level(self.scenario, level, self.connections, self.background, self.clock, self.stop)
-        finally:
-            self.in_level = False
+        with contextlib.ExitStack() as running:
+            for sampler in active:
+                running.enter_context(sampler)
+            result = run_level(self.scenario, level, self.connections, self.background, self.clock, self.stop)
         records = result.records.assign(engine=label)
         query_events = pd.DataFrame()
         if "query_log" in samplers and self.engine.info().has_query_log:
