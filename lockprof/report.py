@@ -31,6 +31,7 @@ from lockprof.analysis import (
     parts_dependence,
     usl_fits,
 )
+from lockprof.flamegraph import flame_graph, short_name, waiting_locks
 from lockprof.plots import report_figures
 
 CSS = """
@@ -82,6 +83,44 @@ def _forecast_sentence(check: pd.DataFrame) -> str:
             "the notes say where its assumptions visibly broke.")
 
 
+FLAME_CAPTION = "Flame graph of the stack samples, lock frames highlighted"
+
+
+def stacks_sentence(stacks: pd.DataFrame) -> str:
+    """Which lock and mode the lock-waiting stack samples point at (per lockprof.stacks' classification)."""
+    timed = _timer_samples(stacks)
+    total = max(float(timed["samples"].sum()), 1.0)
+    waits = waiting_locks(timed)
+    if waits.empty:
+        return (f"None of the {total:,.0f} stack samples was waiting for a lock (no blocking primitive on top of "
+                "a lock's frames).")
+    waiting = float(waits["samples"].sum())
+    top = waits.iloc[0]
+    text = (f"{waiting:,.0f} of the {total:,.0f} stack samples ({waiting / total:.0%}) were waiting for a lock; "
+            f"{top['share_of_waiting']:.0%} of those point at the {top['category']} "
+            f"(acquired in {short_name(str(top['frame']))})")
+    if len(waits) > 1:
+        rest = waits.iloc[1]
+        text += f", next the {rest['category']} ({rest['share_of_waiting']:.0%})"
+    return text + "."
+
+
+def _timer_samples(stacks: pd.DataFrame) -> pd.DataFrame:
+    # ProfileEvent samples are counter increments, not a picture of where threads wait; only timer samples
+    # (real-time and CPU profilers) say where the threads were. A run with no timer sample keeps what it has.
+    timed = stacks[stacks["trace_type"].astype(str).isin(["Real", "CPU"])]
+    return timed if not timed.empty else stacks
+
+
+def _stacks_section(stacks: pd.DataFrame) -> list[str]:
+    out = ["<h2>Stack samples</h2>", f"<p>{html.escape(stacks_sentence(stacks))}</p>",
+           f'<figure><figcaption>{html.escape(FLAME_CAPTION)}</figcaption>'
+           f'<img alt="{html.escape(FLAME_CAPTION)}" src="{figure_png(flame_graph(stacks))}"></figure>']
+    waits = waiting_locks(_timer_samples(stacks))
+    out.append(table_html(waits.drop(columns=["frame"]), "no timer sample was waiting for a lock"))
+    return out
+
+
 def render_report(run: Run) -> str:
     """The report as one HTML string."""
     manifest = run.manifest
@@ -107,6 +146,9 @@ def render_report(run: Run) -> str:
     for caption, fig in report_figures(run).items():
         parts.append(f'<figure><figcaption>{html.escape(caption)}</figcaption>'
                      f'<img alt="{html.escape(caption)}" src="{figure_png(fig)}"></figure>')
+
+    if not run.stacks.empty:
+        parts += _stacks_section(run.stacks)
 
     parts.append("<h2>Lock budget per query</h2>")
     budget = lock_budget(run)
