@@ -8,6 +8,9 @@ for that). The window becomes one "level" of a normal run directory (schema
 through the window, the queries other clients ran in it from ``query_log`` with
 their ProfileEvents, and the stacks ``trace_log`` holds for them. The summary,
 the report and ``load_run`` therefore read it like any run.
+
+With ``cluster``, every system table is read from every replica of that cluster
+(:mod:`lockprof.samplers.cluster`) and each row keeps its ``replica``.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from lockprof.engines.server import ServerEngine, ServerTarget
 from lockprof.errors import LockprofError
 from lockprof.locks import CATALOG_SQL, catalog
 from lockprof.samplers import EventsSampler, MetricsSampler
+from lockprof.samplers.cluster import check_cluster, check_name, on_replicas
 from lockprof.samplers.trace_log import TraceLogReader
 
 SCHEMA = "observed"
 OWN_COMMENT = "lockprof-observe"  # marks lockprof's own sampling queries so they are left out
 
 QUERIES_SQL = """
-SELECT query_id, toString(query_kind) AS query_name, query_duration_ms AS engine_duration_ms,
+SELECT {replica} AS replica, query_id, toString(query_kind) AS query_name, query_duration_ms AS engine_duration_ms,
        toUnixTimestamp64Micro(event_time_microseconds) / 1e6 AS end_unix_s, read_rows, result_rows, memory_usage,
        exception_code, exception
 FROM system.query_log
@@ -44,7 +48,7 @@ WHERE type != 'QueryStart' AND event_time >= toDateTime({start:Float64}) AND eve
 """
 
 EVENTS_SQL = """
-SELECT query_id, k AS event, v AS value
+SELECT {replica} AS replica, query_id, k AS event, v AS value
 FROM system.query_log
 ARRAY JOIN mapKeys(ProfileEvents) AS k, mapValues(ProfileEvents) AS v
 WHERE type != 'QueryStart' AND event_time >= toDateTime({start:Float64}) AND event_time <= toDateTime({end:Float64})
@@ -61,6 +65,7 @@ class ObserveOptions:
     settle_s: float = 8.0  # servers flush query_log and trace_log every 7.5 s by default
     stacks: bool = True
     password_file: Path | None = None
+    cluster: str | None = None  # read every replica of this cluster (clusterAllReplicas)
 
 
 def observe(options: ObserveOptions, progress=print) -> Path:
@@ -71,12 +76,14 @@ def observe(options: ObserveOptions, progress=print) -> Path:
     target = ServerTarget.from_request(spec.as_request())
     if options.password_file:
         target = replace(target, password_file=str(options.password_file))
+    cluster = check_name(options.cluster)
     engine = ServerEngine(target, readonly=True)
     engine.query_settings["log_comment"] = OWN_COMMENT
     run_dir: store.RunDir | None = None
     try:
         info = engine.info()
         admin = engine.admin
+        replicas = check_cluster(admin, cluster) if cluster else 1
         run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         out = options.out or Path("runs") / f"observe-{run_id}"
         if out.exists():
@@ -90,7 +97,7 @@ def observe(options: ObserveOptions, progress=print) -> Path:
             "scenario": {"name": "observe", "path": "", "sha256": "", "definition": {}},
             "parameters": {"schemas": [SCHEMA], "concurrency": [], "warmup_s": 0.0, "duration_s": options.duration_s,
                            "repetitions": 1, "seed": None, "samplers": ["events", "metrics", "query_log", "trace_log"],
-                           "sample_interval_s": options.sample_interval_s, "mode": "observe"},
+                           "sample_interval_s": options.sample_interval_s, "mode": "observe", "cluster": cluster},
             "engines": [{"label": spec.label, "spec": spec.public_spec, **info.as_dict()}],
             "datasets": {},
             "host": _host(),
@@ -101,7 +108,9 @@ def observe(options: ObserveOptions, progress=print) -> Path:
         }
         run_dir = store.RunDir(out, manifest)
         store.write_part(run_dir.path, "locks", spec.label, locks.assign(engine=spec.label))
-        progress(f"observing {spec.public_spec} (ClickHouse {info.clickhouse_version}) for {options.duration_s:g} s")
+        where = f"cluster {cluster} ({replicas} replicas) through " if cluster else ""
+        progress(f"observing {where}{spec.public_spec} (ClickHouse {info.clickhouse_version}) "
+                 f"for {options.duration_s:g} s")
         interrupted = _watch(engine, run_dir, spec.label, clock, origin_unix, options, info.has_query_log)
         status = "incomplete" if interrupted else "complete"
         if interrupted:
@@ -115,8 +124,9 @@ def observe(options: ObserveOptions, progress=print) -> Path:
 def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunClock, origin_unix: float,
            options: ObserveOptions, has_query_log: bool) -> bool:
     stop = threading.Event()
-    events = EventsSampler(engine.connect(), clock, options.sample_interval_s)
-    metrics = MetricsSampler(engine.connect(), clock, options.sample_interval_s)
+    cluster = options.cluster or None
+    events = EventsSampler(engine.connect(), clock, options.sample_interval_s, cluster)
+    metrics = MetricsSampler(engine.connect(), clock, options.sample_interval_s, cluster)
     interrupted = False
     start = clock.now()
     with events, metrics:
@@ -132,7 +142,7 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
         with contextlib.suppress(KeyboardInterrupt):
             time.sleep(options.settle_s)
         try:
-            queries, query_events = _read_queries(engine, window, origin_unix)
+            queries, query_events = _read_queries(engine, window, origin_unix, cluster)
         except Exception as exc:  # a missing grant on query_log loses the per-query view, not the run
             errors.append(f"query_log: {exc}")
     if options.stacks and not _has_table(engine, "trace_log"):
@@ -141,7 +151,8 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
                                          "profilers are off or trace_log is not configured")
     elif options.stacks:
         try:
-            stacks = TraceLogReader(engine.admin, flush=False).read_window(window["start"], window["end"])
+            reader = TraceLogReader(engine.admin, flush=False, cluster=cluster)
+            stacks = reader.read_window(window["start"], window["end"])
         except Exception as exc:
             errors.append(f"trace_log: {exc}")
     concurrency = _mean_running(metrics.frame())
@@ -168,8 +179,9 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
     return interrupted
 
 
-def _read_queries(engine: ServerEngine, window: dict, origin_unix: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    raw = engine.admin.frame(QUERIES_SQL, window)
+def _read_queries(engine: ServerEngine, window: dict, origin_unix: float,
+                  cluster: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    raw = engine.admin.frame(on_replicas(QUERIES_SQL, cluster), window)
     if raw.empty:
         return pd.DataFrame(), pd.DataFrame()
     latency_ms = raw["engine_duration_ms"].astype("float64")
@@ -181,8 +193,9 @@ def _read_queries(engine: ServerEngine, window: dict, origin_unix: float) -> tup
         "error": raw["exception"].astype(str).where(raw["exception_code"].astype(int) != 0, None),
         "engine_query_id": raw["query_id"].astype(str), "engine_duration_ms": latency_ms,
         "read_rows": raw["read_rows"], "result_rows": raw["result_rows"], "memory_usage": raw["memory_usage"],
+        "replica": raw["replica"].astype(str),
     })
-    events = engine.admin.frame(EVENTS_SQL, window)
+    events = engine.admin.frame(on_replicas(EVENTS_SQL, cluster), window)
     if not events.empty:
         events["value"] = events["value"].astype("int64")
     return queries, events
@@ -199,8 +212,11 @@ def _mean_running(metrics: pd.DataFrame) -> int:
     """Observed concurrency: the mean of the server's running-queries gauge, at least 1."""
     if metrics.empty:
         return 1
-    running = metrics.loc[metrics["metric"] == "Query", "value"]
-    return max(1, round(float(running.mean()))) if not running.empty else 1
+    running = metrics[metrics["metric"] == "Query"]
+    if running.empty:
+        return 1
+    # on a cluster each poll has one row per replica: the cluster's concurrency is their sum
+    return max(1, round(float(running.groupby("t_s")["value"].sum().mean())))
 
 
 def _host() -> dict:

@@ -284,6 +284,8 @@ def sampler_series(run: Run, events: list[str] | None = None, top: int = 4) -> F
     for ax, event in zip(axes, events, strict=False):
         g = ev[ev["event"] == event].sort_values("t_s")
         for engine, ge in g.groupby("engine"):
+            # a cluster's replicas are polled together: one point per poll, summed over the replicas
+            ge = ge.groupby("t_s", as_index=False).agg(delta=("delta", "sum"), interval_s=("interval_s", "max"))
             rate = ge["delta"] / ge["interval_s"].where(ge["interval_s"] > 0)
             ax.plot(ge["t_s"], rate, "-", linewidth=1, drawstyle="steps-pre",
                     label=engine if g["engine"].nunique() > 1 else None)

@@ -13,6 +13,18 @@ chDB hosts one engine per process, so the endpoint runs in its own process with
 its own data directory: ``python tests/chhttp.py DATA_DIR`` prints ``PORT <n>``
 once it listens. The password comes from ``CHHTTP_PASSWORD`` in its environment.
 :func:`serve` does all that for a test.
+
+Clusters (``CHHTTP_CLUSTER=NAME``): the config gets a ``remote_servers`` entry
+NAME with two replicas that both point back at this same engine, so
+``system.clusters`` lists it and chDB itself runs ``clusterAllReplicas('NAME', …)``
+(both "replicas" are local; ``hostName()`` is the same on both). With
+``CHHTTP_REPLICAS=a,b`` the endpoint also *emulates* two distinct replicas: it
+rewrites ``clusterAllReplicas('NAME', view(SELECT …))`` into a UNION ALL of that
+SELECT once per replica name, with ``hostName()`` / ``FQDN()`` replaced by the
+name. This is a fixture limitation, not a cluster: both replicas are the one
+engine, so their counters and logs are the same rows under two names, nothing
+is sent over the network, and only the ``view(…)`` form lockprof generates is
+rewritten.
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ READING = re.compile(r"^\s*(\(\s*)*(SELECT|WITH|SHOW|DESC|DESCRIBE|EXISTS|EXPLAI
 FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 CODE = re.compile(r"Code: (\d+)")
 CONFIG = """<clickhouse>
+{remote_servers}
     <query_log>
         <database>system</database>
         <table>query_log</table>
@@ -158,7 +171,10 @@ class Endpoint(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         data_dir.mkdir(parents=True, exist_ok=True)
         config = data_dir / "config.xml"
-        config.write_text(CONFIG)
+        cluster = os.environ.get("CHHTTP_CLUSTER", "")
+        config.write_text(CONFIG.replace("{remote_servers}", REMOTE_SERVERS.format(name=cluster) if cluster else ""))
+        self.cluster = cluster
+        self.replicas = [r for r in os.environ.get("CHHTTP_REPLICAS", "").split(",") if r]
         self.dsn = f"{data_dir / 'data'}?config-file={config}"
         self.password = password
         self._chdb = chdb
@@ -174,9 +190,46 @@ class Endpoint(ThreadingHTTPServer):
                 conn.query(f"USE {database}")
             for key, value in settings.items():
                 conn.query(f"SET {key} = '{_escape(value)}'")
+            if self.cluster and self.replicas:
+                sql = emulate_replicas(sql, self.cluster, self.replicas)
             return conn.query(sql, fmt, params=params or None).bytes()
         finally:
             conn.close()
+
+
+REMOTE_SERVERS = """    <tcp_port>9000</tcp_port>
+    <remote_servers>
+        <{name}>
+            <shard>
+                <replica><host>localhost</host><port>9000</port></replica>
+                <replica><host>127.0.0.1</host><port>9000</port></replica>
+            </shard>
+        </{name}>
+    </remote_servers>"""
+_HOST = re.compile(r"\b(hostName|FQDN)\(\)", re.IGNORECASE)
+
+
+def emulate_replicas(sql: str, cluster: str, replicas: list[str]) -> str:
+    """``clusterAllReplicas('cluster', view(SELECT …))`` -> the SELECT once per replica name, UNION ALL."""
+    head = re.compile(r"clusterAllReplicas\(\s*'" + re.escape(cluster) + r"'\s*,\s*view\(", re.IGNORECASE)
+    while match := head.search(sql):
+        start, depth, quoted, i = match.end(), 1, False, match.end()
+        while depth:  # the view's closing parenthesis, skipping string literals
+            ch = sql[i]
+            if ch == "'" and sql[i - 1] != "\\":
+                quoted = not quoted
+            elif not quoted:
+                depth += {"(": 1, ")": -1}.get(ch, 0)
+            i += 1
+        inner = sql[start:i - 1]
+        close = sql.index(")", i)  # clusterAllReplicas's own
+        union = " UNION ALL ".join(f"SELECT * FROM ({_HOST.sub(_quote(r), inner)})" for r in replicas)
+        sql = sql[:match.start()] + f"({union})" + sql[close + 1:]
+    return sql
+
+
+def _quote(name: str) -> str:
+    return "'" + _escape(name) + "'"
 
 
 def _escape(value: str) -> str:
@@ -202,9 +255,10 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path, password: str) -> Iterator[Served]:
-    """Run the endpoint in its own process for the duration of the ``with`` block."""
-    env = {**os.environ, "CHHTTP_PASSWORD": password}
+def serve(data_dir: Path, password: str, cluster: str = "", replicas: tuple[str, ...] = ()) -> Iterator[Served]:
+    """Run the endpoint in its own process for the duration of the ``with`` block (``cluster``, ``replicas``:
+    see the module docstring)."""
+    env = {**os.environ, "CHHTTP_PASSWORD": password, "CHHTTP_CLUSTER": cluster, "CHHTTP_REPLICAS": ",".join(replicas)}
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), str(data_dir)],
         stdout=subprocess.PIPE, env=env, text=True,

@@ -15,7 +15,8 @@ def test_events_sampler_counts_the_queries_run_while_it_sampled(engine):
             worker.execute("SELECT 1")
         time.sleep(0.12)
     frame = sampler.frame()
-    assert list(frame.columns) == ["t_s", "interval_s", "event", "delta"]
+    assert list(frame.columns) == ["t_s", "interval_s", "event", "delta", "replica"]
+    assert set(frame["replica"]) == {""}  # the embedded engine is one server: no replica name
     assert frame["t_s"].is_monotonic_increasing
     assert (frame["delta"] != 0).all()
     # 40 worker queries plus the sampler's own polls, each one SELECT

@@ -63,24 +63,30 @@ def load_run(paths: str | Path | Iterable[str | Path]) -> Run:
         for table in store.TABLES:
             frame = store.read_table(path, table)
             if not frame.empty:
+                if table in REPLICA_TABLES and "replica" not in frame:
+                    frame = frame.assign(replica="")  # written before --cluster: one server or embedded
                 tables[table].append(frame.assign(run_id=manifest["run_id"]))
     frames = {t: (pd.concat(parts, ignore_index=True) if parts else _empty(t)) for t, parts in tables.items()}
     return Run(paths=paths, manifests=manifests, **frames)
 
+
+# Sampled tables that say which replica a row came from ('' on one server or the embedded engine).
+REPLICA_TABLES = ("events", "metrics", "query_events", "stacks")
 
 _COLUMNS = {
     "queries": ["engine", "schema", "concurrency", "repetition", "worker", "role", "query_name", "query_id",
                 "phase", "intended_start_s", "start_s", "latency_ms", "queue_delay_ms", "error", "run_id"],
     "levels": ["engine", "schema", "concurrency", "repetition", "seq", "measure_start_s", "measure_end_s",
                "queries", "errors", "active_parts_before", "active_parts_after", "interrupted", "target_qps", "run_id"],
-    "events": ["t_s", "interval_s", "event", "delta", "engine", "schema", "concurrency", "repetition", "run_id"],
-    "metrics": ["t_s", "metric", "value", "engine", "schema", "concurrency", "repetition", "run_id"],
-    "query_events": ["query_id", "event", "value", "engine", "run_id"],
+    "events": ["t_s", "interval_s", "event", "delta", "engine", "schema", "concurrency", "repetition", "replica",
+               "run_id"],
+    "metrics": ["t_s", "metric", "value", "engine", "schema", "concurrency", "repetition", "replica", "run_id"],
+    "query_events": ["query_id", "event", "value", "engine", "replica", "run_id"],
     "locks": ["event", "lock", "mode", "role", "unit", "to_us", "description", "engine", "run_id"],
     "driver": ["engine", "schema", "concurrency", "repetition", "seconds", "rate_hz", "engine_threads", "gil_demand",
                "samples", "run_id"],
     "stacks": ["query_id", "trace_type", "event", "stack", "samples", "weight", "engine", "schema", "concurrency",
-               "repetition", "run_id"],
+               "repetition", "replica", "run_id"],
     "driver_stacks": ["engine", "schema", "concurrency", "repetition", "thread", "stack", "samples", "category",
                       "run_id"],
 }

@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-stacks", dest="stacks", action="store_false", help="do not read system.trace_log")
     p.add_argument("--password-file", type=Path,
                    help="file holding the password (else LOCKPROF_PASSWORD or LOCKPROF_PASSWORD_FILE)")
+    p.add_argument("--cluster", metavar="NAME",
+                   help="read the system tables of every replica of this cluster (clusterAllReplicas); "
+                        "each row records its replica")
     p.add_argument("--out", type=Path, help="run directory to create (default runs/observe-<time>)")
     p.set_defaults(handler=main)
 
@@ -33,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
             settle_s=args.settle,
             stacks=args.stacks,
             password_file=args.password_file,
+            cluster=args.cluster,
         )
     )
     print_summary(path)

@@ -1,36 +1,44 @@
 """Deltas of ``system.events`` counters over each polling interval.
 
 The counters are process-wide, so they include the samplers' own queries; the
-per-query figures from ``query_log`` do not, and the analysis prefers them.
+per-query figures from ``query_log`` do not, and the analysis prefers them. On a
+cluster every replica's counters are read in one query, and each replica's deltas
+are taken against that replica's previous snapshot: counters of different
+processes are never subtracted from each other.
 """
 
 from __future__ import annotations
 
+from lockprof.samplers.cluster import on_replicas
 from lockprof.samplers.polling import PollingSampler
+
+SQL = "SELECT {replica} AS replica, name, value FROM system.events"
 
 
 class EventsSampler(PollingSampler):
-    columns = ("t_s", "interval_s", "event", "delta")
+    columns = ("t_s", "interval_s", "event", "delta", "replica")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._last: dict[str, int] | None = None
-        self._last_t = 0.0
+        self._sql = on_replicas(SQL, self.cluster)
+        self._last: dict[str, tuple[float, dict[str, int]]] = {}  # replica -> (time, counters) of its last snapshot
 
     def poll(self) -> None:
-        snap = self.conn.frame("SELECT name, value FROM system.events")
+        snap = self.conn.frame(self._sql)
         t = self.clock.now()
-        values = dict(zip(snap["name"].astype(str), snap["value"].astype("int64")))
-        if self._last is not None:
-            interval = t - self._last_t
-            for name, value in values.items():
-                delta = value - self._last.get(name, 0)
-                if delta:
-                    self.rows.append({"t_s": t, "interval_s": interval, "event": name, "delta": delta})
-        self._last, self._last_t = values, t
+        for replica, group in snap.groupby(snap["replica"].astype(str), sort=True):
+            values = dict(zip(group["name"].astype(str), group["value"].astype("int64")))
+            if replica in self._last:
+                last_t, last = self._last[replica]
+                for name, value in values.items():
+                    delta = value - last.get(name, 0)
+                    if delta:
+                        self.rows.append({"t_s": t, "interval_s": t - last_t, "event": name, "delta": delta,
+                                          "replica": replica})
+            self._last[replica] = (t, values)
 
     def totals(self) -> dict[str, int]:
-        """Sum of each counter's deltas over the sampler's life."""
+        """Sum of each counter's deltas over the sampler's life (over all replicas)."""
         out: dict[str, int] = {}
         for row in self.rows:
             out[row["event"]] = out.get(row["event"], 0) + int(row["delta"])

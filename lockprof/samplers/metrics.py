@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from lockprof.samplers.cluster import on_replicas
 from lockprof.samplers.polling import PollingSampler
+
+SQL = "SELECT {replica} AS replica, metric, value FROM system.metrics"
 
 
 class MetricsSampler(PollingSampler):
-    columns = ("t_s", "metric", "value")
+    columns = ("t_s", "metric", "value", "replica")
 
     def poll(self) -> None:
-        snap = self.conn.frame("SELECT metric, value FROM system.metrics")
+        snap = self.conn.frame(on_replicas(SQL, self.cluster))
         t = self.clock.now()
-        for name, value in zip(snap["metric"].astype(str), snap["value"].astype("int64")):
+        for replica, name, value in zip(snap["replica"].astype(str), snap["metric"].astype(str),
+                                        snap["value"].astype("int64")):
             # Zero gauges are the common case; lock gauges are kept even at zero so a flat line shows.
             if value or "Lock" in name:
-                self.rows.append({"t_s": t, "metric": name, "value": int(value)})
+                self.rows.append({"t_s": t, "metric": name, "value": int(value), "replica": replica})

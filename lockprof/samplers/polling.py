@@ -9,6 +9,7 @@ import pandas as pd
 
 from lockprof.clock import RunClock
 from lockprof.engines.base import Connection
+from lockprof.samplers.cluster import check_name
 
 
 class PollingSampler:
@@ -16,10 +17,11 @@ class PollingSampler:
 
     columns: tuple[str, ...] = ()
 
-    def __init__(self, conn: Connection, clock: RunClock, interval_s: float = 0.2) -> None:
+    def __init__(self, conn: Connection, clock: RunClock, interval_s: float = 0.2, cluster: str | None = None) -> None:
         self.conn = conn
         self.clock = clock
         self.interval_s = interval_s
+        self.cluster = check_name(cluster)  # read every replica of this cluster (see lockprof.samplers.cluster)
         self.rows: list[dict[str, Any]] = []
         self.error: str | None = None
         self._stop = threading.Event()
