@@ -52,6 +52,7 @@ class RunOptions:
     sample_interval_s: float = 0.2
     self_check_s: float = 0.3
     overhead_control: bool = False  # also run every level without samplers, as engine "<label>+no-samplers"
+    cluster: str | None = None  # server engines: samplers read every replica of this cluster (clusterAllReplicas)
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                 clock_origin=clock.origin,
                 sample_interval_s=options.sample_interval_s,
                 samplers=list(options.samplers),
+                cluster=options.cluster,
             )
             if interrupted["flag"]:
                 raise Interrupted("interrupted before any measurement; nothing was written")
@@ -200,6 +202,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                 "seed": scenario.seed,
                 "samplers": list(options.samplers),
                 "sample_interval_s": options.sample_interval_s,
+                "cluster": options.cluster,
                 "mode": "open_loop" if options.rates else "closed_loop",
                 "rates_qps": [st.rate_qps for st in steps_preview] if options.rates else None,
             },

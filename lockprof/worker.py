@@ -44,6 +44,7 @@ class Worker:
         self.background: list[Connection] = []
         self.sampler_connections: list[Connection] = []
         self.in_level = False
+        self.cluster: str | None = None  # --cluster: samplers read every replica of this cluster
 
     # --- requests -------------------------------------------------------------------------
     def prepare(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +56,7 @@ class Worker:
         self.samplers = set(req.get("samplers", ALL_SAMPLERS))
         self.scenario = load_scenario(req["scenario_path"]).scenario
         self.engine = open_engine(req["engine"])
+        self.cluster = self._cluster(req.get("cluster"))
         info = self.engine.info()
         admin = self.engine.admin
         for name in req["schemas"]:
@@ -104,8 +106,8 @@ class Worker:
         parts_before = active_parts(self.engine.admin, dataset.database)
         keys = {"engine": label, "schema": level.schema, "concurrency": n, "repetition": level.repetition}
         target = float(level.rate_qps) if level.rate_qps else float("nan")
-        events = EventsSampler(self.sampler_connections[0], self.clock, self.interval_s)
-        metrics = MetricsSampler(self.sampler_connections[1], self.clock, self.interval_s)
+        events = EventsSampler(self.sampler_connections[0], self.clock, self.interval_s, self.cluster)
+        metrics = MetricsSampler(self.sampler_connections[1], self.clock, self.interval_s, self.cluster)
         active = [s for name, s in (("events", events), ("metrics", metrics)) if name in samplers]
         with contextlib.ExitStack() as running:
             for sampler in active:
@@ -114,7 +116,7 @@ class Worker:
         records = result.records.assign(engine=label)
         query_events = pd.DataFrame()
         if "query_log" in samplers and self.engine.info().has_query_log:
-            per_query, query_events = QueryLogReader(self.engine.admin).read(level.id_prefix)
+            per_query, query_events = QueryLogReader(self.engine.admin, self.cluster).read(level.id_prefix)
             records = records.merge(per_query, on="query_id", how="left")
         part = f"{label}-{seq:05d}"
         store.write_part(run_dir, "queries", part, records)
@@ -141,6 +143,17 @@ class Worker:
         store.write_part(run_dir, "levels", part, pd.DataFrame([level_row]))
         return level_row
 
+    def _cluster(self, name: str | None) -> str | None:
+        """--cluster: a name the server's system.clusters knows, on a server engine (the embedded one has none)."""
+        from lockprof.samplers.cluster import check_cluster, check_name
+
+        if check_name(name) is None:
+            return None
+        if getattr(self.engine, "target", None) is None:
+            raise LockprofError("--cluster reads the replicas of a server's cluster; give a server --engine")
+        check_cluster(self.engine.admin, name)
+        return name
+
     def _stack_period_ms(self) -> float:
         """Stack sampling period of a server engine (the embedded engine's trace_log stays empty)."""
         target = getattr(self.engine, "target", None)
@@ -150,7 +163,7 @@ class Worker:
         from lockprof.samplers.trace_log import TraceLogReader
         from lockprof.stacks import write_exports
 
-        stacks = TraceLogReader(self.engine.admin).read(prefix)
+        stacks = TraceLogReader(self.engine.admin, cluster=self.cluster).read(prefix)
         store.write_part(run_dir, "stacks", part, stacks.assign(**keys))
         write_exports(stacks, run_dir / "stacks", part)
 

@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="engine to measure: 'embedded' (default); repeat for an interleaved A/B run")
     p.add_argument("--password-file", type=Path,
                    help="file holding a server's password (else LOCKPROF_PASSWORD); never pass it on the command line")
+    p.add_argument("--cluster", metavar="NAME",
+                   help="server engines: read system tables from every replica of this cluster (clusterAllReplicas); "
+                        "each sampled row records its replica")
     p.add_argument("--concurrency", type=int_list, help="levels to sweep, e.g. 1,2,4,8 (default: the scenario's)")
     p.add_argument("--rate", type=float_list, dest="rates",
                    help="open loop: queries per second, one for every level or one per concurrency level "
@@ -81,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
             samplers=args.samplers,
             sample_interval_s=args.sample_interval,
             overhead_control=args.overhead_control,
+            cluster=args.cluster,
         )
     )
     print_summary(path)
