@@ -70,9 +70,11 @@ def lockprof_loop(conns: Sequence[Any], concurrency: int, warmup_s: float, durat
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__.splitlines()[0], repetitions=5).parse_args(argv)
+    # Many short pairs rather than a few long ones: on a shared machine the load changes within
+    # seconds, and two windows half a second apart see nearly the same machine.
+    args = arguments(__doc__.splitlines()[0], repetitions=15).parse_args(argv)
     levels = [1, 2] if args.quick else [1, 2, 4, 8]
-    warmup_s, duration_s = (0.05, 0.2) if args.quick else (0.3, 2.0)
+    warmup_s, duration_s = (0.05, 0.2) if args.quick else (0.1, 0.5)
     reps = 2 if args.quick else args.repetitions
     private_cache("driver")
 
