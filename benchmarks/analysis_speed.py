@@ -58,6 +58,38 @@ def timed(fn, *args) -> float:
     return elapsed
 
 
+def available_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def largest_that_fits(cache: Path, queries: int) -> tuple[int, str]:
+    """Calibrate memory per record on a small run and cap the size at half the available memory.
+
+    The machine is shared: a loader whose memory grows faster than expected must not take
+    it down, so the size is chosen from what this lockprof really uses, not from a guess.
+    """
+    from benchmarks.synthetic_run import write_synthetic_run
+
+    small = min(queries, 20_000)
+    written = write_synthetic_run(cache / "calibration", small)
+    before = peak_rss_bytes()
+    analyse(cache / "calibration")
+    per_record = max(peak_rss_bytes() - before, 1) / written
+    budget = available_bytes() / 2
+    fits = int(budget / per_record)
+    note = (f"calibration: {per_record / 1024:.1f} KiB peak memory per record on {written} records; "
+            f"{queries} records need about {queries * per_record / 2**30:.1f} GiB, half the available memory is "
+            f"{budget / 2**30:.1f} GiB")
+    return (queries, note) if fits >= queries else (max(small, fits // 10_000 * 10_000), note)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = arguments(__doc__.splitlines()[0], repetitions=3)
     parser.add_argument("--queries", type=int, default=1_000_000, help="query records in the synthetic run")
@@ -68,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.synthetic_run import PROFILE_EVENTS, write_synthetic_run
 
     print(host_line(), flush=True)
+    size_to_run, note = largest_that_fits(cache, queries)
+    print(f"# {note}", flush=True)
+    if size_to_run < queries:
+        print(f"RESULT analysis_speed: {queries} records NOT RUN: would not fit in memory; measuring "
+              f"{size_to_run} records instead", flush=True)
+    queries = size_to_run
     path = cache / "synthetic-run"
     started = time.perf_counter()
     written = write_synthetic_run(path, queries)

@@ -78,7 +78,7 @@ def write_synthetic_run(path: Path, queries: int, repetitions: int = 3, seed: in
         write_part(run.path, "levels", part, pd.DataFrame([{
             **keys, "seq": seq, "measure_start_s": start, "measure_end_s": end, "target_qps": float("nan"),
             "queries": per_level, "errors": 0, "active_parts_before": 100, "active_parts_after": 100,
-            "interrupted": False, "sampler_errors": None}]))
+            "interrupted": False, "sampler_errors": None, "scheduled": None}]))
         t = end
     run.finish("complete")
     return per_level * len(levels)
@@ -100,7 +100,7 @@ def _queries(rng: np.random.Generator, n: int, keys: dict, seq: int, t0: float, 
         "engine_query_id": ids, "engine_duration_ms": latency.astype("uint64"),
         "read_rows": rng.integers(1000, 50000, n).astype("uint64"), "result_rows": np.ones(n, dtype="uint64"),
         "memory_usage": rng.integers(100_000, 1_000_000, n).astype("uint64"),
-        "exception_code": np.zeros(n, dtype="int32"),
+        "exception_code": np.zeros(n, dtype="int32"), "replica": "",
     })
 
 
@@ -111,6 +111,7 @@ def _query_events(rng: np.random.Generator, n: int, seq: int) -> pd.DataFrame:
         "event": np.tile(np.array(PROFILE_EVENTS, dtype=object), n),
         "value": rng.integers(1, 10_000, n * k, dtype="int64"),
         "engine": ENGINE,
+        "replica": "",
     })
 
 

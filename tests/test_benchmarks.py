@@ -1,0 +1,85 @@
+"""Smoke tests of the benchmark harness: each benchmark runs in --quick mode and prints its ratio lines.
+
+Timings are not asserted: quick mode measures nothing worth asserting on a shared machine.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from benchmarks.common import ratio_line, spread, verdict
+from tests.conftest import ROOT
+
+NUMBER = r"-?[\d.]+"
+RATIO = rf"median {NUMBER}x \(min-max {NUMBER}-{NUMBER}, 95% CI {NUMBER}-{NUMBER}, n=\d+\)"
+
+EXPECTED = {
+    "driver_overhead": [rf"^RATIO driver_overhead c=1 lockprof/bare throughput: {RATIO} target >= 0.9: ",
+                        rf"^RATIO driver_overhead c=2 lockprof/bare throughput: {RATIO} target >= 0.9: "],
+    "sampler_overhead": [rf"^RATIO sampler_overhead c=1 all-samplers/no-samplers throughput: {RATIO} target >= 0.97",
+                         rf"^RATIO sampler_overhead all levels pooled: {RATIO}"],
+    "dataset_build": [rf"^RATIO dataset_build fresh lockprof/raw time: {RATIO} target <= 1.3: ",
+                      rf"^RATIO dataset_build cached second call/raw time: {RATIO}"],
+    "analysis_speed": [rf"^RATIO analysis_speed load_run/plain read_parquet time: {RATIO}",
+                       rf"^RATIO analysis_speed load_run\+lock_budget/plain read_parquet time: {RATIO}",
+                       r"^RESULT analysis_speed: load_run\+lock_budget median .* records/s",
+                       r"^RESULT analysis_speed memory: peak RSS"],
+    "big_table": [r"^RESULT big_table parts: 2000 active parts, 2000 partitions",
+                  r"^RESULT big_table build: [\d.]+ s .*cached=True",
+                  r"^RESULT big_table disk: bytes_on_disk [\d.]+ GB, filesystem usage",
+                  r"^RESULT big_table memory: peak RSS"],
+}
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_benchmark_quick_prints_its_lines(name: str) -> None:
+    result = run_module(f"benchmarks.{name}", "--quick")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("HOST "), result.stdout
+    for pattern in EXPECTED[name]:
+        assert re.search(pattern, result.stdout, re.MULTILINE), f"{pattern!r} not in:\n{result.stdout}"
+
+
+def test_run_all_runs_the_chosen_benchmarks() -> None:
+    result = run_module("benchmarks", "--quick", "--only", "dataset_build")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "== dataset_build: ok" in result.stdout
+    assert "RATIO dataset_build fresh lockprof/raw time" in result.stdout
+
+
+def test_spread_and_verdict_on_known_values() -> None:
+    s = spread([0.95, 0.96, 0.97, 0.98, 0.99])
+    assert s.median == pytest.approx(0.97) and (s.low, s.high, s.n) == (0.95, 0.99, 5)
+    assert 0.95 <= s.ci_low <= s.median <= s.ci_high <= 0.99
+    assert verdict(s, 0.90, higher_is_better=True) == "met"
+    assert verdict(s, 1.00, higher_is_better=True) == "not met"
+    assert verdict(s, 0.97, higher_is_better=True).startswith("unclear")
+    assert verdict(s, 1.30, higher_is_better=False) == "met"
+    assert verdict(spread([1.0, 1.0]), 0.9, higher_is_better=True).startswith("not judged")
+    assert ratio_line("x", [1.0, 1.0, 1.0], 0.9).endswith("target >= 0.9: met")
+
+
+def test_synthetic_run_has_the_tables_and_columns_of_a_real_run(tiny_run, tmp_path) -> None:
+    """The analysis benchmark is only meaningful if its synthetic run looks like a real one."""
+    from benchmarks.synthetic_run import write_synthetic_run
+    from lockprof.analysis import load_run
+
+    write_synthetic_run(tmp_path / "synthetic", queries=64)
+    real, synthetic = load_run(tiny_run), load_run(tmp_path / "synthetic")
+    for table in ("queries", "levels", "query_events", "locks", "events", "metrics"):
+        ours: pd.DataFrame = getattr(synthetic, table)
+        theirs: pd.DataFrame = getattr(real, table)
+        missing = set(theirs.columns) - set(ours.columns)
+        assert not missing, f"{table}: the synthetic run lacks {sorted(missing)}"
+        for column in theirs.columns:
+            if theirs[column].notna().any() and ours[column].notna().any():
+                assert theirs[column].dtype.kind == ours[column].dtype.kind, (table, column)
