@@ -141,7 +141,7 @@ def dominant_lock_sentences(run: Run) -> list[str]:
         partition = f" (PARTITION BY {keys[schema]})" if keys.get(schema) else ""
         sentences.append(
             f"{engine} / {schema}{partition}: the dominant lock is the {lock.replace('_', ' ')} lock, "
-            f"taken mostly {main['mode']}; per query at concurrency {top_c}: {modes}{share}."
+            f"taken mostly in {main['mode']} mode; per query at concurrency {top_c}: {modes}{share}."
         )
     sentences.extend(_parts_lock_modes(budget))
     sentences.extend(_schema_contrast(budget))
