@@ -67,13 +67,34 @@ def write_part(run_dir: Path, table: str, part: str, frame: pd.DataFrame) -> Pat
     return path
 
 
+# Long tables repeat a few names millions of times (dozens of ProfileEvents per query);
+# reading those columns as categoricals keeps a million-query run in a few GiB, not tens.
+# Labels (engine, schema, replica) stay plain strings: comparisons relabel them.
+CATEGORICAL = {
+    "query_events": ("query_id", "event"),
+    "events": ("event",),
+    "metrics": ("metric",),
+}
+
+
 def read_table(run_dir: Path, table: str) -> pd.DataFrame:
     """All parts of a table, concatenated; an empty frame if the run has none."""
     folder = Path(run_dir) / table
     parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     if not parts:
         return pd.DataFrame()
-    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    if table not in CATEGORICAL:
+        return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pieces = []
+    for p in parts:
+        names = set(pq.read_schema(p).names)
+        piece = pq.read_table(p, read_dictionary=[c for c in CATEGORICAL[table] if c in names])
+        pieces.append(piece)
+    merged = pa.concat_tables(pieces, promote_options="permissive").unify_dictionaries()
+    return merged.to_pandas()
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
