@@ -106,13 +106,8 @@ def ratio_line(name: str, values: Sequence[float], target: float | None = None, 
 
 def host_line() -> str:
     """Cores, CPU model and load, printed first so a result is never read without its machine."""
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from lockprof.run import host_info
+
+    host = host_info()
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    return f"HOST {os.cpu_count()} cores, {model}, load average {load}"
+    return f"HOST {host['cpu_count']} cores, {host['cpu_model']}, load average {load}"
