@@ -73,7 +73,7 @@ def render(run: Run, console: Console) -> None:
                 r["mode"],
                 f"{r['wait_us_per_query']:.1f}",
                 f"{r['hold_us_per_query']:.1f}",
-                f"{r['acquisitions_per_query']:.1f}",
+                f"{r['acquisitions_per_query']:.3g}",
                 f"{r['wait_share_of_latency']:.2%}",
             ]
             table.add_row(*cells)

@@ -168,10 +168,10 @@ def _parts_lock_modes(budget: pd.DataFrame) -> list[str]:
         top_c = group["concurrency"].max()
         at_top = group[group["concurrency"] == top_c].set_index("mode")
         described = [
-            f"{mode} {r['acquisitions_per_query']:.1f}×/query ({r['wait_us_per_query']:.1f} µs wait, "
+            f"{mode} {r['acquisitions_per_query']:.3g}×/query ({r['wait_us_per_query']:.1f} µs wait, "
             f"{r['hold_us_per_query']:.1f} µs hold)"
             for mode, r in at_top.iterrows()
-            if r["acquisitions_per_query"] > 0 or r["hold_us_per_query"] > 0
+            if r["acquisitions_per_query"] >= 0.001 or r["hold_us_per_query"] >= 0.05
         ]
         if described:
             out.append(f"{engine} / {schema}: the parts lock is taken {'; '.join(described)} at concurrency {top_c}.")
