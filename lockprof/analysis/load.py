@@ -84,6 +84,7 @@ _COLUMNS = {
     "query_events": ["query_id", "event", "value", "engine", "replica", "run_id"],
     "locks": ["event", "lock", "mode", "role", "unit", "to_us", "description", "engine", "run_id"],
     "driver": ["engine", "schema", "concurrency", "repetition", "seconds", "rate_hz", "engine_threads", "gil_demand",
+               "waiting_threads",
                "samples", "run_id"],
     "stacks": ["query_id", "trace_type", "event", "stack", "samples", "weight", "engine", "schema", "concurrency",
                "repetition", "replica", "run_id"],

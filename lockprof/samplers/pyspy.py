@@ -1,10 +1,12 @@
 """py-spy on the load generator: where do the driver's threads spend their time?
 
 The driver is Python, so it could itself be the bottleneck (the GIL). py-spy
-samples the worker process from outside, without pausing it; each sample of a
-running thread is classed by its innermost frame: inside the engine call (the
-GIL is released there), in Python code (which needs the GIL), or other. Python
-samples per sampling tick add up to the driver's demand for the one GIL: near 1
+samples the worker process from outside, without pausing it, idle threads
+included; each sample is classed by its innermost frame: inside the engine call
+(the GIL is released there, and the thread often just waits for the engine's own
+threads), waiting on purpose (the driver's schedule, barriers), or in Python code,
+which needs the GIL: running, or runnable and waiting for it. Python samples per
+sampling tick add up to the driver's demand for the one GIL: near 1 or above
 means the driver, not the engine, limits the load.
 """
 
@@ -24,6 +26,7 @@ import pandas as pd
 
 RAW_LINE = re.compile(r"^thread \((?P<tid>\w+)\)(?:: (?P<name>[^;]*))?;(?P<stack>.*) (?P<count>\d+)$")
 ENGINE_FILES = ("chdb/", "clickhouse_connect/")
+WAITING = ("(threading.py:", "(queue.py:", "(selectors.py:")
 SATURATED_GIL_DEMAND = 0.8
 
 
@@ -37,6 +40,8 @@ def classify(stack: str) -> str:
     leaf = stack.rsplit(";", 1)[-1]
     if any(f"({prefix}" in leaf or f" {prefix}" in leaf for prefix in ENGINE_FILES):
         return "engine"
+    if any(marker in leaf for marker in WAITING):
+        return "waiting"
     return "python"
 
 
@@ -60,6 +65,7 @@ def summarize(stacks: pd.DataFrame, seconds: float, rate_hz: int) -> dict[str, f
     return {
         "engine_threads": float(by.get("engine", 0) / ticks),
         "gil_demand": float(by.get("python", 0) / ticks),
+        "waiting_threads": float(by.get("waiting", 0) / ticks),
         "samples": int(stacks["samples"].sum()),
     }
 
@@ -107,7 +113,7 @@ class PySpySampler:
         self._log = open(self._dir / "log.txt", "wb")  # noqa: SIM115  (closed in __exit__)
         self._proc = subprocess.Popen(
             [exe, "record", "--pid", str(self.pid), "--format", "raw", "--output", str(self._raw),
-             "--rate", str(self.rate_hz), "--threads", "--nonblocking"],
+             "--rate", str(self.rate_hz), "--threads", "--idle", "--nonblocking"],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # a terminal's Ctrl-C must not stop it before we read it
         )
