@@ -95,7 +95,7 @@ def to_speedscope(stacks: pd.DataFrame, name: str) -> dict:
 class PySpySampler:
     """Record a process with py-spy while a level runs. If py-spy cannot attach, ``error`` says why."""
 
-    def __init__(self, pid: int, rate_hz: int = 100) -> None:
+    def __init__(self, pid: int, rate_hz: int = 20) -> None:
         self.pid = pid
         self.rate_hz = rate_hz
         self.error: str | None = None
