@@ -78,7 +78,7 @@ def render(run: Run, console: Console) -> None:
             ]
             table.add_row(*cells)
         console.print(table)
-    for sentence in dominant_lock_sentences(run):
+    for sentence in dominant_lock_sentences(run, budget, summary):
         console.print("• " + sentence, highlight=False)
     for warning in warnings(run, summary):
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)

@@ -122,10 +122,16 @@ def _budget_from_events(run: Run, exclude_engines: set[str]) -> pd.DataFrame:
     return _pivot(_with_catalog(totals, run.locks), counts, "events")
 
 
-def dominant_lock_sentences(run: Run) -> list[str]:
-    """One plain sentence per (engine, schema), computed from the lock budget at the highest concurrency."""
-    budget = lock_budget(run)
-    summary = level_summary(run)
+def dominant_lock_sentences(
+    run: Run, budget: pd.DataFrame | None = None, summary: pd.DataFrame | None = None
+) -> list[str]:
+    """One plain sentence per (engine, schema), computed from the lock budget at the highest concurrency.
+
+    Callers that already hold the run's lock budget and level summary pass them, so a large run
+    is not analysed twice.
+    """
+    budget = lock_budget(run) if budget is None else budget
+    summary = level_summary(run) if summary is None else summary
     if budget.empty:
         return ["No lock events were recorded, so no lock can be named."]
     keys = run.partition_keys()
