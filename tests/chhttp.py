@@ -278,5 +278,31 @@ def serve(data_dir: Path, password: str, cluster: str = "", replicas: tuple[str,
             proc.wait()
 
 
+@contextlib.contextmanager
+def client_load(served: Served) -> Iterator[None]:
+    """Another client's small queries against the endpoint while the block runs, for observe to see."""
+    import time
+
+    import clickhouse_connect
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        client = clickhouse_connect.get_client(host="127.0.0.1", port=served.port, username=USER,
+                                               password=served.password, autogenerate_session_id=False)
+        while not stop.is_set():
+            client.query("SELECT count() FROM numbers(10000)")
+            time.sleep(0.02)
+        client.close()
+
+    loader = threading.Thread(target=loop)
+    loader.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        loader.join()
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,13 +5,12 @@ against the HTTP test endpoint emulating two named replicas (see tests/chhttp.py
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from chhttp import serve
+from chhttp import client_load, serve
 from conftest import TINY, lockprof_cli
 
 from lockprof.clock import RunClock
@@ -125,29 +124,12 @@ def emulated(tmp_path_factory: pytest.TempPathFactory):
         yield served
 
 
-def _load(served, stop: threading.Event) -> None:
-    import clickhouse_connect
-
-    client = clickhouse_connect.get_client(host="127.0.0.1", port=served.port, username="lockprof",
-                                           password=PASSWORD, autogenerate_session_id=False)
-    while not stop.is_set():
-        client.query("SELECT count() FROM numbers(10000)")
-        time.sleep(0.02)
-    client.close()
-
-
 def test_observe_with_cluster_records_every_replica_with_its_own_deltas(emulated, tmp_path: Path) -> None:
     out = tmp_path / "observed"
-    stop = threading.Event()
-    loader = threading.Thread(target=_load, args=(emulated, stop))
-    loader.start()
-    try:
+    with client_load(emulated):
         result = lockprof_cli("observe", "--engine", emulated.url, "--cluster", CLUSTER, "--duration", "2",
                               "--interval", "0.5", "--settle", "1.5", "--out", str(out),
                               env={"LOCKPROF_PASSWORD": PASSWORD}, timeout=120)
-    finally:
-        stop.set()
-        loader.join()
     assert result.returncode == 0, result.stderr + result.stdout
     assert f"cluster {CLUSTER} (2 replicas)" in result.stdout
     from lockprof.analysis import load_run

@@ -3,12 +3,10 @@ and the read-only guarantee (the server itself refuses a write sent through obse
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from chhttp import serve
+from chhttp import client_load, serve
 from conftest import lockprof_cli
 
 from lockprof.engines.server import ServerEngine, ServerTarget
@@ -23,29 +21,11 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         yield served
 
 
-def _load(server, stop: threading.Event) -> None:
-    """Another client's queries for observe to see."""
-    import clickhouse_connect
-
-    client = clickhouse_connect.get_client(host="127.0.0.1", port=server.port, username="lockprof",
-                                           password=PASSWORD, autogenerate_session_id=False)
-    while not stop.is_set():
-        client.query("SELECT count() FROM numbers(10000)")
-        time.sleep(0.02)
-    client.close()
-
-
 def test_observe_writes_a_run_directory_of_the_window(server, tmp_path: Path) -> None:
     out = tmp_path / "observed"
-    stop = threading.Event()
-    loader = threading.Thread(target=_load, args=(server, stop))
-    loader.start()
-    try:
+    with client_load(server):
         result = lockprof_cli("observe", "--engine", server.url, "--duration", "2", "--interval", "0.5",
                               "--settle", "1.5", "--out", str(out), env={"LOCKPROF_PASSWORD": PASSWORD}, timeout=120)
-    finally:
-        stop.set()
-        loader.join()
     assert result.returncode == 0, result.stderr + result.stdout
     from lockprof.analysis import load_run
 
