@@ -12,7 +12,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lockprof.analysis.budget import level_summary, lock_budget
+from lockprof.analysis.budget import lock_budget
+from lockprof.analysis.levels import level_summary
 from lockprof.analysis.load import Run
 from lockprof.analysis.parts import has_parts_range, parts_dependence
 from lockprof.analysis.scalability import level_throughput, usl_fits, usl_throughput

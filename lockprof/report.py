@@ -20,7 +20,6 @@ from matplotlib.figure import Figure
 from lockprof import store
 from lockprof.analysis import (
     Run,
-    dominant_lock_sentences,
     exclusive_ceilings,
     forecast_vs_measured,
     has_parts_range,
@@ -30,6 +29,7 @@ from lockprof.analysis import (
     lock_utilization,
     parts_dependence,
     usl_fits,
+    verdict_lines,
 )
 from lockprof.flamegraph import flame_graph, short_name, waiting_locks
 from lockprof.plots import report_figures
@@ -134,7 +134,7 @@ def render_report(run: Run) -> str:
         parts.append(f'<p class="warning"><b>Incomplete run</b> ({html.escape(statuses)}): it was interrupted or '
                      "failed, so some levels are missing and the figures show only what was measured.</p>")
     parts.append("<h2>What the run says</h2><ul class='verdict'>")
-    parts += [f"<li>{html.escape(s)}</li>" for s in dominant_lock_sentences(run)]
+    parts += [f"<li>{html.escape(s)}</li>" for s in verdict_lines(run)]
     parts.append("</ul>")
 
     parts.append("<h2>Levels</h2>")
@@ -200,7 +200,7 @@ def load_runs(paths: Sequence[str | Path]) -> Run:
     labels = [label for r in runs for label in r.levels["engine"].unique()]
     if len(runs) == 1 or len(labels) == len(set(labels)):
         return load_run(paths)
-    tables = [f.name for f in dataclasses.fields(Run) if f.name not in ("paths", "manifests")]
+    tables = [f.name for f in dataclasses.fields(Run) if f.name not in ("paths", "manifests", "cache")]
     frames = {}
     for table in tables:
         parts = []

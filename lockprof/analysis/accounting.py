@@ -20,7 +20,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lockprof.analysis.levels import level_summary
 from lockprof.analysis.load import Run
+from lockprof.analysis.memo import per_run
 
 WINDOW = ["engine", "schema", "concurrency", "repetition"]
 LEVEL = ["engine", "schema", "concurrency"]
@@ -48,6 +50,7 @@ def choose_source(run: Run) -> str:
     return QUERY_LOG if engines and engines <= logged else EVENTS
 
 
+@per_run
 def window_totals(run: Run, source: str | None = None) -> pd.DataFrame:
     """One row per (engine, schema, concurrency, repetition, event): the counter summed over the window's
     measured queries (raw unit), the number of measured queries it covers, and the source."""
@@ -128,10 +131,13 @@ def per_query(totals: pd.DataFrame, keys: list[str] = LEVEL) -> pd.DataFrame:
     return out.drop(columns="total")
 
 
-def lock_waits(totals: pd.DataFrame, locks: pd.DataFrame, keys: list[str] = LEVEL) -> pd.DataFrame:
+@per_run
+def lock_waits(run: Run, keys: tuple[str, ...] = tuple(LEVEL)) -> pd.DataFrame:
     """Per keys, lock and mode: wait, hold and acquisitions per query (NaN where the engine has no such
     counter, so "not measured" never reads as zero)."""
-    catalog = locks[["engine", "event", "lock", "mode", "role", "to_us"]].drop_duplicates(["engine", "event"])
+    keys = list(keys)
+    totals = window_totals(run)
+    catalog = run.locks[["engine", "event", "lock", "mode", "role", "to_us"]].drop_duplicates(["engine", "event"])
     pq = per_query(totals, keys)
     if pq.empty or catalog.empty:
         return pd.DataFrame(columns=[*keys, "lock", "mode", "wait_us_per_query", "hold_us_per_query",
@@ -152,13 +158,14 @@ def lock_waits(totals: pd.DataFrame, locks: pd.DataFrame, keys: list[str] = LEVE
     return out
 
 
-def time_accounting(run: Run, totals: pd.DataFrame | None = None) -> pd.DataFrame:
+@per_run
+def time_accounting(run: Run) -> pd.DataFrame:
     """Per level (engine, schema, concurrency): thread time per query split into on-CPU, waiting for a CPU,
     IO wait, lock waits and the rest, in ms per query and as shares of thread time, beside wall latency.
 
     Shares add up to 100%: when the parts sum to more than the thread time (counters of different threads
     overlap a little), they are shares of their sum and ``other`` is zero."""
-    totals = window_totals(run) if totals is None else totals
+    totals = window_totals(run)
     columns = [*LEVEL, "queries", "latency_ms", "thread_ms", *(f"{c}_ms" for c in COMPONENTS),
                *(f"{c}_share" for c in COMPONENTS), "source"]
     if totals.empty:
@@ -168,7 +175,7 @@ def time_accounting(run: Run, totals: pd.DataFrame | None = None) -> pd.DataFram
     wide = pd.DataFrame(index=pq.index)
     col = lambda name: pq[name].fillna(0.0) if name in pq else pd.Series(0.0, index=pq.index)  # noqa: E731
     on_cpu = col(ON_CPU) if ON_CPU in pq else sum(col(n) for n in ON_CPU_PARTS)
-    waits = lock_waits(totals, run.locks)
+    waits = lock_waits(run)
     lock_wait = waits.groupby(LEVEL)["wait_us_per_query"].sum(min_count=1).reindex(pq.index).fillna(0.0)
     wide["queries"] = queries.reindex(pq.index)
     wide["thread_ms"] = col(THREAD_TIME) / 1000.0
@@ -182,12 +189,8 @@ def time_accounting(run: Run, totals: pd.DataFrame | None = None) -> pd.DataFram
     for c in COMPONENTS:
         wide[f"{c}_share"] = np.where(whole > 0, wide[f"{c}_ms"] / whole, np.nan)
     out = wide.reset_index()
-    out = out.merge(_mean_latency(run), on=LEVEL, how="left")
+    out = out.merge(level_summary(run)[[*LEVEL, "mean_ms"]].rename(columns={"mean_ms": "latency_ms"}),
+                    on=LEVEL, how="left")
     out["source"] = totals["source"].iloc[0]
     return out[columns].sort_values(LEVEL, ignore_index=True)
 
-
-def _mean_latency(run: Run) -> pd.DataFrame:
-    ok = run.measured()
-    ok = ok[ok["error"].isna()]
-    return ok.groupby(LEVEL, as_index=False)["latency_ms"].mean()

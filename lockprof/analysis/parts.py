@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lockprof.analysis.budget import KEYS, level_summary, lock_budget
+from lockprof.analysis.budget import lock_budget
+from lockprof.analysis.levels import KEYS, level_summary
 from lockprof.analysis.load import Run
 
 PARTS_COLUMNS = [*KEYS, "active_parts", "p50_ms", "p99_ms", "mean_ms", "throughput_qps", "parts_hold_us_per_query",

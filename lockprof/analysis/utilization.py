@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lockprof.analysis.budget import KEYS, level_summary, lock_budget
+from lockprof.analysis.budget import lock_budget
+from lockprof.analysis.levels import KEYS, level_summary
 from lockprof.analysis.load import Run
 
 MODELS = {"md1": 0.0, "mm1": 1.0}  # squared coefficient of variation of the hold time
