@@ -166,7 +166,7 @@ def time_accounting(run: Run) -> pd.DataFrame:
     Shares add up to 100%: when the parts sum to more than the thread time (counters of different threads
     overlap a little), they are shares of their sum and ``other`` is zero."""
     totals = window_totals(run)
-    columns = [*LEVEL, "queries", "latency_ms", "thread_ms", *(f"{c}_ms" for c in COMPONENTS),
+    columns = [*LEVEL, "queries", "throughput_qps", "latency_ms", "thread_ms", *(f"{c}_ms" for c in COMPONENTS),
                *(f"{c}_share" for c in COMPONENTS), "source"]
     if totals.empty:
         return pd.DataFrame(columns=columns)
@@ -189,8 +189,8 @@ def time_accounting(run: Run) -> pd.DataFrame:
     for c in COMPONENTS:
         wide[f"{c}_share"] = np.where(whole > 0, wide[f"{c}_ms"] / whole, np.nan)
     out = wide.reset_index()
-    out = out.merge(level_summary(run)[[*LEVEL, "mean_ms"]].rename(columns={"mean_ms": "latency_ms"}),
-                    on=LEVEL, how="left")
+    levels = level_summary(run)[[*LEVEL, "mean_ms", "throughput_qps"]].rename(columns={"mean_ms": "latency_ms"})
+    out = out.merge(levels, on=LEVEL, how="left")
     out["source"] = totals["source"].iloc[0]
     return out[columns].sort_values(LEVEL, ignore_index=True)
 

@@ -4,9 +4,11 @@ Per (engine, schema) the time accounting at the lowest and the highest concurren
 
 * a **lock** is the bottleneck only when its wait is at least ``MATERIAL_SHARE`` of thread time at
   the highest concurrency and is not explained by preemption. A lock's wait is explained by
-  preemption when waiting for a CPU is larger and grew more from the lowest to the highest
-  concurrency, while the lock is held only briefly per acquisition (under ``BRIEF_HOLD_US``, or no
-  hold counter at all): its holder was descheduled, the lock is a victim of CPU queueing;
+  preemption when the queries queue for the cores (waiting for a CPU is a material share of thread
+  time and more than doubled from the lowest to the highest concurrency) while the lock is held only
+  briefly (under ``BRIEF_HOLD_US`` per acquisition, or no hold counter at all) and is not busy
+  (held less than ``BUSY_UTILIZATION`` of the wall time): its holder was descheduled, the lock is
+  a victim of CPU queueing, not its cause;
 * otherwise the component of thread time that grew most from the lowest to the highest
   concurrency names the verdict: waiting for a CPU (``cpu_queueing``), time on a CPU (``cpu``),
   IO wait (``io``), or time no counter accounts for (``unexplained``); with no growth to explain,
@@ -30,9 +32,10 @@ from lockprof.analysis.memo import per_run
 
 MATERIAL_SHARE = 0.10  # of thread time: below this no component, and no lock, explains the latency
 BRIEF_HOLD_US = 50.0  # per acquisition: a lock held this briefly cannot by itself queue waits of milliseconds
+BUSY_UTILIZATION = 0.5  # a lock held this share of the wall time queues waits of its own, preempted or not
 GROWTH = 1.2  # thread time per query must grow by this factor for growth to be explained
 CPU_CONTRAST = 1.5  # one schema needs this many times the CPU per query of another: say so
-EXCLUSIVE_USE = 0.01  # acquisitions per query from which a lock counts as taken exclusively by the queries
+EXCLUSIVE_USE = 0.5  # acquisitions per query from which a lock counts as taken exclusively by the queries
 EXCLUSIVE_HOLD_US = 1.0  # hold per query from which it does, where the engine does not count acquisitions
 
 VERDICTS = {"lock": "a lock", "cpu_queueing": "CPU (queueing for the cores)", "cpu": "CPU (work per query)",
@@ -77,8 +80,7 @@ def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks:
         share = lock["wait_share_of_thread_time"]
         if not share >= MATERIAL_SHARE:
             continue
-        wait_lo = float(at_lo["wait_us_per_query"].get(key, 0.0)) if key in at_lo.index else 0.0
-        if _preempted(lo, hi, lock, wait_lo):
+        if _preempted(lo, hi, lock, float(hi["throughput_qps"])):
             victims.append(key)
         elif culprit is None:
             culprit = (key, lock)
@@ -96,17 +98,21 @@ def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks:
         verdict, component = _component_verdict(lo, hi)
         share = float(hi[f"{component}_share"])
         headline = f"{where}: {VERDICTS[verdict]}. {_component_text(verdict, component, lo, hi)}"
-        headline += " " + _no_lock_text(largest, victims, hi)
+        headline += " " + _no_lock_text(largest, victims, lo, hi)
     return {**row, "verdict": verdict, "share": share, "headline": headline}
 
 
-def _preempted(lo: pd.Series, hi: pd.Series, lock: pd.Series, wait_lo_us: float) -> bool:
-    """Lock wait that CPU queueing explains: CPU wait is larger and grew more, and the lock is held briefly."""
-    cpu_wait_hi, cpu_wait_lo = hi["cpu_wait_ms"] * 1000.0, lo["cpu_wait_ms"] * 1000.0
-    wait_hi = float(lock["wait_us_per_query"])
+def _preempted(lo: pd.Series, hi: pd.Series, lock: pd.Series, throughput_qps: float) -> bool:
+    """Lock wait that CPU queueing explains: the queries queue for the cores (CPU wait is a material share
+    of thread time and grew with concurrency), while the lock is held too briefly and too rarely to make
+    waits of its own; a descheduled holder makes the others wait."""
+    queueing = hi["cpu_wait_share"] >= MATERIAL_SHARE and hi["cpu_wait_ms"] > 2 * lo["cpu_wait_ms"]
     per_acquisition = lock["hold_us_per_acquisition"]
-    brief = not per_acquisition >= BRIEF_HOLD_US  # NaN (no hold or no count) counts as brief
-    return cpu_wait_hi >= wait_hi and (cpu_wait_hi - cpu_wait_lo) >= (wait_hi - wait_lo_us) and brief
+    if math.isnan(per_acquisition):  # no acquisition count: the hold per query bounds the hold per acquisition
+        per_acquisition = lock["hold_us_per_query"]
+    brief = not per_acquisition >= BRIEF_HOLD_US  # NaN (no hold counter, e.g. thread pools) counts as brief
+    busy = lock["hold_us_per_query"] * throughput_qps / 1e6  # utilization; NaN when the hold is not counted
+    return bool(queueing and brief and not busy >= BUSY_UTILIZATION)
 
 
 def _component_verdict(lo: pd.Series, hi: pd.Series) -> tuple[str, str]:
@@ -133,7 +139,7 @@ def _component_text(verdict: str, component: str, lo: pd.Series, hi: pd.Series) 
     part = COMPONENT_TEXT[component]
     if verdict == "cpu_queueing":
         text += (f"{part} takes {hi['cpu_wait_ms']:.1f} ms of it at {c_hi} ({hi['cpu_wait_share']:.0%}), up from "
-                 f"{lo['cpu_wait_ms']:.1f} ms, while time on a CPU stays {hi['on_cpu_ms']:.1f} ms per query "
+                 f"{lo['cpu_wait_ms']:.1f} ms, while time on a CPU is {hi['on_cpu_ms']:.1f} ms per query "
                  f"({lo['on_cpu_ms']:.1f} ms at {c_lo}): the queries queue for the cores.")
     elif verdict == "cpu":
         text += (f"{lo['on_cpu_share']:.0%} of it at {c_lo} is spent on a CPU ({lo['on_cpu_ms']:.1f} ms per query): "
@@ -146,13 +152,14 @@ def _component_text(verdict: str, component: str, lo: pd.Series, hi: pd.Series) 
     return text
 
 
-def _no_lock_text(largest: tuple | None, victims: list, hi: pd.Series) -> str:
+def _no_lock_text(largest: tuple | None, victims: list, lo: pd.Series, hi: pd.Series) -> str:
     if largest is None:
         return "No lock wait was recorded."
     (name, mode), lock = largest
     share = lock["wait_share_of_thread_time"]
-    why = (f"but waiting for a CPU is larger ({hi['cpu_wait_ms']:.1f} ms) and grew more while the lock is held "
-           "briefly: its holders are preempted, it is not the cause" if (name, mode) in victims
+    why = (f"but the queries queue for the cores ({hi['cpu_wait_ms']:.1f} ms waiting for a CPU, up from "
+           f"{lo['cpu_wait_ms']:.1f} ms) while the lock is held briefly: its holders are preempted, it is not the "
+           "cause" if (name, mode) in victims
            else f"under the {MATERIAL_SHARE:.0%} that would make it matter")
     others = [f"{_lock_name(n)} ({m})" for n, m in victims if (n, m) != (name, mode)]
     also = f" The same holds for {', '.join(others)}." if others else ""
