@@ -111,47 +111,55 @@ def latency_vs_concurrency(run: Run) -> Figure:
 
 
 def time_accounting_figure(run: Run) -> Figure:
-    """Where does a query's thread time go: on a CPU, waiting for one, IO, which lock, or unaccounted?"""
+    """Where does a query's thread time go: on a CPU, waiting for one, IO, which lock, or unaccounted?
+
+    Left: milliseconds per query, with the mean wall latency marked; right: the same parts as shares of
+    thread time, so that a fast level's make-up is as readable as a slow one's."""
     frame = time_accounting(run)
     budget = lock_budget(run)
-    fig = _figure(10, max(3.0, 0.42 * len(frame) + 2.0))
-    ax = fig.subplots()
+    fig = _figure(12, max(3.0, 0.42 * len(frame) + 2.2))
+    ms_ax, share_ax = fig.subplots(1, 2, sharey=True, width_ratios=[3, 2])
     if frame.empty:
-        ax.set_title("Where a query's thread time goes")
-        _empty(ax, "no thread-time counters were recorded")
+        fig.suptitle("Where a query's thread time goes")
+        for ax in (ms_ax, share_ax):
+            _empty(ax, "no thread-time counters were recorded")
         return fig
-    ax.set_title(f"Where a query's thread time goes (from {SOURCE_TEXT[frame['source'].iloc[0]]})",
+    fig.suptitle(f"Where a query's thread time goes (from {SOURCE_TEXT[frame['source'].iloc[0]]})",
                  fontsize="medium")
     engines = frame["engine"].nunique()
     labels = [f"{_series_label(e, s, engines)}  c={c}"
               for e, s, c in zip(frame["engine"], frame["schema"], frame["concurrency"], strict=True)]
-    y = np.arange(len(frame))
-    left = np.zeros(len(frame))
     keys = list(zip(frame["engine"], frame["schema"], frame["concurrency"], strict=True))
     segments: list[tuple[str, np.ndarray, dict]] = [
-        (COMPONENT_TEXT["on_cpu"], frame["on_cpu_ms"].to_numpy(), {"color": COMPONENT_COLORS["on_cpu"]}),
-        (COMPONENT_TEXT["cpu_wait"], frame["cpu_wait_ms"].to_numpy(), {"color": COMPONENT_COLORS["cpu_wait"]}),
-        (COMPONENT_TEXT["io_wait"], frame["io_wait_ms"].to_numpy(), {"color": COMPONENT_COLORS["io_wait"]}),
+        (COMPONENT_TEXT[c], frame[f"{c}_ms"].to_numpy(dtype=float), {"color": COMPONENT_COLORS[c]})
+        for c in ("on_cpu", "cpu_wait", "io_wait")
     ]
     if not budget.empty:
         for (lock, mode), rows in budget.groupby(["lock", "mode"], sort=True):
             per_level = rows.set_index(["engine", "schema", "concurrency"])["wait_us_per_query"].fillna(0.0)
-            values = np.array([per_level.get(k, 0.0) for k in keys]) / 1000.0
+            values = np.array([per_level.get(k, 0.0) for k in keys], dtype=float) / 1000.0
             if values.max() * 1000 >= 1.0:  # a lock waited for at least 1 µs per query somewhere
                 segments.append((f"{lock.replace('_', ' ')} lock wait ({mode})", values,
                                  {"color": lock_color(lock), "hatch": mode_hatch(mode), "edgecolor": "white"}))
-    segments.append((COMPONENT_TEXT["other"], frame["other_ms"].to_numpy(), {"color": COMPONENT_COLORS["other"]}))
-    for label, values, style in segments:
-        if np.nansum(values) <= 0:
-            continue
-        ax.barh(y, values, left=left, label=label, **style)
-        left += np.nan_to_num(values)
-    ax.scatter(frame["latency_ms"], y, marker="|", s=300, color="black", zorder=3, label="wall latency (mean)")
-    ax.set_yticks(y, labels=labels)
-    ax.invert_yaxis()
-    ax.set_xlabel("milliseconds per query (thread time summed over the query's threads)")
+    segments.append((COMPONENT_TEXT["other"], frame["other_ms"].to_numpy(dtype=float),
+                     {"color": COMPONENT_COLORS["other"]}))
+    segments = [seg for seg in segments if np.nansum(seg[1]) > 0]
+    whole = np.maximum(sum(np.nan_to_num(v) for _, v, _ in segments), 1e-12)
+    y = np.arange(len(frame))
+    for ax, scale in ((ms_ax, np.ones(len(frame))), (share_ax, 100.0 / whole)):
+        left = np.zeros(len(frame))
+        for label, values, style in segments:
+            width = np.nan_to_num(values) * scale
+            ax.barh(y, width, left=left, label=label if ax is ms_ax else None, **style)
+            left += width
+        ax.grid(True, axis="x", alpha=0.3)
+    ms_ax.scatter(frame["latency_ms"], y, marker="|", s=300, color="black", zorder=3, label="wall latency (mean)")
+    ms_ax.set_yticks(y, labels=labels)
+    ms_ax.invert_yaxis()
+    ms_ax.set_xlabel("ms per query (summed over the query's threads)")
+    share_ax.set_xlabel("share of thread time (%)")
+    share_ax.set_xlim(0, 100)
     fig.legend(fontsize="small", loc="outside lower center", ncols=4)
-    ax.grid(True, axis="x", alpha=0.3)
     return fig
 
 
