@@ -156,6 +156,8 @@ def time_accounting_figure(run: Run) -> Figure:
     ms_ax.scatter(frame["latency_ms"], y, marker="|", s=300, color="black", zorder=3, label="wall latency (mean)")
     ms_ax.set_yticks(y, labels=labels)
     ms_ax.invert_yaxis()
+    for ax in (ms_ax, share_ax):
+        ax.set_ylabel("level (schema, concurrency)")
     ms_ax.set_xlabel("ms per query (summed over the query's threads)")
     share_ax.set_xlabel("share of thread time (%)")
     share_ax.set_xlim(0, 100)
@@ -194,7 +196,8 @@ def lock_budget_figure(run: Run, top: int = 6) -> Figure:
                     edgecolor="white", label=f"{lock.replace('_', ' ')} ({mode})")
             left += np.nan_to_num(values)
         ax.set_title(title)
-        ax.set_xlabel("µs per query")
+        ax.set_ylabel("level (schema, concurrency)")
+        ax.set_xlabel("lock time per query (µs)")
         ax.grid(True, axis="x", alpha=0.3)
     wait_ax.set_yticks(y, labels=labels)
     wait_ax.invert_yaxis()

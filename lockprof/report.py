@@ -229,9 +229,9 @@ def _verdict_section(run: Run, comparison: ab.Comparison | LockprofError | None)
         return [*out, "<p>No level recorded thread-time counters, so nothing can be said about where time went.</p>"]
     out.append("<ul class='verdict'>")
     for _, row in diagnosis.iterrows():
-        head, _, rest = row["headline"].partition(": ")
-        out.append(f"<li><b>{html.escape(head)}: {html.escape(rest.split('. ')[0])}.</b> "
-                   f"{html.escape(rest.partition('. ')[2])}")
+        where = f"{row['engine']} / {row['schema']}"
+        out.append(f"<li><b>{html.escape(where)}: {html.escape(row['conclusion'])}.</b> "
+                   f"{html.escape(row['explanation'])}")
         if row["findings"]:
             out.append("<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in row["findings"]) + "</ul>")
         out.append("</li>")

@@ -41,8 +41,8 @@ EXCLUSIVE_HOLD_US = 1.0  # hold per query from which it does, where the engine d
 VERDICTS = {"lock": "a lock", "cpu_queueing": "CPU (queueing for the cores)", "cpu": "CPU (work per query)",
             "io": "IO wait", "unexplained": "no counter explains it", "no_data": "no data"}
 COLUMNS = ["engine", "schema", "verdict", "lock", "mode", "share", "concurrency_low", "concurrency_high",
-           "latency_low_ms", "latency_high_ms", "thread_low_ms", "thread_high_ms", "source", "headline",
-           "findings"]
+           "latency_low_ms", "latency_high_ms", "thread_low_ms", "thread_high_ms", "source", "conclusion",
+           "explanation", "headline", "findings"]
 
 
 @per_run
@@ -70,9 +70,9 @@ def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks:
            "source": str(hi["source"]), "findings": []}
     where = f"{engine} / {schema}"
     if not hi["thread_ms"] > 0:
-        return {**row, "verdict": "no_data",
-                "headline": f"{where}: no thread time was recorded ({SOURCE_TEXT.get(row['source'], '')}), "
-                            "so nothing can be said about where the time went."}
+        return _finish(row, where, "no_data", math.nan, "no thread time was recorded",
+                       f"The counters ({SOURCE_TEXT.get(row['source'], '')}) hold no thread time, so nothing can be "
+                       "said about where the time went.")
     at_hi = locks[locks["concurrency"] == hi["concurrency"]].set_index(["lock", "mode"])
     at_lo = locks[locks["concurrency"] == lo["concurrency"]].set_index(["lock", "mode"])
     culprit, victims = None, []
@@ -90,16 +90,21 @@ def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks:
         (name, mode), lock = culprit
         verdict, share = "lock", float(lock["wait_share_of_thread_time"])
         row.update(lock=name, mode=mode)
-        headline = (f"{where}: the {_lock_name(name)} lock ({mode}) is the bottleneck: at concurrency "
-                    f"{row['concurrency_high']} queries wait {lock['wait_us_per_query'] / 1000:.2f} ms for it per "
-                    f"query, {share:.0%} of their {hi['thread_ms']:.1f} ms thread time"
-                    f"{_hold_text(lock)}; latency {_range(lo, hi)}.")
+        conclusion = f"the {_lock_name(name)} lock ({mode}) is the bottleneck"
+        explanation = (f"At concurrency {row['concurrency_high']} queries wait {lock['wait_us_per_query'] / 1000:.2f} "
+                       f"ms for it per query, {share:.0%} of their {hi['thread_ms']:.1f} ms thread time"
+                       f"{_hold_text(lock)}; latency {_range(lo, hi)}.")
     else:
         verdict, component = _component_verdict(lo, hi)
         share = float(hi[f"{component}_share"])
-        headline = f"{where}: {VERDICTS[verdict]}. {_component_text(verdict, component, lo, hi)}"
-        headline += " " + _no_lock_text(largest, victims, lo, hi)
-    return {**row, "verdict": verdict, "share": share, "headline": headline}
+        conclusion = VERDICTS[verdict]
+        explanation = f"{_component_text(verdict, component, lo, hi)} {_no_lock_text(largest, victims, lo, hi)}"
+    return _finish(row, where, verdict, share, conclusion, explanation)
+
+
+def _finish(row: dict, where: str, verdict: str, share: float, conclusion: str, explanation: str) -> dict:
+    return {**row, "verdict": verdict, "share": share, "conclusion": conclusion, "explanation": explanation,
+            "headline": f"{where}: {conclusion}. {explanation}"}
 
 
 def _preempted(lo: pd.Series, hi: pd.Series, lock: pd.Series, throughput_qps: float) -> bool:
