@@ -38,6 +38,7 @@ FAST_MODULES = frozenset({
     "test_analysis_utilization",
     "test_benchmarks",
     "test_compare_cli",
+    "test_diagnosis",
     "test_flamegraph",
     "test_layers",
     "test_locks",
