@@ -51,3 +51,29 @@ def test_the_fast_subset_passes_with_the_engine_guard_on(tmp_path: Path) -> None
     passed = re.search(r"(\d+) passed", result.stdout)
     assert passed and int(passed.group(1)) >= 50, tail
     assert not re.search(r"\d+ (failed|error)", result.stdout), tail
+
+
+def test_every_fast_module_exists() -> None:
+    """A misspelt or removed module in FAST_MODULES would silently shrink the fast layer."""
+    from conftest import FAST_MODULES
+
+    tests = Path(__file__).resolve().parent
+    assert sorted(m for m in FAST_MODULES if not (tests / f"{m}.py").exists()) == []
+
+
+def test_tests_that_use_the_engine_are_not_fast_even_in_a_fast_module() -> None:
+    result = subprocess.run([sys.executable, "-m", "pytest", "-m", "fast", "--collect-only", "-q", "-p",
+                             "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    fast = set(re.findall(r"^(tests/\S+::\S+)$", result.stdout, re.MULTILINE))
+    assert "tests/test_locks.py::test_generic_names_get_a_mode_only_when_the_name_says_it" in fast
+    assert "tests/test_stacks.py::test_folded_text_is_root_first_and_heaviest_first" in fast
+    engine_tests = {
+        "tests/test_locks.py::test_catalog_units_convert_to_microseconds",  # the engine fixture, via another one
+        "tests/test_analysis_utilization.py::test_on_a_real_run",  # the tiny_run fixture
+        "tests/test_flamegraph.py::test_report_of_a_run_with_stacks_has_the_flame_graph",  # lockprof run in a fixture
+        "tests/test_pyspy.py::test_records_a_real_process_and_tells_engine_from_python",  # a chDB process
+        "tests/test_layers.py::test_the_fast_subset_passes_with_the_engine_guard_on",  # marked engine
+    }
+    assert not engine_tests & fast, engine_tests & fast
+    assert not [t for t in fast if t.startswith(("tests/test_driver.py", "tests/test_run_cli.py"))]
