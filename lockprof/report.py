@@ -34,10 +34,11 @@ from lockprof.analysis import (
     usl_fits,
 )
 from lockprof.analysis.ab_text import ab_headlines
-from lockprof.analysis.accounting import COMPONENT_TEXT, COMPONENTS, SOURCE_TEXT
+from lockprof.analysis.accounting import SOURCE_TEXT
 from lockprof.analysis.scalability import MIN_LEVELS_TO_DRAW, MIN_R_SQUARED
 from lockprof.errors import LockprofError
 from lockprof.flamegraph import flame_graph, short_name, waiting_locks
+from lockprof.formatting import ACCOUNTING_HEADERS, BUDGET_HEADERS, accounting_cells, budget_cells, cells_frame
 from lockprof.plots import ab_forest, forest_frame, report_figures
 from lockprof.summary import warnings as summary_warnings
 
@@ -169,15 +170,20 @@ def render_report(run: Run) -> str:
     budget = lock_budget(run)
     parts.append(f"<p class='note'>From {html.escape(_source_text(budget))}. n/a: the engine has no such counter."
                  "</p>")
-    parts.append(table_html(budget.drop(columns="source"), "no lock events were recorded"))
+    parts.append(table_html(cells_frame(budget, ["engine", "schema", "concurrency", "lock", "mode"],
+                                        BUDGET_HEADERS, budget_cells), "no lock events were recorded"))
 
     parts.append("<h2>Lock utilization and the exclusive-lock ceiling</h2>")
     parts.append("<p class='note'>Utilization is the hold per query times throughput: the share of wall time the "
                  "lock was held. An exclusive lock held h µs per query caps the table at 1/h queries per second "
                  "whatever the number of cores; a ceiling is given only for a lock that at least 1% of the queries "
                  "take exclusively.</p>")
-    parts.append(table_html(lock_utilization(run), "no lock reported a hold time"))
-    parts.append(table_html(exclusive_ceilings(run), "no exclusive lock taken by the queries reported a hold time"))
+    utilization = lock_utilization(run)
+    utilization["utilization"] = utilization["utilization"].map(_percent)
+    parts.append(table_html(utilization, "no lock reported a hold time"))
+    ceilings = exclusive_ceilings(run)
+    ceilings["peak_utilization"] = ceilings["peak_utilization"].map(_percent)
+    parts.append(table_html(ceilings, "no exclusive lock taken by the queries reported a hold time"))
 
     check = forecast_vs_measured(run)
     if not check.empty:
@@ -309,13 +315,7 @@ def _context_section(run: Run) -> list[str]:
 
 def _accounting_table(accounting: pd.DataFrame) -> pd.DataFrame:
     """The time accounting as the summary prints it: ms per query with its share of thread time."""
-    if accounting.empty:
-        return accounting
-    table = accounting[["engine", "schema", "concurrency", "latency_ms", "thread_ms"]].copy()
-    for c in COMPONENTS:
-        table[COMPONENT_TEXT[c]] = [f"{ms:.1f} ms ({share:.0%})"
-                                    for ms, share in zip(accounting[f"{c}_ms"], accounting[f"{c}_share"], strict=True)]
-    return table
+    return cells_frame(accounting, ["engine", "schema", "concurrency"], ACCOUNTING_HEADERS, accounting_cells)
 
 
 def _profiles_section(run: Run) -> list[str]:

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lockprof.analysis import Run, level_summary, load_run, lock_budget, time_accounting, verdict_lines
-from lockprof.analysis.accounting import COMPONENTS, SOURCE_TEXT
+from lockprof.analysis.accounting import SOURCE_TEXT
+from lockprof.formatting import ACCOUNTING_HEADERS, BUDGET_HEADERS, accounting_cells, budget_cells
 from lockprof.run import ACHIEVED_FRACTION  # noqa: E402
 from lockprof.samplers.pyspy import SATURATED_GIL_DEMAND  # noqa: E402
 
@@ -69,22 +70,11 @@ def render(run: Run, console: Console) -> None:
         source = SOURCE_TEXT.get(shown["source"].iloc[0], shown["source"].iloc[0])
         table = Table(title=f"Lock budget per query at the lowest and highest concurrency (from {source}; "
                             "n/a: the engine has no such counter)", title_justify="left")
-        for col in (["engine"] if engines else []) + ["schema", "conc", "lock", "mode", "wait µs", "hold µs",
-                                                         "acq/query", "wait % thread"]:
+        for col in (["engine"] if engines else []) + ["schema", "conc", "lock", "mode", *BUDGET_HEADERS]:
             table.add_column(col, justify="left" if col in ("engine", "schema", "lock", "mode") else "right")
         for _, r in shown.sort_values(["engine", "schema", "concurrency", "lock", "mode"]).iterrows():
             cells = [r["engine"]] if engines else []
-            cells += [
-                r["schema"],
-                str(r["concurrency"]),
-                r["lock"],
-                r["mode"],
-                fmt(r["wait_us_per_query"], ".1f"),
-                fmt(r["hold_us_per_query"], ".1f"),
-                fmt(r["acquisitions_per_query"], ".3g"),
-                fmt(r["wait_share_of_thread_time"], ".1%"),
-            ]
-            table.add_row(*cells)
+            table.add_row(*cells, r["schema"], str(r["concurrency"]), r["lock"], r["mode"], *budget_cells(r))
         console.print(table)
     console.print("[bold]Verdict[/]")
     for sentence in verdict_lines(run):
@@ -94,24 +84,16 @@ def render(run: Run, console: Console) -> None:
     console.print(f"run directory: {run.paths[0]}", highlight=False)
 
 
-def fmt(value: float, spec: str) -> str:
-    """A number, or n/a for a counter the engine does not have."""
-    return "n/a" if pd.isna(value) else format(value, spec)
-
-
 def accounting_table(accounting: pd.DataFrame, engines: bool) -> Table:
     """Thread time per query and its parts, in ms and as a share of thread time."""
     source = SOURCE_TEXT.get(accounting["source"].iloc[0], accounting["source"].iloc[0])
     table = Table(title=f"Where the time goes, per query: thread time (summed over a query's threads) in ms and "
                         f"its share (from {source})", title_justify="left")
-    headers = ["schema", "conc", "latency", "thread", "on CPU", "CPU wait", "IO wait", "lock wait", "other"]
-    for col in (["engine"] if engines else []) + headers:
+    for col in (["engine"] if engines else []) + ["schema", "conc", *ACCOUNTING_HEADERS]:
         table.add_column(col, justify="left" if col in ("engine", "schema") else "right")
     for _, r in accounting.iterrows():
         cells = [r["engine"]] if engines else []
-        cells += [r["schema"], str(r["concurrency"]), fmt(r["latency_ms"], ".1f"), fmt(r["thread_ms"], ".1f")]
-        cells += [f"{r[f'{c}_ms']:.1f} ({r[f'{c}_share']:.0%})" for c in COMPONENTS]
-        table.add_row(*cells)
+        table.add_row(*cells, r["schema"], str(r["concurrency"]), *accounting_cells(r))
     return table
 
 

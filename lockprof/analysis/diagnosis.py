@@ -37,6 +37,9 @@ GROWTH = 1.2  # thread time per query must grow by this factor for growth to be 
 CPU_CONTRAST = 1.5  # one schema needs this many times the CPU per query of another: say so
 EXCLUSIVE_USE = 0.5  # acquisitions per query from which a lock counts as taken exclusively by the queries
 EXCLUSIVE_HOLD_US = 1.0  # hold per query from which it does, where the engine does not count acquisitions
+CONTENDED_SHARE = 0.002  # of thread time: a table lock waited for this much (and CONTENDED_US) is named
+CONTENDED_US = 20.0  # per query; an uncontended parts lock costs readers well under a microsecond
+INTERNAL_LOCKS = ("global_thread_pool", "local_thread_pool", "context")  # mutexes every query takes briefly
 
 VERDICTS = {"lock": "a lock", "cpu_queueing": "CPU (queueing for the cores)", "cpu": "CPU (work per query)",
             "io": "IO wait", "unexplained": "no counter explains it", "no_data": "no data"}
@@ -50,11 +53,15 @@ def diagnose(run: Run) -> pd.DataFrame:
     """One verdict per (engine, schema) with the numbers behind it; ``findings`` lists supporting facts."""
     accounting = time_accounting(run)
     budget = lock_budget(run)
+    q = run.queries
+    background = q[(q["role"] != "query") & (q["phase"] == "measure")]
+    writers = background.groupby(["engine", "schema"])["query_name"].agg(lambda n: sorted(set(n))).to_dict()
     rows = []
     for (engine, schema), levels in accounting.groupby(["engine", "schema"], sort=True):
         levels = levels.sort_values("concurrency")
         locks = budget[(budget["engine"] == engine) & (budget["schema"] == schema)]
-        rows.append(_diagnose_one(engine, schema, levels.iloc[0], levels.iloc[-1], locks))
+        rows.append(_diagnose_one(engine, schema, levels.iloc[0], levels.iloc[-1], locks,
+                                  writers.get((engine, schema), [])))
     out = pd.DataFrame(rows, columns=COLUMNS)
     contrasts = _cpu_contrasts(accounting, run)
     for i, row in out.iterrows():
@@ -62,7 +69,8 @@ def diagnose(run: Run) -> pd.DataFrame:
     return out
 
 
-def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks: pd.DataFrame) -> dict:
+def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks: pd.DataFrame,
+                  background: list[str]) -> dict:
     row = {"engine": engine, "schema": schema, "lock": "", "mode": "", "share": math.nan,
            "concurrency_low": int(lo["concurrency"]), "concurrency_high": int(hi["concurrency"]),
            "latency_low_ms": float(lo["latency_ms"]), "latency_high_ms": float(hi["latency_ms"]),
@@ -85,6 +93,7 @@ def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks:
         elif culprit is None:
             culprit = (key, lock)
     row["findings"] += _exclusive_findings(where, at_lo, at_hi, lo, hi)
+    row["findings"] += _contention_findings(where, at_lo, at_hi, lo, hi, culprit, background)
     largest = _largest_wait(at_hi)
     if culprit is not None:
         (name, mode), lock = culprit
@@ -179,7 +188,7 @@ def _exclusive_findings(where: str, at_lo: pd.DataFrame, at_hi: pd.DataFrame, lo
     lock's own service time, not stretched by preemption)."""
     out = []
     for (name, mode), lock in at_lo.iterrows():
-        if mode != "exclusive" or name in ("global_thread_pool", "local_thread_pool", "context"):
+        if mode != "exclusive" or name in INTERNAL_LOCKS:
             continue  # internal mutexes every query takes; their waits are judged above
         count, hold = lock["acquisitions_per_query"], lock["hold_us_per_query"]
         used = count >= EXCLUSIVE_USE if not math.isnan(count) else hold >= EXCLUSIVE_HOLD_US
@@ -192,6 +201,26 @@ def _exclusive_findings(where: str, at_lo: pd.DataFrame, at_hi: pd.DataFrame, lo
         out.append(f"{where}: the queries take the {_lock_name(name)} lock exclusively {taken}, holding it "
                    f"{hold:.1f} µs per query at concurrency {int(lo['concurrency'])}; at {int(hi['concurrency'])} "
                    f"they wait {wait_hi:.1f} µs per query for it ({share_hi:.1%} of thread time).")
+    return out
+
+
+def _contention_findings(where: str, at_lo: pd.DataFrame, at_hi: pd.DataFrame, lo: pd.Series, hi: pd.Series,
+                         culprit: tuple | None, background: list[str]) -> list[str]:
+    """Table locks the queries wait for, below the share that would make them the bottleneck: named, with
+    the scenario's background statements that ran beside them (a writer's commits, in the insert race)."""
+    out = []
+    for (name, mode), lock in at_hi.iterrows():
+        share = lock["wait_share_of_thread_time"]
+        contended = share >= CONTENDED_SHARE and lock["wait_us_per_query"] >= CONTENDED_US
+        if name in INTERNAL_LOCKS or not contended or (culprit and culprit[0] == (name, mode)):
+            continue
+        before = at_lo["wait_us_per_query"].get((name, mode), 0.0) if (name, mode) in at_lo.index else 0.0
+        text = (f"{where}: queries wait for the {_lock_name(name)} lock ({mode}) {lock['wait_us_per_query']:.0f} µs "
+                f"per query at concurrency {int(hi['concurrency'])} ({share:.1%} of thread time; {before:.0f} µs at "
+                f"{int(lo['concurrency'])})")
+        if background:
+            text += f", while the scenario's background statements ({', '.join(background)}) ran beside them"
+        out.append(text + ".")
     return out
 
 
