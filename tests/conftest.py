@@ -4,7 +4,8 @@ Every test uses one dataset cache per session, so datasets are built once, and t
 embedded engine (one data path per process) is opened once per test process.
 
 Layers: a test is ``fast`` when its module is in :data:`FAST_MODULES` and neither it nor
-any fixture it uses needs an engine (see :func:`needs_engine`); every other test is
+any fixture it uses needs an engine (see :func:`needs_engine`), and it is not marked
+``engine`` by hand (done for the slow checks that run pytest itself); every other test is
 ``engine``. ``python -m pytest -m fast`` runs the fast layer, and a session that runs
 only fast tests installs an engine guard (``tests/engine_guard``) in itself and in every
 process it starts, so a test that opens an engine anyway fails loudly instead of being

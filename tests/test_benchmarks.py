@@ -96,6 +96,7 @@ def test_suite_loop_reads_pytest_summaries() -> None:
     assert parse_counts("no summary at all")["passed"] == 0
 
 
+@pytest.mark.engine  # not in the fast layer: it runs pytest in subprocesses three times
 def test_suite_loop_runs_the_suite_and_counts_the_runs(tmp_path) -> None:
     """Two runs of a small passing selection, and one of a selection that fails, each counted as such."""
     def loop(*args: str) -> subprocess.CompletedProcess:

@@ -39,7 +39,7 @@ def test_without_the_guard_the_same_child_imports_the_engine() -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.engine  # it runs a whole pytest session
+@pytest.mark.engine  # not in the fast layer: it runs the fast layer itself
 def test_the_fast_subset_passes_with_the_engine_guard_on(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-m", "fast", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path)],
@@ -61,6 +61,7 @@ def test_every_fast_module_exists() -> None:
     assert sorted(m for m in FAST_MODULES if not (tests / f"{m}.py").exists()) == []
 
 
+@pytest.mark.engine  # not in the fast layer: it runs pytest in a subprocess (15 s on a loaded machine)
 def test_tests_that_use_the_engine_are_not_fast_even_in_a_fast_module() -> None:
     result = subprocess.run([sys.executable, "-m", "pytest", "-m", "fast", "--collect-only", "-q", "-p",
                              "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -74,6 +75,7 @@ def test_tests_that_use_the_engine_are_not_fast_even_in_a_fast_module() -> None:
         "tests/test_flamegraph.py::test_report_of_a_run_with_stacks_has_the_flame_graph",  # lockprof run in a fixture
         "tests/test_pyspy.py::test_records_a_real_process_and_tells_engine_from_python",  # a chDB process
         "tests/test_layers.py::test_the_fast_subset_passes_with_the_engine_guard_on",  # marked engine
+        "tests/test_benchmarks.py::test_suite_loop_runs_the_suite_and_counts_the_runs",  # marked engine
     }
     assert not engine_tests & fast, engine_tests & fast
     assert not [t for t in fast if t.startswith(("tests/test_driver.py", "tests/test_run_cli.py"))]
