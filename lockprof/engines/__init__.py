@@ -55,9 +55,13 @@ def parse_spec(text: str, progress: Callable[[str], None] | None = _stderr) -> E
         from lockprof.engines.launch import parse_server_spec  # a real server: see engines/server.py
 
         return parse_server_spec(text)
+    if text.startswith("server:"):
+        from lockprof.engines.local_server import parse_local_spec  # a launched server: engines/local_server.py
+
+        return parse_local_spec(text, progress)
     raise EngineError(
         f"unknown engine {text!r}; known engines: embedded, {', '.join(managed.known_versions())}, "
-        "http(s)://user@host:port, binary:/path/to/clickhouse"
+        "server:VERSION (26.7, 26.9), http(s)://user@host:port, binary:/path/to/clickhouse"
     )
 
 
@@ -71,6 +75,10 @@ def open_engine(request: dict[str, Any]) -> Any:
         from lockprof.engines.launch import open_server_engine
 
         return open_server_engine(request)
+    if kind == "local_server":
+        from lockprof.engines.local_server import open_local_server
+
+        return open_local_server(request)
     raise EngineError(f"unknown engine kind {kind!r}")
 
 
