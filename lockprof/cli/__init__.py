@@ -12,7 +12,7 @@ import sys
 from lockprof import __version__
 from lockprof.errors import LockprofError
 
-SUBCOMMANDS = ("run", "summary", "compare", "report", "engines", "observe")
+SUBCOMMANDS = ("run", "summary", "compare", "report", "engines", "observe", "server")
 
 
 def build_parser() -> argparse.ArgumentParser:

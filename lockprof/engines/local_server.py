@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,37 @@ class LaunchedServerEngine(ServerEngine):
 
 def open_local_server(request: dict[str, Any]) -> LaunchedServerEngine:
     return LaunchedServerEngine(request["version"], request["server_python"])
+
+
+@contextlib.contextmanager
+def launched(version: str, password_file: Path | None = None,
+             progress: Any = None) -> Iterator[tuple[ChdbServer, Path]]:
+    """A launched server for the user's own clients, and the file holding its password (mode 0600).
+
+    The file is the only place the password exists outside this process; it is
+    created fresh (an existing file is never overwritten) and removed with the server.
+    """
+    from lockprof.engines import EngineSpec
+
+    spec: EngineSpec = parse_local_spec(f"{SPEC_PREFIX}{version}", progress)
+    password = secrets.token_urlsafe(24)
+    holder = None if password_file else Path(tempfile.mkdtemp(prefix="lockprof-password-"))
+    path = Path(password_file) if password_file else holder / "password"  # type: ignore[operator]
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        if holder is not None:
+            shutil.rmtree(holder, ignore_errors=True)
+        raise EngineError(f"cannot create the password file {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        server = ChdbServer(spec.options["server_python"], version).start(password)
+        try:
+            yield server, path
+        finally:
+            server.stop()
+    finally:
+        path.unlink(missing_ok=True)
+        if holder is not None:
+            shutil.rmtree(holder, ignore_errors=True)

@@ -205,7 +205,11 @@ class ServerConnection:
 
 
 class ServerEngine:
-    """A ClickHouse server; ``readonly`` makes every query carry ``readonly = 1`` and refuses writes here too."""
+    """A ClickHouse server; ``readonly`` makes every query carry ``readonly = 2`` and refuses writes here too.
+
+    2, not 1: a real server under ``readonly = 1`` also refuses the per-query settings the samplers send
+    (code 164 for ``system_events_show_zero_values``); under 2 it still refuses every write with code 164.
+    """
 
     def __init__(self, target: ServerTarget, password: str | None = None, readonly: bool = False) -> None:
         self.target = target
@@ -214,7 +218,7 @@ class ServerEngine:
         self.readonly = readonly
         self.query_settings: dict[str, str] = dict(target.settings)
         if readonly:
-            self.query_settings["readonly"] = "1"
+            self.query_settings["readonly"] = "2"
         self.profile_settings = stack_settings(target.stack_period_ms)
         self._lock = threading.Lock()
         self._connections: list[ServerConnection] = []
