@@ -11,15 +11,21 @@ listeners, write the ports the kernel chose to ``ROOT/ports.tsv``, then run a
 query that sleeps until it is killed. ``chdb.connect()`` cannot do this (its
 embedded server has no listener callback); the module-level query can.
 
-The process ends when its stdin closes: the launcher closes it to stop the
-server, and the kernel closes it when the launcher dies in any way. It then
-removes ROOT itself, so a launcher killed with SIGKILL leaves no data behind.
+The process is two: a supervisor that holds nothing of chDB, and its forked child
+that serves (chDB keeps the GIL for the whole call, so no thread of the serving
+process could react to anything). The supervisor ends the server when its stdin
+closes: the launcher closes it to stop the server, and the kernel closes it when
+the launcher dies in any way; it then removes ROOT itself, so a launcher killed
+with SIGKILL leaves no data behind. If the supervisor itself is killed, the
+kernel kills the child (parent-death signal) and the launcher removes ROOT.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -37,15 +43,14 @@ def statements(root: Path) -> str:
             f"INTO OUTFILE '{ports}' FORMAT TabSeparated; {KEEPALIVE}")
 
 
-def _exit_when_stdin_closes(root: Path) -> None:
-    sys.stdin.buffer.read()
-    shutil.rmtree(root, ignore_errors=True)
-    os._exit(0)
+def _die_with_parent() -> None:
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def main(argv: list[str]) -> int:
-    root = Path(argv[1]).resolve()
-    threading.Thread(target=_exit_when_stdin_closes, args=(root,), daemon=True).start()
+def serve(root: Path) -> int:
+    """The serving child: chDB's one call, which returns only when its keep-alive query is killed."""
     # chDB's import opens (and closes) an in-memory connection in the working directory;
     # the server's config must not apply to it, only to the server's own call below.
     os.chdir("/")
@@ -62,6 +67,36 @@ def main(argv: list[str]) -> int:
         return 3
     print("listener: the keep-alive query ended (killed)", file=sys.stderr, flush=True)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[1]).resolve()
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:
+        _die_with_parent()
+        if os.getppid() != parent:  # the supervisor died before the signal was armed
+            os._exit(3)
+        code = serve(root)
+        sys.stderr.flush()
+        os._exit(code)
+    stopped = threading.Event()
+
+    def stop_when_stdin_closes() -> None:
+        sys.stdin.buffer.read()
+        stopped.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+    threading.Thread(target=stop_when_stdin_closes, daemon=True).start()
+    _, status = os.waitpid(child, 0)
+    if stopped.is_set():
+        shutil.rmtree(root, ignore_errors=True)
+        return 0
+    code = os.waitstatus_to_exitcode(status)
+    print(f"listener: the server exited ({'signal ' + str(-code) if code < 0 else 'status ' + str(code)})",
+          file=sys.stderr, flush=True)
+    return code if code > 0 else 3
 
 
 if __name__ == "__main__":

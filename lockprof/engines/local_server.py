@@ -83,8 +83,9 @@ def config_xml(root: Path) -> str:
 """
 
 
-def users_xml(password: str) -> str:
-    """Users: ``lockprof`` (full rights, by password) and the in-process ``default`` (listeners only)."""
+def users_xml(password: str, extra_users: str = "") -> str:
+    """Users: ``lockprof`` (full rights, by password), the in-process ``default`` (listeners only),
+    and ``extra_users`` (XML of more ``<users>`` entries, e.g. one with fewer grants)."""
     digest = hashlib.sha256(password.encode()).hexdigest()
     loopback = "<networks><ip>127.0.0.1</ip><ip>::1</ip></networks>"
     return f"""<clickhouse>
@@ -94,7 +95,7 @@ def users_xml(password: str) -> str:
             <profile>default</profile><quota>default</quota><access_management>1</access_management></{USER}>
         <default><password></password>{loopback}<profile>default</profile><quota>default</quota>
             <grants><query>GRANT SYSTEM LISTEN ON *.*</query><query>GRANT SELECT ON system.numbers</query></grants>
-        </default>
+        </default>{extra_users}
     </users>
     <quotas><default></default></quotas>
 </clickhouse>
@@ -112,7 +113,7 @@ class ChdbServer:
         self.http_port = 0
         self.tcp_port = 0
 
-    def start(self, password: str, ready_timeout_s: float = READY_TIMEOUT_S) -> ChdbServer:
+    def start(self, password: str, ready_timeout_s: float = READY_TIMEOUT_S, extra_users: str = "") -> ChdbServer:
         self.root = Path(tempfile.mkdtemp(prefix="lockprof-chserver-"))
         atexit.register(self.stop)
         try:
@@ -121,7 +122,7 @@ class ChdbServer:
             (self.root / "config.xml").write_text(config_xml(self.root))
             users = self.root / "users.xml"
             users.touch(mode=0o600)
-            users.write_text(users_xml(password))
+            users.write_text(users_xml(password, extra_users))
             env = {k: v for k, v in os.environ.items()
                    if k not in ("PYTHONHOME", "VIRTUAL_ENV", "LOCKPROF_PASSWORD", "LOCKPROF_PASSWORD_FILE")}
             env["PYTHONPATH"] = str(PACKAGE_ROOT)  # the listener module only; it imports nothing else of lockprof
