@@ -181,10 +181,13 @@ def test_a_dying_worker_is_reported_and_the_other_engine_is_kept(tiny_run, tmp_p
 
 
 def test_engine_self_check_finds_the_pinned_engine_parallel(tiny_run):
+    from lockprof.selfcheck import WAIT_S
+
     check = store.read_manifest(tiny_run)["engines"][0]["self_check"]
-    assert check["qps_1"] > 0 and check["speedup"] > 0
-    expected = "parallel" if check["speedup"] >= 1.3 else "serialized" if check["control_speedup"] >= 1.3 else "incon"
-    assert check["verdict"].startswith(expected)
+    # two waiting queries overlap on chDB 26.9 however busy the machine: a pair takes about one wait
+    assert check["verdict"] == "parallel", check
+    assert check["wait_pair_s"] < 1.5 * WAIT_S and check["speedup"] >= 1.5
+    assert check["qps_1"] > 0 and check["cpu_speedup"] > 0 and check["control_speedup"] > 0  # context only
 
 
 def test_self_check_flags_an_engine_that_serializes(engine):
@@ -192,7 +195,7 @@ def test_self_check_flags_an_engine_that_serializes(engine):
     import threading
 
     from lockprof.clock import RunClock
-    from lockprof.selfcheck import self_check
+    from lockprof.selfcheck import WAIT_S, self_check
 
     gate = threading.Lock()
 
@@ -206,10 +209,9 @@ def test_self_check_flags_an_engine_that_serializes(engine):
 
     conns = [Serialized(engine.connect()), Serialized(engine.connect())]
     check = self_check(conns, RunClock(), seconds=0.4)
-    assert check["speedup"] < 1.3
-    # on a busy machine the control cannot scale either, and the check says so instead of guessing
-    assert check["verdict"] == ("serialized" if check["control_speedup"] >= 1.3 else check["verdict"])
-    assert check["verdict"] == "serialized" or check["verdict"].startswith("inconclusive")
+    # a serialized pair can never take less than two waits, whatever the load: no "inconclusive" escape
+    assert check["verdict"] == "serialized", check
+    assert check["wait_pair_s"] >= 2 * WAIT_S and check["speedup"] < 1.2
 
 
 def test_overhead_control_interleaves_the_same_level_without_samplers(tmp_path):
