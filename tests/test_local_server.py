@@ -220,3 +220,23 @@ def test_lockprof_server_prints_its_url_and_password_file_until_stopped(python26
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_an_ab_between_two_launched_servers(python26: Path, tmp_path: Path) -> None:
+    """Two genuine servers at once, each with its own process, ports, password and directory, interleaved."""
+    out, tmp = tmp_path / "ab", tmp_path / "tmp"
+    tmp.mkdir()
+    spec = f"server:{VERSION}"
+    result = lockprof_cli("run", str(TINY), "--engine", spec, "--engine", spec, "--schema", "day", "--concurrency",
+                          "1", "--duration", "0.5", "--warmup", "0", "--out", str(out), env={"TMPDIR": str(tmp)})
+    assert result.returncode == 0, result.stderr + result.stdout
+    from lockprof.analysis import load_run
+
+    run = load_run(out)
+    labels = [e["label"] for e in run.manifest["engines"]]
+    assert len(labels) == 2 and len(set(labels)) == 2
+    assert all(e["spec"] == spec and e["has_query_log"] for e in run.manifest["engines"])
+    measured = run.measured()
+    assert set(measured["engine"]) == set(labels) and measured["engine_duration_ms"].notna().all()
+    assert lockprof_cli("compare", str(out)).returncode in (0, 5)
+    assert server_dirs(tmp) == set() and listener_pids(tmp) == []
