@@ -216,7 +216,9 @@ class LaunchedServerEngine(ServerEngine):
             raise
 
     def info(self) -> Any:
-        return replace(super().info(), package=f"launched server {SPEC_PREFIX}{self.server.version}")
+        from lockprof.engines.managed import release_for
+
+        return replace(super().info(), package=f"{release_for(self.server.version).pin}, launched server")
 
     def close(self) -> None:
         try:
