@@ -256,6 +256,12 @@ def launched(version: str, password_file: Path | None = None,
             f.write(password + "\n")
         server = ChdbServer(spec.options["server_python"], version).start(password)
         try:
+            # create the log tables now, so a client's first look finds query_log
+            first = ServerEngine(ServerTarget("http", USER, "127.0.0.1", server.http_port, timeout_s=30.0), password)
+            try:
+                first.admin.execute("SYSTEM FLUSH LOGS")
+            finally:
+                first.close()
             yield server, path
         finally:
             server.stop()
