@@ -204,6 +204,7 @@ def test_lockprof_server_prints_its_url_and_password_file_until_stopped(python26
         engine = ServerEngine(parse_url(f"{url}?password_file={pw_file}"))
         try:
             assert int(engine.admin.frame("SELECT 1 AS x")["x"].iloc[0]) == 1
+            assert engine.info().has_query_log  # the log tables exist from the start
         finally:
             engine.close()
         # an existing password file is never overwritten
