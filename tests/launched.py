@@ -105,3 +105,19 @@ def alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return status.exists() and "\nState:\tZ" not in status.read_text()
+
+
+@contextlib.contextmanager
+def serve_real_cluster(password: str, name: str, replicas: int = 3,
+                       version: str = VERSION) -> Iterator[list[RealServer]]:
+    """``replicas`` launched real servers forming cluster ``name`` (see lockprof.engines.local_cluster)."""
+    from lockprof.engines.local_cluster import local_cluster
+
+    with local_cluster(server_python(version), version, password, name, replicas) as servers:
+        for server in servers:
+            engine = ServerEngine(ServerTarget("http", USER, "127.0.0.1", server.http_port, timeout_s=30), password)
+            try:
+                engine.admin.execute("SYSTEM FLUSH LOGS")
+            finally:
+                engine.close()
+        yield [RealServer(s, password) for s in servers]

@@ -64,8 +64,9 @@ def parse_local_spec(text: str, progress: Any = None) -> Any:
     return EngineSpec("local_server", f"server-{version}", options, f"{SPEC_PREFIX}{version}")
 
 
-def config_xml(root: Path) -> str:
-    """The server's config: loopback only, ports 0 (the kernel picks), query_log flushed every second."""
+def config_xml(root: Path, tcp_port: int = 0, extra: str = "") -> str:
+    """The server's config: loopback only, ports 0 (the kernel picks) unless a cluster needs its native
+    port known in advance, query_log flushed every second; ``extra``: more elements (display_name, remote_servers)."""
     logs = "".join(
         f"<{t}><database>system</database><table>{t}</table>"
         f"<flush_interval_milliseconds>1000</flush_interval_milliseconds></{t}>"
@@ -74,11 +75,12 @@ def config_xml(root: Path) -> str:
     return f"""<clickhouse>
     <listen_host>127.0.0.1</listen_host>
     <http_port>0</http_port>
-    <tcp_port>0</tcp_port>
+    <tcp_port>{tcp_port}</tcp_port>
     <tmp_path>{root}/tmp/</tmp_path>
     <user_files_path>{root}/user_files/</user_files_path>
     <users_config>{root}/users.xml</users_config>
     {logs}
+    {extra}
 </clickhouse>
 """
 
@@ -113,13 +115,16 @@ class ChdbServer:
         self.http_port = 0
         self.tcp_port = 0
 
-    def start(self, password: str, ready_timeout_s: float = READY_TIMEOUT_S, extra_users: str = "") -> ChdbServer:
+    def start(self, password: str, ready_timeout_s: float = READY_TIMEOUT_S, extra_users: str = "",
+              tcp_port: int = 0, config_extra: str = "") -> ChdbServer:
         self.root = Path(tempfile.mkdtemp(prefix="lockprof-chserver-"))
         atexit.register(self.stop)
         try:
             for sub in ("data", "tmp", "user_files", "log"):
                 (self.root / sub).mkdir()
-            (self.root / "config.xml").write_text(config_xml(self.root))
+            config = self.root / "config.xml"
+            config.touch(mode=0o600)  # a cluster's inter-server secret may be in it
+            config.write_text(config_xml(self.root, tcp_port, config_extra))
             users = self.root / "users.xml"
             users.touch(mode=0o600)
             users.write_text(users_xml(password, extra_users))
