@@ -121,3 +121,30 @@ def serve_real_cluster(password: str, name: str, replicas: int = 3,
             finally:
                 engine.close()
         yield [RealServer(s, password) for s in servers]
+
+
+@contextlib.contextmanager
+def client_load(served: RealServer) -> Iterator[None]:
+    """Another client's small queries against a server while the block runs, for observe and samplers to see."""
+    import threading
+    import time
+
+    import clickhouse_connect
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        client = clickhouse_connect.get_client(host="127.0.0.1", port=served.port, username=USER,
+                                               password=served.password, autogenerate_session_id=False)
+        while not stop.is_set():
+            client.query("SELECT count() FROM numbers(10000)")
+            time.sleep(0.02)  # a pace for the other client, not a wait for a condition
+        client.close()
+
+    loader = threading.Thread(target=loop)
+    loader.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        loader.join()

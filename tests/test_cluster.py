@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from chhttp import client_load
 from conftest import TINY, lockprof_cli
-from launched import serve_real_cluster
+from launched import client_load, serve_real_cluster
 
 from lockprof.clock import RunClock
 from lockprof.engines.server import ServerEngine, ServerTarget
@@ -171,3 +170,19 @@ def test_run_with_cluster_records_the_replica_and_refuses_the_embedded_engine(cl
     embedded = lockprof_cli("run", str(TINY), "--cluster", CLUSTER, "--concurrency", "1", "--duration", "0.2",
                             "--warmup", "0", "--out", str(tmp_path / "embedded"))
     assert embedded.returncode != 0 and "give a server --engine" in embedded.stderr
+
+
+def test_a_cluster_leaves_no_server_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from launched import listener_pids, server_dirs
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with serve_real_cluster(PASSWORD, "lockprof_pair", 2) as servers:
+        assert len(server_dirs(tmp_path)) == 2 and len(listener_pids(tmp_path)) == 4  # supervisor + server each
+        engine = _engine(servers[1])
+        try:
+            assert check_cluster(engine.admin, "lockprof_pair") == 2
+        finally:
+            engine.close()
+    assert server_dirs(tmp_path) == set() and listener_pids(tmp_path) == []

@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from chhttp import client_load
 from conftest import lockprof_cli
-from launched import serve_real
+from launched import client_load, serve_real
 
 from lockprof.engines.server import ServerEngine, ServerTarget
 from lockprof.errors import EngineError
