@@ -1,6 +1,6 @@
 """Launched local servers: ``--engine server:26.9`` runs a genuine ClickHouse server of that version.
 
-chDB releases from 26.1 on contain clickhouse-local's network listener, so a
+chDB releases from 26.7 on contain clickhouse-local's network listener, so a
 managed environment (see :mod:`lockprof.engines.managed`) can serve ClickHouse's
 HTTP and native protocols from its own process (:mod:`lockprof.engines.listener`).
 The scenario then runs through the same clickhouse-connect engine as a remote URL.
