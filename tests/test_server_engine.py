@@ -172,3 +172,21 @@ def test_guard_keeps_writes_inside_databases_lockprof_created(server) -> None:
 )
 def test_guard_finds_the_databases_a_statement_writes(sql: str, kind: str, dbs: list) -> None:
     assert targets(sql) == (kind, dbs)
+
+
+def test_a_fresh_server_is_found_to_keep_a_query_log() -> None:
+    """A new server creates system.query_log at its first flush; the engine asks for one before saying 'none'."""
+    from launched import VERSION, server_python
+
+    from lockprof.engines.local_server import ChdbServer
+
+    server = ChdbServer(server_python(), VERSION).start(PASSWORD)
+    try:
+        target = ServerTarget("http", "lockprof", "127.0.0.1", server.http_port, timeout_s=30)
+        engine = ServerEngine(target, password=PASSWORD)
+        try:
+            assert engine.info().has_query_log
+        finally:
+            engine.close()
+    finally:
+        server.stop()

@@ -214,8 +214,6 @@ class LaunchedServerEngine(ServerEngine):
         try:
             target = ServerTarget("http", USER, "127.0.0.1", self.server.http_port, timeout_s=30.0)
             super().__init__(target, password=password)
-            # The log tables exist from their first flush on; until then the query-log probe finds none.
-            self.admin.execute("SYSTEM FLUSH LOGS")
         except BaseException:
             self.server.stop()
             raise

@@ -261,11 +261,16 @@ class ServerEngine:
         return self._info
 
     def _probe_query_log(self) -> bool:
-        """A server may run without query_log, or deny reading it; find out rather than assume."""
+        """A server may run without query_log, or deny reading it; find out rather than assume.
+
+        A fresh server creates its log tables at their first flush, so one is asked for before
+        concluding there is none (not in read-only mode, which sends nothing but reads)."""
+        exists = "SELECT count() AS n FROM system.tables WHERE database = 'system' AND name = 'query_log'"
         try:
-            found = self._admin.frame("SELECT count() AS n FROM system.tables WHERE database = 'system' "
-                                      "AND name = 'query_log'")
-            if int(found["n"].iloc[0]) == 0:
+            if int(self._admin.frame(exists)["n"].iloc[0]) == 0 and not self.readonly:
+                with contextlib.suppress(Exception):  # a user without SYSTEM FLUSH LOGS: the answer stays no
+                    self._admin.execute("SYSTEM FLUSH LOGS")
+            if int(self._admin.frame(exists)["n"].iloc[0]) == 0:
                 return False
             self._admin.frame("SELECT query_id FROM system.query_log LIMIT 0")
             return True
