@@ -31,3 +31,9 @@ class Interrupted(LockprofError):
     """The user stopped the run; what was measured is kept."""
 
     exit_code = 130
+
+
+class LevelsFailed(LockprofError):
+    """The run finished, but some level's queries failed too often to be a measurement."""
+
+    exit_code = 5

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
-from lockprof.errors import Interrupted
-from lockprof.run import RunOptions, run
+from lockprof.errors import Interrupted, LevelsFailed
+from lockprof.run import RunOptions, describe_failed_level, run
 from lockprof.store import read_manifest
 from lockprof.summary import print_summary
 from lockprof.worker import ALL_SAMPLERS
@@ -88,8 +89,18 @@ def main(args: argparse.Namespace) -> int:
         )
     )
     print_summary(path)
-    manifest = read_manifest(path)
-    if manifest["status"] == "complete":
-        return 0
-    interrupted = any("interrupted" in f for f in manifest.get("failures", []))
-    return Interrupted.exit_code if interrupted else 1
+    return exit_code(read_manifest(path))
+
+
+def exit_code(manifest: dict) -> int:
+    """0 complete; 130 interrupted; 1 an engine failed; 5 every engine ran but some level failed."""
+    failures = manifest.get("failures", [])
+    failed_levels = manifest.get("failed_levels", [])
+    for failure in failed_levels:  # said again after the summary, where it cannot be missed
+        print(f"lockprof: level failed: {failure['engine']} {failure['schema']} c={failure['concurrency']}: "
+              f"{describe_failed_level(failure)}", file=sys.stderr)
+    if any("interrupted" in f for f in failures):
+        return Interrupted.exit_code
+    if failures or manifest["status"] != "complete" and not failed_levels:
+        return 1
+    return LevelsFailed.exit_code if failed_levels else 0

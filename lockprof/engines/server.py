@@ -187,9 +187,15 @@ class ServerConnection:
         self._engine = engine
         self._client = client
 
-    def execute(self, sql: str, params: dict[str, Any] | None = None, query_id: str | None = None) -> None:
+    def execute(
+        self,
+        sql: str,
+        params: dict[str, Any] | None = None,
+        query_id: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self._engine.guard.check(sql)
-        settings = dict(self._engine.query_settings)
+        settings = {**self._engine.query_settings, **(settings or {})}
         if query_id:
             settings.update(self._engine.profile_settings)
             settings.update(query_id=query_id, log_comment=query_id)
