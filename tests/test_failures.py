@@ -199,3 +199,30 @@ def test_ctrl_c_during_a_long_dataset_build_acts_at_once_and_leaves_nothing(tmp_
     assert "Traceback" not in stderr and "interrupted" in stderr
     assert not out.exists()
     wait_for(lambda: not alive(below), timeout=30, what="end of the worker")
+
+
+DAMAGE = [
+    ("ALTER TABLE {t} DROP PARTITION 0", "active parts 3 differ from the 4"),
+    # the same parts and rows, other values
+    ("ALTER TABLE {t} DROP PARTITION 0; INSERT INTO {t} SELECT number * 4, number + 0.5 FROM numbers(250)",
+     "checksum"),
+]
+
+
+@pytest.mark.parametrize("damage, reason", DAMAGE)
+def test_a_damaged_cached_dataset_is_rebuilt_and_says_why(engine, damage, reason):
+    from lockprof.dataset import ensure_dataset
+    from lockprof.scenario import Query, Scenario, Schema
+
+    schema = Schema("s", "CREATE TABLE {table} (k UInt32, v Float64) ENGINE = MergeTree PARTITION BY k % 4 ORDER BY k",
+                    populate=["INSERT INTO {table} SELECT number, number FROM numbers(1000)"])
+    scenario = Scenario(f"damaged_{DAMAGE.index((damage, reason))}", [schema], [Query("q", "SELECT 1")])
+    built = ensure_dataset(engine.admin, scenario, schema)
+    assert (built.active_parts, built.rows, built.cached) == (4, 1000, False)
+    assert ensure_dataset(engine.admin, scenario, schema).cached  # intact: reused
+    for statement in damage.split("; "):
+        engine.admin.execute(statement.replace("{t}", built.full_name))
+    again = ensure_dataset(engine.admin, scenario, schema)
+    assert not again.cached and reason in again.rebuilt_because
+    assert (again.active_parts, again.rows) == (4, 1000)
+    assert ensure_dataset(engine.admin, scenario, schema).cached
