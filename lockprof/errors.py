@@ -27,6 +27,12 @@ class RunDirError(LockprofError):
     exit_code = 4
 
 
+class StorageError(LockprofError):
+    """The run directory cannot be written (disk full, quota): the run ends, keeping what was written."""
+
+    exit_code = 1
+
+
 class Interrupted(LockprofError):
     """The user stopped the run; what was measured is kept."""
 

@@ -19,6 +19,7 @@ import datetime as dt
 import os
 import platform
 import signal
+import tempfile
 import threading
 import time
 import uuid
@@ -31,8 +32,8 @@ import pandas as pd
 from lockprof import __version__
 from lockprof.clock import RunClock
 from lockprof.driver import ERROR_SHARE_LIMIT
-from lockprof.engines import EngineSpec, parse_spec
-from lockprof.errors import EngineError, Interrupted, LockprofError
+from lockprof.engines import VERSION_SPEC, EngineSpec, parse_spec
+from lockprof.errors import EngineError, Interrupted, LockprofError, StorageError
 from lockprof.progress import Reporter, reporter_for
 from lockprof.samplers.pyspy import PySpySampler
 from lockprof.scenario import load_scenario
@@ -124,6 +125,24 @@ def default_out(scenario_name: str, run_id: str) -> Path:
     return Path("runs") / f"{scenario_name}-{run_id}"
 
 
+def check_out(out: Path) -> None:
+    """Refuse a run directory that exists or could not be created, before any expensive work."""
+    if any(len(part.encode()) > 255 for part in out.parts):
+        raise LockprofError(f"--out {str(out)[:80]}...: a name in it is longer than a file name may be")
+    try:
+        if out.exists() or out.is_symlink():
+            raise LockprofError(f"{out} already exists; choose another --out")
+        parent = out.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise LockprofError(f"cannot create {out}: {parent} is not a directory")
+        probe = tempfile.mkdtemp(dir=parent, prefix=".lockprof-probe-")  # a real probe: rights, read-only disks
+        os.rmdir(probe)
+    except OSError as exc:
+        raise LockprofError(f"cannot create {out}: {exc.strerror}") from None
+
+
 def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     """Run a scenario and return the run directory it wrote."""
     reporter = reporter or reporter_for()
@@ -143,11 +162,13 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     steps_preview = plan(["-"], schemas[:1], concurrency, 1, options.rates)  # rejects a bad --rate before any work
     if options.rates and min(options.rates) <= 0:
         raise LockprofError("--rate must be positive")
-    specs = _unique_labels([parse_spec(text) for text in options.engines])
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     out = options.out or default_out(scenario.name, run_id)
-    if out.exists():
-        raise LockprofError(f"{out} already exists; choose another --out")
+    check_out(out)  # before any engine is installed or dataset built
+    for text in options.engines:  # every spec's syntax first: installing one engine takes minutes
+        if not VERSION_SPEC.match(text.strip()):
+            parse_spec(text)
+    specs = _unique_labels([parse_spec(text) for text in options.engines])
     clock = RunClock()
     interrupted: dict[str, Any] = {"flag": False}
     workers: dict[str, WorkerProcess] = {}
@@ -262,6 +283,16 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
             run_dir.manifest["failures"].append(_interrupt_note(interrupted))
         run_dir.finish(status, ended_at=dt.datetime.now(dt.timezone.utc).isoformat())
         return run_dir.path
+    except StorageError as exc:
+        if run_dir is None or not run_dir.has_measurements():
+            if run_dir is not None:
+                run_dir.discard()
+            raise
+        with contextlib.suppress(StorageError):  # the padded manifest has room for this, but never hide exc
+            run_dir.finish("incomplete", ended_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+                           failures=[*run_dir.manifest["failures"], f"the run stopped: {exc}"])
+        raise StorageError(f"{exc}; the run stopped, {run_dir.path} keeps the levels written before "
+                           "(marked incomplete)") from None
     except BaseException as exc:
         if not (interrupted["flag"] or isinstance(exc, (KeyboardInterrupt, Interrupted))):
             _discard_if_empty(run_dir)

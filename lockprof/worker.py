@@ -128,15 +128,7 @@ class Worker:
         if "query_log" in samplers and self.engine.info().has_query_log:
             per_query, query_events = QueryLogReader(self.engine.admin, self.cluster).read(level.id_prefix)
             records = records.merge(per_query, on="query_id", how="left")
-        part = f"{label}-{seq:05d}"
-        store.write_part(run_dir, "queries", part, records)
-        store.write_part(run_dir, "events", part, events.frame().assign(**keys))
-        store.write_part(run_dir, "metrics", part, metrics.frame().assign(**keys))
-        store.write_part(run_dir, "query_events", part, query_events.assign(engine=label))
-        if self._stack_period_ms() and samplers:
-            self._keep_stacks(run_dir, part, level.id_prefix, keys)
         measured = records[records["phase"] == "measure"]
-        verdict = level_verdict(records, measured, result.errors, result.interrupted)
         level_row = {
             **keys,
             "seq": seq,
@@ -151,9 +143,22 @@ class Worker:
             "interrupted": result.interrupted,
             "sampler_errors": "; ".join(s.error for s in active if s.error) or None,
             "cancelled": int(measured["cancelled"].sum()),
-            **verdict,
+            **level_verdict(records, measured, result.errors, result.interrupted),
         }
-        store.write_part(run_dir, "levels", part, pd.DataFrame([level_row]))
+        part = f"{label}-{seq:05d}"
+        try:
+            store.write_part(run_dir, "queries", part, records)
+            store.write_part(run_dir, "events", part, events.frame().assign(**keys))
+            store.write_part(run_dir, "metrics", part, metrics.frame().assign(**keys))
+            store.write_part(run_dir, "query_events", part, query_events.assign(engine=label))
+            if self._stack_period_ms() and samplers:
+                self._keep_stacks(run_dir, part, level.id_prefix, keys)
+            store.write_part(run_dir, "levels", part, pd.DataFrame([level_row]))  # last: the level is whole
+        except BaseException:
+            # A level is stored whole or not at all (a full disk, an interruption): drop the parts it wrote.
+            for table in store.TABLES:
+                (run_dir / table / f"{part}.parquet").unlink(missing_ok=True)
+            raise
         return level_row
 
     def _cluster(self, name: str | None) -> str | None:

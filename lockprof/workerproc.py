@@ -14,7 +14,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from lockprof.errors import EngineError, Interrupted, ScenarioError
+from lockprof.errors import EngineError, Interrupted, ScenarioError, StorageError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1
@@ -73,6 +73,8 @@ class WorkerProcess:
             raise ScenarioError(error)
         if kind == "Interrupted":
             raise Interrupted(f"{self.label}: interrupted")
+        if kind == "StorageError":
+            raise StorageError(error)
         raise EngineError(f"engine {self.label}: {error}")
 
     def _crashed(self) -> WorkerCrashed:
@@ -109,6 +111,7 @@ class WorkerProcess:
         if keep_log is not None:
             text = self.log_text()
             if text:
-                keep_log.parent.mkdir(parents=True, exist_ok=True)
-                keep_log.write_text(text)
+                with contextlib.suppress(OSError):  # a full disk loses the log, not the run's own message
+                    keep_log.parent.mkdir(parents=True, exist_ok=True)
+                    keep_log.write_text(text)
         self._log.close()
