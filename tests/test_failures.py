@@ -226,3 +226,37 @@ def test_a_damaged_cached_dataset_is_rebuilt_and_says_why(engine, damage, reason
     assert not again.cached and reason in again.rebuilt_because
     assert (again.active_parts, again.rows) == (4, 1000)
     assert ensure_dataset(engine.admin, scenario, schema).cached
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB file system for a run directory (needs the right to mount; skipped without it)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("cannot mount a small file system here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_ends_the_run_cleanly_and_the_manifest_says_why(tmp_path, small_disk):
+    path = write_scenario(tmp_path, """
+        scenario = Scenario("disk_full", [SCHEMA], [Query("q", "SELECT k, v, repeat('x', 200) FROM {table} LIMIT 10")])
+    """)
+    out = small_disk / "run"
+    # many levels, each storing its queries and ProfileEvents: the 1 MiB fills up part-way
+    result = lockprof_cli("run", str(path), "--out", str(out), "--concurrency", "1,2", "--duration", "1",
+                          "--warmup", "0", "--repetitions", "40", timeout=900)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("lockprof: error:") == 1 and "No space left" in result.stderr, result.stderr
+    manifest = store.read_manifest(out)
+    assert manifest["status"] == "incomplete"
+    assert any("No space left" in f for f in manifest["failures"])
+    # what was written stays readable, and every stored level is whole
+    levels, queries = store.read_table(out, "levels"), store.read_table(out, "queries")
+    assert len(levels) >= 1
+    assert set(zip(queries["concurrency"], queries["repetition"])) == set(zip(levels["concurrency"],
+                                                                            levels["repetition"]))
+    assert not [p for p in out.rglob(".*")], "temporary files left behind"
