@@ -260,3 +260,21 @@ def test_a_full_disk_ends_the_run_cleanly_and_the_manifest_says_why(tmp_path, sm
     assert set(zip(queries["concurrency"], queries["repetition"])) == set(zip(levels["concurrency"],
                                                                             levels["repetition"]))
     assert not [p for p in out.rglob(".*")], "temporary files left behind"
+
+
+def test_when_lockprof_itself_is_killed_its_worker_and_py_spy_die_too(tmp_path):
+    path = write_scenario(tmp_path, f"scenario = Scenario('killed', [SCHEMA], [{SLOW_QUERY}])\n")
+    out = tmp_path / "run"
+    proc = _start(["run", str(path), "--out", str(out), "--concurrency", "1", "--duration", "2", "--warmup", "0",
+                   "--repetitions", "2"])
+    below = wait_until_measuring(proc, out)
+    proc.kill()  # nothing can be cleaned up in-process: the kernel must end the children
+    proc.communicate(timeout=60)
+    wait_for(lambda: not alive(below), timeout=30, what="end of the worker and py-spy")
+    store.read_manifest(out)  # still readable, marked incomplete
+    assert store.read_manifest(out)["status"] == "incomplete"
+    # py-spy's directory of the killed run is removed by the next sampler that starts
+    from lockprof.samplers.pyspy import remove_stale_dirs
+
+    remove_stale_dirs()  # what every sampler does as it starts
+    assert not pyspy_dirs(proc.pid)
