@@ -161,6 +161,11 @@ def _damaged_part(table: str, parts: list[Path], exc: Exception) -> str:
 
 # What every reader relies on; a manifest without them is damaged, whatever else it holds.
 REQUIRED: dict[str, type] = {"run_id": str, "status": str, "scenario": dict, "parameters": dict, "engines": list}
+# What lockprof writes beside them (older runs may lack some): present with another type means damaged.
+OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "datasets": dict, "host": dict, "clock": dict, "failures": list, "failed_levels": list, "notes": list,
+    "lockprof_version": str, "started_at": str, "ended_at": (str, type(None)),
+}
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -181,6 +186,8 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
         )
     problems = [f"{key!r} is {'missing' if key not in manifest else 'not ' + kind.__name__}"
                 for key, kind in REQUIRED.items() if not isinstance(manifest.get(key), kind)]
+    problems += [f"{key!r} has the wrong type" for key, kind in OPTIONAL.items()
+                 if key in manifest and not isinstance(manifest[key], kind)]
     if problems:
         raise RunDirError(f"{path}: damaged manifest: {'; '.join(problems)}")
     return manifest

@@ -232,7 +232,12 @@ def damage(run: Path, rng: random.Random) -> str:
         target.unlink()
     else:
         target = run / store.MANIFEST
-        manifest = json.loads(target.read_text())
+        try:
+            manifest = json.loads(target.read_bytes())
+        except ValueError:  # an earlier round already damaged it
+            return f"manifest {target.relative_to(run)} left as it was"
+        if not isinstance(manifest, dict) or not manifest:
+            return "manifest not an object: left as it was"
         key = rng.choice(sorted(manifest))
         manifest[key] = rng.choice([None, 3, "x", [], {}])
         target.write_text(json.dumps(manifest))

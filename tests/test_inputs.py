@@ -99,6 +99,11 @@ def damaged_copies(run: Path, tmp_path: Path) -> list[tuple[Path, str]]:
     del manifest["engines"]
     (r / "manifest.json").write_text(json.dumps(manifest))
     cases.append((r, "manifest.json"))
+    r = copy("manifest_wrong_type")  # found by the fuzzer: the analysis crashed on it
+    manifest = json.loads((r / "manifest.json").read_text())
+    manifest["datasets"] = []
+    (r / "manifest.json").write_text(json.dumps(manifest))
+    cases.append((r, "manifest.json"))
     r = copy("manifest_binary")
     (r / "manifest.json").write_bytes(b"\xff\xfe\x00garbage")
     cases.append((r, "manifest.json"))
