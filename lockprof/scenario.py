@@ -139,7 +139,7 @@ def _problems(s: Scenario) -> list[str]:
         if item.params is not None and not callable(item.params):
             problems.append(f"{item.name!r}: params must be a function of a random.Random")
     if not s.concurrency or any(not _number(c) or int(c) != c or not 1 <= c <= 1024 for c in s.concurrency):
-        problems.append(f"concurrency must be whole numbers from 1 to 1024, got {list(s.concurrency)}")
+        problems.append(f"concurrency must be positive whole numbers (at most 1024), got {list(s.concurrency)}")
     if not (_number(s.duration_s) and 0 < s.duration_s <= 86_400 and _number(s.warmup_s) and 0 <= s.warmup_s <= 86_400):
         problems.append("duration_s must be positive and warmup_s not negative (finite, at most a day)")
     if not isinstance(s.seed, int) or isinstance(s.seed, bool):

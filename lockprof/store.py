@@ -160,10 +160,11 @@ def _damaged_part(table: str, parts: list[Path], exc: Exception) -> str:
 
 
 # What every reader relies on; a manifest without them is damaged, whatever else it holds.
-REQUIRED: dict[str, type] = {"run_id": str, "status": str, "scenario": dict, "parameters": dict, "engines": list}
+REQUIRED: dict[str, type] = {"run_id": str, "status": str, "engines": list}
 # What lockprof writes beside them (older runs may lack some): present with another type means damaged.
 OPTIONAL: dict[str, type | tuple[type, ...]] = {
-    "datasets": dict, "host": dict, "clock": dict, "failures": list, "failed_levels": list, "notes": list,
+    "scenario": dict, "parameters": dict, "datasets": dict, "host": dict, "clock": dict, "failures": list,
+    "failed_levels": list, "notes": list,
     "lockprof_version": str, "started_at": str, "ended_at": (str, type(None)),
 }
 
