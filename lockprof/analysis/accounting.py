@@ -175,8 +175,9 @@ def time_accounting(run: Run) -> pd.DataFrame:
                *(f"{c}_share" for c in COMPONENTS), "source"]
     if totals.empty:
         return pd.DataFrame(columns=columns)
-    pq = per_query(totals).pivot_table(index=LEVEL, columns="event", values="per_query", aggfunc="sum")
-    queries = per_query(totals).drop_duplicates(LEVEL).set_index(LEVEL)["queries"]
+    long = per_query(totals)
+    pq = long.pivot_table(index=LEVEL, columns="event", values="per_query", aggfunc="sum")
+    queries = long.drop_duplicates(LEVEL).set_index(LEVEL)["queries"]
     wide = pd.DataFrame(index=pq.index)
     col = lambda name: pq[name].fillna(0.0) if name in pq else pd.Series(0.0, index=pq.index)  # noqa: E731
     on_cpu = col(ON_CPU) if ON_CPU in pq else sum(col(n) for n in ON_CPU_PARTS)
