@@ -2,8 +2,13 @@
 
 Steps alternate engines within each repetition (A B A B ...), so slow drift of a
 noisy machine falls on every engine alike. A worker that dies is reported and
-dropped; the other engines go on. Ctrl-C ends the current level early, keeps
-everything measured, and leaves the run marked ``incomplete``.
+dropped; the other engines go on. A level whose queries fail too often (see
+:func:`lockprof.driver.level_verdict`) is recorded in ``failed_levels`` with its
+first error. Ctrl-C or SIGTERM ends the current level early (its running queries
+are cancelled), keeps everything measured, and leaves the run marked
+``incomplete``; a request that cannot be cut short (a dataset build) is abandoned
+after :data:`ABANDON_AFTER_S`. A second signal stops the workers at once, and the
+manifest is still finished: no exception is raised into a file being written.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import datetime as dt
 import os
 import platform
 import signal
+import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,8 +31,9 @@ import pandas as pd
 
 from lockprof import __version__
 from lockprof.clock import RunClock
-from lockprof.engines import EngineSpec, parse_spec
-from lockprof.errors import EngineError, Interrupted, LockprofError
+from lockprof.driver import ERROR_SHARE_LIMIT
+from lockprof.engines import VERSION_SPEC, EngineSpec, parse_spec
+from lockprof.errors import EngineError, Interrupted, LockprofError, StorageError
 from lockprof.progress import Reporter, reporter_for
 from lockprof.samplers.pyspy import PySpySampler
 from lockprof.scenario import load_scenario
@@ -35,6 +43,8 @@ from lockprof.workerproc import WorkerCrashed, WorkerProcess
 
 NO_SAMPLERS = "+no-samplers"
 ACHIEVED_FRACTION = 0.95  # an open-loop level below this share of its target rate did not achieve it
+ABANDON_AFTER_S = 1.0  # after a first Ctrl-C, a worker busy with anything but a level is stopped this soon
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -115,6 +125,24 @@ def default_out(scenario_name: str, run_id: str) -> Path:
     return Path("runs") / f"{scenario_name}-{run_id}"
 
 
+def check_out(out: Path) -> None:
+    """Refuse a run directory that exists or could not be created, before any expensive work."""
+    if any(len(part.encode()) > 255 for part in out.parts):
+        raise LockprofError(f"--out {str(out)[:80]}...: a name in it is longer than a file name may be")
+    try:
+        if out.exists() or out.is_symlink():
+            raise LockprofError(f"{out} already exists; choose another --out")
+        parent = out.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise LockprofError(f"cannot create {out}: {parent} is not a directory")
+        probe = tempfile.mkdtemp(dir=parent, prefix=".lockprof-probe-")  # a real probe: rights, read-only disks
+        os.rmdir(probe)
+    except OSError as exc:
+        raise LockprofError(f"cannot create {out}: {exc.strerror}") from None
+
+
 def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     """Run a scenario and return the run directory it wrote."""
     reporter = reporter or reporter_for()
@@ -134,29 +162,39 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     steps_preview = plan(["-"], schemas[:1], concurrency, 1, options.rates)  # rejects a bad --rate before any work
     if options.rates and min(options.rates) <= 0:
         raise LockprofError("--rate must be positive")
-    specs = _unique_labels([parse_spec(text) for text in options.engines])
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     out = options.out or default_out(scenario.name, run_id)
-    if out.exists():
-        raise LockprofError(f"{out} already exists; choose another --out")
+    check_out(out)  # before any engine is installed or dataset built
+    for text in options.engines:  # every spec's syntax first: installing one engine takes minutes
+        if not VERSION_SPEC.match(text.strip()):
+            parse_spec(text)
+    specs = _unique_labels([parse_spec(text) for text in options.engines])
     clock = RunClock()
-    interrupted = {"flag": False}
+    interrupted: dict[str, Any] = {"flag": False}
     workers: dict[str, WorkerProcess] = {}
     run_dir: RunDir | None = None
 
-    def on_interrupt(*_: object) -> None:
+    def on_interrupt(signum: int, _frame: object) -> None:
         if interrupted["flag"]:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting
+            for w in workers.values():  # a second signal: stop waiting for anyone
+                w.kill()
+            return
         interrupted["flag"] = True
+        interrupted["signal"] = signal.Signals(signum).name
         for w in workers.values():
-            w.interrupt()
+            w.interrupt()  # Ctrl-C reached them too; SIGTERM did not
+        timer = threading.Timer(ABANDON_AFTER_S, _abandon_busy, args=(list(workers.values()),))
+        timer.daemon = True
+        timer.start()
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {sig: signal.signal(sig, on_interrupt) for sig in STOP_SIGNALS}
     try:
         prepared: dict[str, dict[str, Any]] = {}
         for spec in specs:
             reporter.message(f"engine {spec.label}: starting and preparing datasets {', '.join(schemas)}")
             workers[spec.label] = WorkerProcess(spec.label, spec.options.get("python"))
+            if interrupted["flag"]:
+                raise Interrupted("interrupted before any measurement; nothing was written")
             prepared[spec.label] = workers[spec.label].request(
                 "prepare",
                 engine=spec.as_request(),
@@ -180,6 +218,8 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                     )
             for schema, ds in prepared[spec.label]["datasets"].items():
                 how = "reused from cache" if ds["cached"] else f"built in {ds['build_s']:.1f} s"
+                if ds.get("rebuilt_because"):
+                    reporter.message(f"  {schema}: the cached dataset was rebuilt: {ds['rebuilt_because']}")
                 reporter.message(
                     f"  {schema}: {ds['active_parts']} active parts, {ds['rows']} rows ({how}); "
                     f"PARTITION BY {ds['partition_key']}"
@@ -220,6 +260,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
             "clock": {"origin_unix_s": time.time() - clock.now()},
             "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "failures": [],
+            "failed_levels": [],
         }
         run_dir = RunDir(out, manifest)
         for label, p in prepared.items():
@@ -229,34 +270,48 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
             steps = [variant for st in steps for variant in (st, dataclasses.replace(st, no_samplers=True))]
         _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted,
                  profile_driver="pyspy" in options.samplers)
-        if not run_dir.has_measurements() and not interrupted["flag"]:
+        if not run_dir.has_measurements() and interrupted["flag"]:
+            raise Interrupted("interrupted before any measurement; nothing was written")
+        if not run_dir.has_measurements():
             failures = run_dir.manifest["failures"]
             run_dir.discard()
             run_dir = None
             raise EngineError("no level could be measured: " + (failures[0] if failures else "no queries ran"))
-        status = "incomplete" if interrupted["flag"] or run_dir.manifest["failures"] else "complete"
+        failed = interrupted["flag"] or run_dir.manifest["failures"] or run_dir.manifest["failed_levels"]
+        status = "incomplete" if failed else "complete"
         if interrupted["flag"]:
-            run_dir.manifest["failures"].append("interrupted by the user (Ctrl-C)")
+            run_dir.manifest["failures"].append(_interrupt_note(interrupted))
         run_dir.finish(status, ended_at=dt.datetime.now(dt.timezone.utc).isoformat())
         return run_dir.path
-    except (KeyboardInterrupt, Interrupted):
+    except StorageError as exc:
+        if run_dir is None or not run_dir.has_measurements():
+            if run_dir is not None:
+                run_dir.discard()
+            raise
+        with contextlib.suppress(StorageError):  # the padded manifest has room for this, but never hide exc
+            run_dir.finish("incomplete", ended_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+                           failures=[*run_dir.manifest["failures"], f"the run stopped: {exc}"])
+        raise StorageError(f"{exc}; the run stopped, {run_dir.path} keeps the levels written before "
+                           "(marked incomplete)") from None
+    except BaseException as exc:
+        if not (interrupted["flag"] or isinstance(exc, (KeyboardInterrupt, Interrupted))):
+            _discard_if_empty(run_dir)
+            raise
+        # Whatever broke after a stop signal (a worker killed because the user insisted) is the interruption.
+        interrupted["flag"] = True
         if run_dir is not None and run_dir.has_measurements():
             run_dir.finish(
                 "incomplete",
                 ended_at=dt.datetime.now(dt.timezone.utc).isoformat(),
-                failures=[*run_dir.manifest["failures"], "interrupted by the user (Ctrl-C)"],
+                failures=[*run_dir.manifest["failures"], _interrupt_note(interrupted)],
             )
             return run_dir.path
         if run_dir is not None:
             run_dir.discard()
         raise Interrupted("interrupted before any measurement; nothing was written") from None
-    except BaseException:
-        if run_dir is not None and not run_dir.has_measurements():
-            run_dir.discard()
-            run_dir = None
-        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         reporter.stop()
         for label, w in workers.items():
             keep = run_dir.path / "logs" / f"{label}.log" if run_dir is not None and run_dir.path.exists() else None
@@ -271,7 +326,7 @@ def _measure(
     duration_s: float,
     run_id: str,
     reporter: Reporter,
-    interrupted: dict[str, bool],
+    interrupted: dict[str, Any],
     profile_driver: bool,
 ) -> None:
     reporter.start(len(steps) * (warmup_s + duration_s))
@@ -307,6 +362,8 @@ def _measure(
                     **({"label": step.label, "samplers": []} if step.no_samplers else {}),
                 )
         except WorkerCrashed as exc:
+            if interrupted["flag"]:
+                break  # killed by a second Ctrl-C: the run ends as interrupted
             dead.add(step.engine)
             run_dir.manifest["failures"].append(str(exc))
             run_dir.update()
@@ -329,9 +386,43 @@ def _measure(
             note += f" (target {step.rate_qps:g}/s not achieved)"
         if reply["errors"]:
             note += f", {reply['errors']} errors"
+        if reply.get("cancelled"):
+            note += f", {reply['cancelled']} cancelled at the end of the window"
         if reply["interrupted"]:
             note += " (interrupted)"
         reporter.step_done(note)
+        if reply.get("failed"):
+            failure = {"engine": step.label, "schema": step.schema, "concurrency": step.concurrency,
+                       "repetition": step.repetition, "error_share": reply["error_share"],
+                       "first_error": reply["first_error"]}
+            run_dir.manifest["failed_levels"].append(failure)
+            run_dir.update()
+            reporter.message(f"LEVEL FAILED: {label}: {describe_failed_level(failure)}")
+
+
+def describe_failed_level(failure: dict[str, Any]) -> str:
+    """One line for a failed level: how many of its queries failed and the first error."""
+    share = failure.get("error_share")
+    how = "nothing was measured" if share is None or share != share else f"{share:.0%} of its queries failed"
+    return (f"{how} (a level fails above {ERROR_SHARE_LIMIT:.0%}); "
+            f"first error: {failure.get('first_error')}")
+
+
+def _abandon_busy(workers: list[WorkerProcess]) -> None:
+    """After a first Ctrl-C: a worker still in a request other than a level (a dataset build) is stopped."""
+    for w in workers:
+        if w.busy not in (None, "level"):
+            w.kill()
+
+
+def _interrupt_note(interrupted: dict[str, Any]) -> str:
+    how = "Ctrl-C" if interrupted.get("signal", "SIGINT") == "SIGINT" else interrupted["signal"]
+    return f"interrupted by the user ({how})"
+
+
+def _discard_if_empty(run_dir: RunDir | None) -> None:
+    if run_dir is not None and not run_dir.has_measurements():
+        run_dir.discard()
 
 
 def _keep_driver_profile(spy: PySpySampler, run_dir: RunDir, step: Step, part: str, reporter: Reporter) -> None:
