@@ -1,7 +1,8 @@
 """The orchestrator: plan the steps, drive one worker per engine, write one run directory.
 
-Steps alternate engines within each repetition (A B A B ...), so slow drift of a
-noisy machine falls on every engine alike. A worker that dies is reported and
+Steps alternate engines within each repetition, and the order of engines turns from
+one repetition to the next (A B, B A, A B, ...), so neither slow drift of a noisy
+machine nor running second falls on one engine more than another. A worker that dies is reported and
 dropped; the other engines go on. Ctrl-C ends the current level early, keeps
 everything measured, and leaves the run marked ``incomplete``.
 """
@@ -63,6 +64,7 @@ class Step:
     repetition: int
     rate_qps: float | None = None
     no_samplers: bool = False  # an overhead-control step
+    position: int = 0  # order of this window among its repetition's windows (0 = ran first)
 
     @property
     def label(self) -> str:
@@ -76,8 +78,10 @@ def plan(
     repetitions: int,
     rates: list[float] | None = None,
 ) -> list[Step]:
-    """Every (schema, concurrency) point, repeated, with engines alternating inside each repetition.
+    """Every (schema, concurrency) point, repeated, engines in turn inside each repetition.
 
+    Repetition r starts with engine r mod k (A B, B A, ... for two engines): each engine
+    runs first as often as second, so an order effect cancels out and can be estimated.
     With open-loop rates, a single rate applies to every level and a list pairs with the concurrency levels.
     """
     if rates and len(rates) not in (1, len(concurrency)):
@@ -86,12 +90,26 @@ def plan(
         )
     paired = (rates * len(concurrency) if len(rates) == 1 else rates) if rates else [None] * len(concurrency)
     return [
-        Step(engine, schema, c, rep, rate)
+        Step(engine, schema, c, rep, rate, position=pos)
         for schema in schemas
         for c, rate in zip(concurrency, paired)
         for rep in range(repetitions)
-        for engine in engines
+        for pos, engine in enumerate(_rotated(engines, rep))
     ]
+
+
+def _rotated(items: list[str], by: int) -> list[str]:
+    k = by % len(items) if items else 0
+    return items[k:] + items[:k]
+
+
+def with_overhead_control(steps: list[Step]) -> list[Step]:
+    """Each step beside its no-samplers twin, the twin first in odd repetitions; positions renumbered."""
+    out: list[Step] = []
+    for st in steps:
+        pair = [st, dataclasses.replace(st, no_samplers=True)]
+        out.extend(reversed(pair) if st.repetition % 2 else pair)
+    return [dataclasses.replace(st, position=2 * st.position + (i % 2)) for i, st in enumerate(out)]
 
 
 def host_info() -> dict[str, Any]:
@@ -226,7 +244,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
             write_part(run_dir.path, "locks", label, pd.DataFrame(p["locks"]).assign(engine=label))
         steps = plan([s.label for s in specs], schemas, concurrency, options.repetitions, options.rates)
         if options.overhead_control:
-            steps = [variant for st in steps for variant in (st, dataclasses.replace(st, no_samplers=True))]
+            steps = with_overhead_control(steps)
         _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted,
                  profile_driver="pyspy" in options.samplers)
         if not run_dir.has_measurements() and not interrupted["flag"]:
@@ -304,6 +322,7 @@ def _measure(
                     seq=seq,
                     id_prefix=run_id,
                     rate_qps=step.rate_qps,
+                    position=step.position,
                     **({"label": step.label, "samplers": []} if step.no_samplers else {}),
                 )
         except WorkerCrashed as exc:
