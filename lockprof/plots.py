@@ -5,6 +5,8 @@ pyplot's global state, so the report, the notebooks and tests can make many safe
 
 from __future__ import annotations
 
+import zlib
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -12,16 +14,53 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lockprof.analysis.budget import level_summary, lock_budget
+from lockprof.analysis.accounting import COMPONENT_TEXT, SOURCE_TEXT, time_accounting
+from lockprof.analysis.budget import lock_budget
+from lockprof.analysis.levels import level_summary
 from lockprof.analysis.load import Run
 from lockprof.analysis.parts import has_parts_range, parts_dependence
-from lockprof.analysis.scalability import level_throughput, usl_fits, usl_throughput
-from lockprof.analysis.utilization import exclusive_ceilings, wait_forecast
+from lockprof.analysis.scalability import (
+    MIN_LEVELS_TO_DRAW,
+    MIN_R_SQUARED,
+    level_throughput,
+    usl_fits,
+    usl_throughput,
+)
+from lockprof.analysis.utilization import cpu_count, exclusive_ceilings, wait_forecast
 
 VERDICT_COLORS = {"faster": "#2a9d55", "slower": "#c0392b", "unchanged": "#7f8c8d", "unstable": "#e6a23c"}
 MODEL_NAMES = {"md1": "M/D/1", "mm1": "M/M/1"}
 AB_COLUMNS = ("label", "ratio", "ci_low", "ci_high", "verdict")
 _PALETTE = matplotlib.colormaps["tab10"].colors
+# One colour per lock and one hatch per mode, the same in every figure of every run.
+LOCK_COLORS = {"parts": "#d62728", "table_rwlock": "#9467bd", "context": "#8c564b",
+               "global_thread_pool": "#e377c2", "local_thread_pool": "#bcbd22"}
+MODE_HATCHES = {"exclusive": "///", "shared": "...", "unknown": "xx"}
+COMPONENT_COLORS = {"on_cpu": "#1f77b4", "cpu_wait": "#9ecae1", "io_wait": "#2ca02c", "other": "#d9d9d9"}
+ENGINE_LINESTYLES = ["-", "--", ":", "-."]
+ENGINE_MARKERS = ["o", "s", "^", "D"]
+
+
+def lock_color(lock: str) -> str:
+    """The lock's colour: fixed for the known locks, a stable pick from a wide palette for the others."""
+    if lock in LOCK_COLORS:
+        return LOCK_COLORS[lock]
+    palette = matplotlib.colormaps["tab20b"].colors
+    return matplotlib.colors.to_hex(palette[zlib.crc32(lock.encode()) % len(palette)])
+
+
+def mode_hatch(mode: str) -> str:
+    return MODE_HATCHES.get(mode, "xx")
+
+
+def engine_style(engines: list[str], engine: str) -> tuple[str, str]:
+    """(line style, marker) of an engine: the first engine solid with circles, the second dashed, ..."""
+    i = sorted(engines).index(engine) if engine in engines else 0
+    return ENGINE_LINESTYLES[i % len(ENGINE_LINESTYLES)], ENGINE_MARKERS[i % len(ENGINE_MARKERS)]
+
+
+def _schema_colors(schemas: list[str]) -> dict[str, tuple]:
+    return {schema: _PALETTE[i % len(_PALETTE)] for i, schema in enumerate(sorted(schemas))}
 
 
 def _figure(width: float = 8.0, height: float = 4.5) -> Figure:
@@ -52,11 +91,15 @@ def latency_vs_concurrency(run: Run) -> Figure:
         _empty(ax, "no measured levels")
         return fig
     engines = summary["engine"].nunique()
-    for i, ((engine, schema), g) in enumerate(summary.groupby(["engine", "schema"], sort=True)):
-        color = _PALETTE[i % len(_PALETTE)]
+    all_engines = list(summary["engine"].unique())
+    colors = _schema_colors(list(summary["schema"].unique()))
+    for (engine, schema), g in summary.groupby(["engine", "schema"], sort=True):
+        color = colors[schema]
+        style, marker = engine_style(all_engines, engine)
         label = _series_label(engine, schema, engines)
-        ax.plot(g["concurrency"], g["p50_ms"], "o-", color=color, label=f"{label}: median")
-        ax.plot(g["concurrency"], g["p99_ms"], "s--", color=color, alpha=0.6, label=f"{label}: 99th percentile")
+        ax.plot(g["concurrency"], g["p50_ms"], marker=marker, linestyle=style, color=color, label=f"{label}: median")
+        ax.plot(g["concurrency"], g["p99_ms"], marker=marker, linestyle=style, color=color, alpha=0.45,
+                markerfacecolor="none", label=f"{label}: 99th percentile (faint)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(summary["concurrency"].unique()), labels=sorted(summary["concurrency"].unique()))
     ax.set_yscale("log")
@@ -67,45 +110,102 @@ def latency_vs_concurrency(run: Run) -> Figure:
     return fig
 
 
-def lock_budget_figure(run: Run, top: int = 6) -> Figure:
-    """Where does a query's lock time go: waiting or holding, exclusive or shared, on which lock?"""
+def time_accounting_figure(run: Run) -> Figure:
+    """Where does a query's thread time go: on a CPU, waiting for one, IO, which lock, or unaccounted?
+
+    Left: milliseconds per query, with the mean wall latency marked; right: the same parts as shares of
+    thread time, so that a fast level's make-up is as readable as a slow one's."""
+    frame = time_accounting(run)
     budget = lock_budget(run)
-    fig = _figure(9, 5.5)
-    ax = fig.subplots()
-    ax.set_title("Lock time per query: waiting (hatched) and holding (solid)")
-    if budget.empty:
-        _empty(ax, "no lock events were recorded")
+    fig = _figure(12, max(3.0, 0.42 * len(frame) + 2.2))
+    ms_ax, share_ax = fig.subplots(1, 2, sharey=True, width_ratios=[3, 2])
+    if frame.empty:
+        fig.suptitle("Where a query's thread time goes")
+        for ax in (ms_ax, share_ax):
+            _empty(ax, "no thread-time counters were recorded")
         return fig
-    long = budget.melt(id_vars=["engine", "schema", "concurrency", "lock", "mode"],
-                       value_vars=["wait_us_per_query", "hold_us_per_query"], var_name="role", value_name="us")
-    long["role"] = long["role"].str.split("_").str[0]
-    long["segment"] = long["lock"].str.replace("_", " ") + " (" + long["mode"] + ") " + long["role"]
-    ranking = long.groupby("segment")["us"].max().sort_values(ascending=False)
-    keep = list(ranking[ranking > 0].index[:top])
-    long["segment"] = long["segment"].where(long["segment"].isin(keep), "other locks")
+    fig.suptitle(f"Where a query's thread time goes (from {SOURCE_TEXT[frame['source'].iloc[0]]})",
+                 fontsize="medium")
+    engines = frame["engine"].nunique()
+    labels = [f"{_series_label(e, s, engines)}  c={c}"
+              for e, s, c in zip(frame["engine"], frame["schema"], frame["concurrency"], strict=True)]
+    keys = list(zip(frame["engine"], frame["schema"], frame["concurrency"], strict=True))
+    segments: list[tuple[str, np.ndarray, dict]] = [
+        (COMPONENT_TEXT[c], frame[f"{c}_ms"].to_numpy(dtype=float), {"color": COMPONENT_COLORS[c]})
+        for c in ("on_cpu", "cpu_wait", "io_wait")
+    ]
+    if not budget.empty:
+        for (lock, mode), rows in budget.groupby(["lock", "mode"], sort=True):
+            per_level = rows.set_index(["engine", "schema", "concurrency"])["wait_us_per_query"].fillna(0.0)
+            values = np.array([per_level.get(k, 0.0) for k in keys], dtype=float) / 1000.0
+            if values.max() * 1000 >= 1.0:  # a lock waited for at least 1 µs per query somewhere
+                segments.append((f"{lock.replace('_', ' ')} lock wait ({mode})", values,
+                                 {"color": lock_color(lock), "hatch": mode_hatch(mode), "edgecolor": "white"}))
+    segments.append((COMPONENT_TEXT["other"], frame["other_ms"].to_numpy(dtype=float),
+                     {"color": COMPONENT_COLORS["other"]}))
+    segments = [seg for seg in segments if np.nansum(seg[1]) > 0]
+    whole = np.maximum(sum(np.nan_to_num(v) for _, v, _ in segments), 1e-12)
+    y = np.arange(len(frame))
+    for ax, scale in ((ms_ax, np.ones(len(frame))), (share_ax, 100.0 / whole)):
+        left = np.zeros(len(frame))
+        for label, values, style in segments:
+            width = np.nan_to_num(values) * scale
+            ax.barh(y, width, left=left, label=label if ax is ms_ax else None, **style)
+            left += width
+        ax.grid(True, axis="x", alpha=0.3)
+    ms_ax.scatter(frame["latency_ms"], y, marker="|", s=300, color="black", zorder=3, label="wall latency (mean)")
+    ms_ax.set_yticks(y, labels=labels)
+    ms_ax.invert_yaxis()
+    for ax in (ms_ax, share_ax):
+        ax.set_ylabel("level (schema, concurrency)")
+    ms_ax.set_xlabel("ms per query (summed over the query's threads)")
+    share_ax.set_xlabel("share of thread time (%)")
+    share_ax.set_xlim(0, 100)
+    fig.legend(fontsize="small", loc="outside lower center", ncols=4)
+    return fig
+
+
+def lock_budget_figure(run: Run, top: int = 6) -> Figure:
+    """Which locks do queries wait for and hold, in which mode, per level?"""
+    budget = lock_budget(run)
+    fig = _figure(11, 5.5)
+    wait_ax, hold_ax = fig.subplots(1, 2, sharey=True)
+    fig.suptitle("Lock time per query: colour = lock, hatch = mode (/// exclusive, ... shared)")
+    if budget.empty:
+        for ax in (wait_ax, hold_ax):
+            _empty(ax, "no lock events were recorded")
+        return fig
     engines = budget["engine"].nunique()
-    long["bar"] = [f"{_series_label(e, s, engines)}  c={c}"
-                   for e, s, c in zip(long["engine"], long["schema"], long["concurrency"], strict=True)]
-    wide = long.pivot_table(index=["engine", "schema", "concurrency", "bar"], columns="segment", values="us",
-                            aggfunc="sum", fill_value=0.0)
-    wide = wide.reset_index().sort_values(["engine", "schema", "concurrency"])
-    segments = [s for s in [*keep, "other locks"] if s in wide.columns and wide[s].sum() > 0]
-    lock_colors: dict[str, tuple] = {}
-    left = np.zeros(len(wide))
-    y = np.arange(len(wide))
-    for segment in segments:
-        key = segment.rsplit(" ", 1)[0]
-        color = lock_colors.setdefault(key, _PALETTE[len(lock_colors) % len(_PALETTE)])
-        wait = segment.endswith(" wait")
-        ax.barh(y, wide[segment], left=left, color=color, alpha=0.55 if wait else 0.95,
-                hatch="//" if wait else None, edgecolor="white" if not wait else color, label=segment)
-        left += wide[segment].to_numpy()
-    ax.set_yticks(y, labels=wide["bar"])
-    ax.set_ylabel("schema and concurrency")
-    ax.invert_yaxis()
-    ax.set_xlabel("microseconds per query (µs)")
-    fig.legend(fontsize="small", loc="outside lower center", ncols=3)
-    ax.grid(True, axis="x", alpha=0.3)
+    levels = budget[["engine", "schema", "concurrency"]].drop_duplicates().sort_values(
+        ["engine", "schema", "concurrency"])
+    keys = list(levels.itertuples(index=False, name=None))
+    labels = [f"{_series_label(e, s, engines)}  c={c}" for e, s, c in keys]
+    ranking = budget.assign(t=budget[["wait_us_per_query", "hold_us_per_query"]].max(axis=1)).groupby(
+        ["lock", "mode"])["t"].max().sort_values(ascending=False)
+    shown = [k for k in ranking[ranking >= 1.0].index[:top]]
+    y = np.arange(len(keys))
+    for ax, column, title in ((wait_ax, "wait_us_per_query", "waiting"), (hold_ax, "hold_us_per_query", "holding")):
+        left = np.zeros(len(keys))
+        for lock, mode in shown:
+            rows = budget[(budget["lock"] == lock) & (budget["mode"] == mode)]
+            per_level = rows.set_index(["engine", "schema", "concurrency"])[column]
+            values = np.array([per_level.get(k, np.nan) for k in keys], dtype=float)
+            if np.nansum(values) <= 0:
+                continue
+            ax.barh(y, np.nan_to_num(values), left=left, color=lock_color(lock), hatch=mode_hatch(mode),
+                    edgecolor="white", label=f"{lock.replace('_', ' ')} ({mode})")
+            left += np.nan_to_num(values)
+        ax.set_title(title)
+        ax.set_ylabel("level (schema, concurrency)")
+        ax.set_xlabel("lock time per query (µs)")
+        ax.grid(True, axis="x", alpha=0.3)
+    wait_ax.set_yticks(y, labels=labels)
+    wait_ax.invert_yaxis()
+    handles = {h.get_label(): h for ax in (wait_ax, hold_ax) for h in ax.containers}
+    fig.legend(list(handles.values()), list(handles), fontsize="small", loc="outside lower center", ncols=4)
+    source = budget["source"].iloc[0]
+    fig.text(0.01, 0.005, f"source: {SOURCE_TEXT.get(source, source)}; bars absent where an engine has no such "
+             "counter", fontsize="x-small")
     return fig
 
 
@@ -121,19 +221,28 @@ def throughput_figure(run: Run) -> Figure:
         _empty(ax, "no measured levels")
         return fig
     engines = points["engine"].nunique()
+    all_engines = list(points["engine"].unique())
+    colors = _schema_colors(list(points["schema"].unique()))
     n_max = points["concurrency"].max()
+    cores = cpu_count(run)
+    reach = min(2 * n_max, 2 * cores) if cores else n_max  # never extrapolate past twice the cores
     y_max = points["throughput_qps"].max()
     off_scale = []
-    for i, ((engine, schema), g) in enumerate(points.groupby(["engine", "schema"], sort=True)):
-        color = _PALETTE[i % len(_PALETTE)]
+    for (engine, schema), g in points.groupby(["engine", "schema"], sort=True):
+        color = colors[schema]
+        style, marker = engine_style(all_engines, engine)
         label = _series_label(engine, schema, engines)
-        ax.plot(g["concurrency"], g["throughput_qps"], "o", color=color, label=f"{label}: measured")
+        ax.plot(g["concurrency"], g["throughput_qps"], marker, color=color, label=f"{label}: measured")
         fit = fits[(fits["engine"] == engine) & (fits["schema"] == schema)]
-        if not fit.empty and np.isfinite(fit["sigma"].iloc[0]):
+        if not fit.empty and bool(fit["drawable"].iloc[0]):
             f = fit.iloc[0]
-            n = np.linspace(1, max(2 * n_max, 2), 200)
-            ax.plot(n, usl_throughput(n, f["lambda_qps"], f["sigma"], f["kappa"]), "-", color=color, alpha=0.7,
-                    label=f"{label}: USL fit (σ={f['sigma']:.2f}, κ={f['kappa']:.3f})")
+            n = np.linspace(1, max(reach, n_max), 200)
+            ax.plot(n, usl_throughput(n, f["lambda_qps"], f["sigma"], f["kappa"]), linestyle=style, color=color,
+                    alpha=0.7, label=f"{label}: USL fit (σ={f['sigma']:.2f}, κ={f['kappa']:.3f}, "
+                                     f"r²={f['r_squared']:.2f})")
+        elif not fit.empty:
+            off_scale.append(f"{label}: no USL fit drawn (r²={f_r2(fit)}, {int(fit['levels'].iloc[0])} levels; "
+                             f"needs r² ≥ {MIN_R_SQUARED} and {MIN_LEVELS_TO_DRAW}+ levels)")
         ceiling = ceilings[(ceilings["engine"] == engine) & (ceilings["schema"] == schema)]
         if not ceiling.empty:
             c = ceiling.sort_values("ceiling_qps").iloc[0]
@@ -141,15 +250,21 @@ def throughput_figure(run: Run) -> Figure:
                 ax.axhline(c["ceiling_qps"], color=color, linestyle=":",
                            label=f"{label}: {c['lock'].replace('_', ' ')} lock ceiling 1/h")
             else:
-                off_scale.append(f"{label}: {c['lock'].replace('_', ' ')} lock ceiling {c['ceiling_qps']:,.0f} q/s")
-    for text in off_scale:  # a ceiling far above the data would flatten the chart: named, not drawn
-        ax.plot([], [], " ", label=f"{text} (above the chart)")
+                off_scale.append(f"{label}: {c['lock'].replace('_', ' ')} lock ceiling {c['ceiling_qps']:,.0f} q/s "
+                                 "(above the chart)")
+    for text in off_scale:  # a ceiling far above the data, or a poor fit: named, not drawn
+        ax.plot([], [], " ", label=text)
     ax.set_xlabel("concurrent queries (workers)")
     ax.set_ylabel("throughput (queries per second)")
     ax.set_ylim(bottom=0)
     fig.legend(fontsize="small", loc="outside right upper")
     ax.grid(True, alpha=0.3)
     return fig
+
+
+def f_r2(fit: pd.DataFrame) -> str:
+    r2 = fit["r_squared"].iloc[0]
+    return "n/a" if pd.isna(r2) else f"{r2:.2f}"
 
 
 def wait_forecast_figure(run: Run, model: str = "md1") -> Figure:
@@ -283,18 +398,26 @@ def sampler_series(run: Run, events: list[str] | None = None, top: int = 4) -> F
     levels = run.levels.sort_values("measure_start_s")
     for ax, event in zip(axes, events, strict=False):
         g = ev[ev["event"] == event].sort_values("t_s")
+        all_engines = list(run.levels["engine"].unique())
         for engine, ge in g.groupby("engine"):
             # a cluster's replicas are polled together: one point per poll, summed over the replicas
             ge = ge.groupby("t_s", as_index=False).agg(delta=("delta", "sum"), interval_s=("interval_s", "max"))
-            rate = ge["delta"] / ge["interval_s"].where(ge["interval_s"] > 0)
-            ax.plot(ge["t_s"], rate, "-", linewidth=1, drawstyle="steps-pre",
+            rate = (ge["delta"] / ge["interval_s"].where(ge["interval_s"] > 0)).to_numpy()
+            t = ge["t_s"].to_numpy()
+            # an engine is sampled only during its own levels: a gap longer than a few polls is a gap, not a line
+            gap = np.flatnonzero(np.diff(t) > 3 * np.nanmedian(ge["interval_s"]))
+            t, rate = np.insert(t, gap + 1, np.nan), np.insert(rate, gap + 1, np.nan)
+            style, _ = engine_style(all_engines, engine)
+            ax.plot(t, rate, linestyle=style, linewidth=1, drawstyle="steps-pre",
                     label=engine if g["engine"].nunique() > 1 else None)
+        engines_shown = levels["engine"].nunique() > 1
         for i, (_, lv) in enumerate(levels.iterrows()):
             ax.axvspan(lv["measure_start_s"], lv["measure_end_s"], color=_PALETTE[i % len(_PALETTE)], alpha=0.12)
             if ax is axes[0]:
                 middle = (lv["measure_start_s"] + lv["measure_end_s"]) / 2
-                ax.text(middle, 0.97, f"{lv['schema']}\nc={lv['concurrency']}", transform=ax.get_xaxis_transform(),
-                        ha="center", va="top", fontsize="x-small")
+                who = f"{lv['engine']}\n" if engines_shown else ""
+                ax.text(middle, 0.97, f"{who}{lv['schema']}\nc={lv['concurrency']}",
+                        transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize="xx-small")
         ax.set_ylabel("lock time\n(µs per s)", fontsize="small")
         ax.set_title(event, fontsize="small", loc="left")
         ax.grid(True, alpha=0.3)
@@ -307,12 +430,15 @@ def sampler_series(run: Run, events: list[str] | None = None, top: int = 4) -> F
 def report_figures(run: Run) -> dict[str, Figure]:
     """The report's figures, in reading order, keyed by a short caption."""
     figures = {
+        "Where a query's thread time goes": time_accounting_figure(run),
         "Latency vs concurrency": latency_vs_concurrency(run),
         "Lock budget per query": lock_budget_figure(run),
         "Throughput, scalability fit and lock ceiling": throughput_figure(run),
-        "Lock-wait forecast vs measured": wait_forecast_figure(run),
     }
+    if not wait_forecast(run).empty:  # no empty panels: a figure appears only with something to show
+        figures["Lock-wait forecast vs measured"] = wait_forecast_figure(run)
     if has_parts_range(parts_dependence(run)):
         figures["Latency vs active parts"] = latency_vs_parts(run)
-    figures["Lock counters over time"] = sampler_series(run)
+    if not run.events.empty:
+        figures["Lock counters over time"] = sampler_series(run)
     return figures

@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 from lockprof import store
 from lockprof.analysis import (
     Run,
-    dominant_lock_sentences,
+    ab,
+    diagnose,
     exclusive_ceilings,
     forecast_vs_measured,
     has_parts_range,
@@ -29,15 +30,22 @@ from lockprof.analysis import (
     lock_budget,
     lock_utilization,
     parts_dependence,
+    time_accounting,
     usl_fits,
 )
+from lockprof.analysis.ab_text import ab_headlines
+from lockprof.analysis.accounting import SOURCE_TEXT
+from lockprof.analysis.scalability import MIN_LEVELS_TO_DRAW, MIN_R_SQUARED
+from lockprof.errors import LockprofError
 from lockprof.flamegraph import flame_graph, short_name, waiting_locks
-from lockprof.plots import report_figures
+from lockprof.formatting import ACCOUNTING_HEADERS, BUDGET_HEADERS, accounting_cells, budget_cells, cells_frame
+from lockprof.plots import ab_forest, forest_frame, report_figures
+from lockprof.summary import warnings as summary_warnings
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
+table { border-collapse: collapse; font-size: .8em; margin: .5em 0 1em; display: block; overflow-x: auto; }
 th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
 th { background: #f3f3f3; }
 .warning { background: #fff3cd; border: 1px solid #e6c200; padding: .8em 1em; border-radius: 4px; }
@@ -122,7 +130,7 @@ def _stacks_section(stacks: pd.DataFrame) -> list[str]:
 
 
 def render_report(run: Run) -> str:
-    """The report as one HTML string."""
+    """The report as one HTML string: the answer first, then the evidence, then the details."""
     manifest = run.manifest
     name = manifest.get("scenario", {}).get("name", "run")
     run_ids = ", ".join(m.get("run_id", "?") for m in run.manifests)
@@ -133,9 +141,18 @@ def render_report(run: Run) -> str:
         statuses = ", ".join(f"{m.get('run_id')}: {m.get('status')}" for m in run.manifests)
         parts.append(f'<p class="warning"><b>Incomplete run</b> ({html.escape(statuses)}): it was interrupted or '
                      "failed, so some levels are missing and the figures show only what was measured.</p>")
-    parts.append("<h2>What the run says</h2><ul class='verdict'>")
-    parts += [f"<li>{html.escape(s)}</li>" for s in dominant_lock_sentences(run)]
-    parts.append("</ul>")
+    comparison = _comparison(run) if run.levels["engine"].nunique() > 1 else None
+    parts += _verdict_section(run, comparison)
+    if comparison is not None:
+        parts += _ab_section(comparison)
+    parts += _context_section(run)
+
+    parts.append("<h2>Where the time goes</h2>")
+    accounting = time_accounting(run)
+    figures = report_figures(run)
+    first = next(iter(figures))
+    parts.append(_figure_html(first, figures.pop(first)))
+    parts.append(table_html(_accounting_table(accounting), "no thread-time counters were recorded"))
 
     parts.append("<h2>Levels</h2>")
     summary = level_summary(run)
@@ -143,30 +160,36 @@ def render_report(run: Run) -> str:
                                      "throughput_qps", "p50_ms", "p99_ms", "mean_ms"]]))
 
     parts.append("<h2>Figures</h2>")
-    for caption, fig in report_figures(run).items():
-        parts.append(f'<figure><figcaption>{html.escape(caption)}</figcaption>'
-                     f'<img alt="{html.escape(caption)}" src="{figure_png(fig)}"></figure>')
+    for caption, fig in figures.items():
+        parts.append(_figure_html(caption, fig))
 
     if not run.stacks.empty:
         parts += _stacks_section(run.stacks)
 
     parts.append("<h2>Lock budget per query</h2>")
     budget = lock_budget(run)
-    parts.append(table_html(budget, "no lock events were recorded"))
+    parts.append(f"<p class='note'>From {html.escape(_source_text(budget))}. n/a: the engine has no such counter."
+                 "</p>")
+    parts.append(table_html(cells_frame(budget, ["engine", "schema", "concurrency", "lock", "mode"],
+                                        BUDGET_HEADERS, budget_cells), "no lock events were recorded"))
 
     parts.append("<h2>Lock utilization and the exclusive-lock ceiling</h2>")
     parts.append("<p class='note'>Utilization is the hold per query times throughput: the share of wall time the "
                  "lock was held. An exclusive lock held h µs per query caps the table at 1/h queries per second "
-                 "whatever the number of cores.</p>")
+                 "whatever the number of cores; a ceiling is given only for a lock that at least 1% of the queries "
+                 "take exclusively.</p>")
     parts.append(table_html(lock_utilization(run), "no lock reported a hold time"))
-    parts.append(table_html(exclusive_ceilings(run), "no exclusive lock reported a hold time"))
+    parts.append(table_html(exclusive_ceilings(run), "no exclusive lock taken by the queries reported a hold time"))
 
-    parts.append("<h2>Queueing forecast vs measured wait</h2>")
     check = forecast_vs_measured(run)
-    parts.append(f"<p>{html.escape(_forecast_sentence(check))}</p>")
-    parts.append(table_html(check, ""))
+    if not check.empty:
+        parts.append("<h2>Queueing forecast vs measured wait</h2>")
+        parts.append(f"<p>{html.escape(_forecast_sentence(check))}</p>")
+        parts.append(table_html(check, ""))
 
     parts.append("<h2>Scalability (Universal Scalability Law)</h2>")
+    parts.append(f"<p class='note'>A fit is drawn only with r² ≥ {MIN_R_SQUARED} over at least "
+                 f"{MIN_LEVELS_TO_DRAW} concurrency levels, and never past twice the machine's cores.</p>")
     parts.append(table_html(usl_fits(run)))
 
     frame = parts_dependence(run)
@@ -174,6 +197,7 @@ def render_report(run: Run) -> str:
         parts.append("<h2>Active parts</h2>")
         parts.append(table_html(frame))
 
+    parts += _profiles_section(run)
     parts.append("<h2>Manifest</h2>")
     for m in run.manifests:
         text = json.dumps(m, indent=2, sort_keys=True, default=str)
@@ -183,6 +207,125 @@ def render_report(run: Run) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>lockprof: {html.escape(name)} {html.escape(run_ids)}</title><style>{CSS}</style></head>"
             f"<body>\n{body}\n</body></html>\n")
+
+
+def _figure_html(caption: str, fig: Figure) -> str:
+    return (f'<figure><figcaption>{html.escape(caption)}</figcaption>'
+            f'<img alt="{html.escape(caption)}" src="{figure_png(fig)}"></figure>')
+
+
+def _source_text(frame: pd.DataFrame) -> str:
+    if frame.empty or "source" not in frame:
+        return "no counters"
+    source = str(frame["source"].iloc[0])
+    return SOURCE_TEXT.get(source, source)
+
+
+def _verdict_section(run: Run, comparison: ab.Comparison | LockprofError | None) -> list[str]:
+    out = ["<h2>Verdict: what costs the queries their time</h2>"]
+    if isinstance(comparison, ab.Comparison):
+        out.append("<ul class='verdict'>" + "".join(f"<li><b>{html.escape(h)}</b></li>"
+                                                    for h in ab_headlines(comparison.frame)) + "</ul>")
+    diagnosis = diagnose(run)
+    if diagnosis.empty:
+        return [*out, "<p>No level recorded thread-time counters, so nothing can be said about where time went.</p>"]
+    out.append("<ul class='verdict'>")
+    for _, row in diagnosis.iterrows():
+        where = f"{row['engine']} / {row['schema']}"
+        out.append(f"<li><b>{html.escape(where)}: {html.escape(row['conclusion'])}.</b> "
+                   f"{html.escape(row['explanation'])}")
+        if row["findings"]:
+            out.append("<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in row["findings"]) + "</ul>")
+        out.append("</li>")
+    out.append("</ul>")
+    out.append(f"<p class='note'>Counters from {html.escape(_source_text(diagnosis))}. A lock is named only when "
+               "its wait is at least 10% of thread time and not explained by preemption (see the README's "
+               "diagnosis rule).</p>")
+    return out
+
+
+def _comparison(run: Run) -> ab.Comparison | LockprofError:
+    try:
+        return ab.compare(run)
+    except LockprofError as exc:  # shown where the comparison would be, never a traceback
+        return exc
+
+
+def _ab_section(result: ab.Comparison | LockprofError) -> list[str]:
+    """The A/B verdicts with intervals: the latency and throughput table and a forest plot."""
+    out = ["<h2>A/B: latency and throughput, engine against engine</h2>"]
+    if isinstance(result, LockprofError):
+        return [*out, f'<p class="warning">No comparison: {html.escape(str(result))}</p>']
+    frame = result.frame
+    perf = frame[frame["metric"].isin(["latency_ms", "throughput_qps"])]
+    for note in result.notes:
+        out.append(f'<p class="warning">{html.escape(note)}</p>')
+    table = perf.assign(
+        interval=[_interval(lo, hi) for lo, hi in zip(perf["ci_low"], perf["ci_high"], strict=True)],
+        ratio=perf["ratio"].map(_times), threshold=perf["threshold"].map(_percent))
+    out.append(table_html(table[["engine_a", "engine_b", "schema", "concurrency", "query_name", "metric", "value_a",
+                                 "value_b", "ratio", "interval", "threshold", "verdict"]], "no point measured on both"))
+    forest = forest_frame(perf)
+    if not forest.empty:
+        out.append(_figure_html("Latency and throughput ratios with 95% intervals", ab_forest(forest)))
+    return out
+
+
+def _times(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.2f}×"
+
+
+def _percent(value: float) -> str:
+    return "–" if pd.isna(value) else ("∞" if math.isinf(value) else f"{value:.1%}")
+
+
+def _interval(low: float, high: float) -> str:
+    return "–" if pd.isna(low) or pd.isna(high) else f"{low:.2f}–{high:.2f}×"
+
+
+def _context_section(run: Run) -> list[str]:
+    """What was run, where, from which counters, and what the self-checks found."""
+    rows = []
+    levels = run.levels.assign(window_s=run.levels["measure_end_s"] - run.levels["measure_start_s"])
+    for m in run.manifests:
+        params, host = m.get("parameters", {}), m.get("host", {})
+        for e in m.get("engines", []):
+            check = e.get("self_check") or {}
+            mine = levels[levels["engine"] == e.get("label")]
+            rows.append({
+                "engine": e.get("label"), "ClickHouse": e.get("clickhouse_version"), "package": e.get("package"),
+                "query log": "yes" if e.get("has_query_log") else "no",
+                "cores": host.get("cpu_count"), "repetitions": params.get("repetitions"),
+                "warm-up s": params.get("warmup_s"),
+                "window s": f"{mine['window_s'].median():.1f}" if not mine.empty else "–",
+                "self-check": f"{check.get('verdict', '–')} (speed-up {check.get('speedup', float('nan')):.2f}×)"
+                if check else "–",
+            })
+    out = ["<h2>Run context</h2>", table_html(pd.DataFrame(rows), "no engine recorded"),
+           f"<p class='note'>Per-query counters in this report: {html.escape(_source_text(time_accounting(run)))}."
+           "</p>"]
+    for warning in summary_warnings(run, level_summary(run)):
+        out.append(f'<p class="warning">{html.escape(warning)}</p>')
+    return out
+
+
+def _accounting_table(accounting: pd.DataFrame) -> pd.DataFrame:
+    """The time accounting as the summary prints it: ms per query with its share of thread time."""
+    return cells_frame(accounting, ["engine", "schema", "concurrency"], ACCOUNTING_HEADERS, accounting_cells)
+
+
+def _profiles_section(run: Run) -> list[str]:
+    """Links to the driver's py-spy profiles (speedscope JSON, open in speedscope.app)."""
+    links = []
+    for path in run.paths:
+        for f in sorted((path / "pyspy").glob("*.speedscope.json")):
+            rel = f.relative_to(path).as_posix()
+            links.append(f'<li><a href="{html.escape(rel)}">{html.escape(rel)}</a></li>')
+    if not links:
+        return []
+    return ["<h2>Driver profiles (py-spy)</h2>",
+            "<p class='note'>Where the load generator's own threads spent their time, per level; open in "
+            "speedscope. Links are relative to the run directory.</p>", "<ul>", *links, "</ul>"]
 
 
 def _engines_line(run: Run) -> str:
@@ -200,7 +343,7 @@ def load_runs(paths: Sequence[str | Path]) -> Run:
     labels = [label for r in runs for label in r.levels["engine"].unique()]
     if len(runs) == 1 or len(labels) == len(set(labels)):
         return load_run(paths)
-    tables = [f.name for f in dataclasses.fields(Run) if f.name not in ("paths", "manifests")]
+    tables = [f.name for f in dataclasses.fields(Run) if f.name not in ("paths", "manifests", "cache")]
     frames = {}
     for table in tables:
         parts = []

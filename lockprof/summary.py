@@ -9,7 +9,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from lockprof.analysis import Run, dominant_lock_sentences, level_summary, load_run, lock_budget
+from lockprof.analysis import Run, level_summary, load_run, lock_budget, time_accounting, verdict_lines
+from lockprof.analysis.accounting import SOURCE_TEXT
+from lockprof.formatting import ACCOUNTING_HEADERS, BUDGET_HEADERS, accounting_cells, budget_cells
 from lockprof.run import ACHIEVED_FRACTION  # noqa: E402
 from lockprof.samplers.pyspy import SATURATED_GIL_DEMAND  # noqa: E402
 
@@ -17,6 +19,7 @@ MATTERS_US = 1.0  # a lock matters when its wait or hold reaches this per query 
 
 
 def locks_that_matter(budget: pd.DataFrame, threshold_us: float = MATTERS_US) -> pd.DataFrame:
+    """The budget's rows of the locks whose wait or hold reaches the threshold per query at some level."""
     if budget.empty:
         return budget
     peak = budget.assign(t=budget[["wait_us_per_query", "hold_us_per_query"]].max(axis=1))
@@ -56,33 +59,42 @@ def render(run: Run, console: Console) -> None:
             cells.append(f"{r['queue_delay_p99_ms']:.1f}")
         levels.add_row(*cells)
     console.print(levels)
+    accounting = time_accounting(run)
+    if not accounting.empty:
+        console.print(accounting_table(accounting, engines))
 
     shown = locks_that_matter(budget)
+    shown = shown[shown.groupby(["engine", "schema"])["concurrency"].transform(
+        lambda c: c.isin([c.min(), c.max()]))] if not shown.empty else shown
     if not shown.empty:
-        sources = ", ".join(sorted(shown["source"].unique()))
-        table = Table(title=f"Lock budget per query (from {sources})", title_justify="left")
-        for col in (["engine"] if engines else []) + ["schema", "conc", "lock", "mode", "wait µs", "hold µs",
-                                                         "acq", "wait % lat"]:
+        source = SOURCE_TEXT.get(shown["source"].iloc[0], shown["source"].iloc[0])
+        table = Table(title=f"Lock budget per query at the lowest and highest concurrency (from {source}; "
+                            "n/a: the engine has no such counter)", title_justify="left")
+        for col in (["engine"] if engines else []) + ["schema", "conc", "lock", "mode", *BUDGET_HEADERS]:
             table.add_column(col, justify="left" if col in ("engine", "schema", "lock", "mode") else "right")
         for _, r in shown.sort_values(["engine", "schema", "concurrency", "lock", "mode"]).iterrows():
             cells = [r["engine"]] if engines else []
-            cells += [
-                r["schema"],
-                str(r["concurrency"]),
-                r["lock"],
-                r["mode"],
-                f"{r['wait_us_per_query']:.1f}",
-                f"{r['hold_us_per_query']:.1f}",
-                f"{r['acquisitions_per_query']:.3g}",
-                f"{r['wait_share_of_latency']:.2%}",
-            ]
-            table.add_row(*cells)
+            table.add_row(*cells, r["schema"], str(r["concurrency"]), r["lock"], r["mode"], *budget_cells(r))
         console.print(table)
-    for sentence in dominant_lock_sentences(run, budget, summary):
+    console.print("[bold]Verdict[/]")
+    for sentence in verdict_lines(run):
         console.print("• " + sentence, highlight=False)
     for warning in warnings(run, summary):
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     console.print(f"run directory: {run.paths[0]}", highlight=False)
+
+
+def accounting_table(accounting: pd.DataFrame, engines: bool) -> Table:
+    """Thread time per query and its parts, in ms and as a share of thread time."""
+    source = SOURCE_TEXT.get(accounting["source"].iloc[0], accounting["source"].iloc[0])
+    table = Table(title=f"Where the time goes, per query: thread time (summed over a query's threads) in ms and "
+                        f"its share (from {source})", title_justify="left")
+    for col in (["engine"] if engines else []) + ["schema", "conc", *ACCOUNTING_HEADERS]:
+        table.add_column(col, justify="left" if col in ("engine", "schema") else "right")
+    for _, r in accounting.iterrows():
+        cells = [r["engine"]] if engines else []
+        table.add_row(*cells, r["schema"], str(r["concurrency"]), *accounting_cells(r))
+    return table
 
 
 def warnings(run: Run, summary: pd.DataFrame) -> list[str]:

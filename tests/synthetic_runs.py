@@ -6,7 +6,7 @@ latency; the frames then hold exactly those numbers, so the analysis must give t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,8 @@ class Level:
     latency_ms: float = 10.0
     active_parts: int = 100
     mode: str = "exclusive"
+    # Further ProfileEvents every query of the level reports, e.g. {"RealTimeMicroseconds": 5000}.
+    counters: dict[str, float] = field(default_factory=dict)
 
 
 def make_run(levels: list[Level], engine: str = "embedded", status: str = "complete", cpu_count: int = 64) -> Run:
@@ -51,15 +53,20 @@ def make_run(levels: list[Level], engine: str = "embedded", status: str = "compl
                             "worker": i % lv.concurrency, "role": "query", "query_name": "q", "query_id": qid,
                             "phase": "measure", "intended_start_s": s, "start_s": s, "latency_ms": lv.latency_ms,
                             "error": None})
-            for event, value in ((hold_event, lv.hold_us), (wait_event, lv.wait_us), (count_event, 1)):
+            per_query = ((hold_event, lv.hold_us), (wait_event, lv.wait_us), (count_event, 1), *lv.counters.items())
+            for event, value in per_query:
                 if value:
                     query_events.append({"query_id": qid, "event": event, "value": value, "engine": engine})
         for k, tk in enumerate(np.linspace(start, end, 5)[1:]):
             events.append({"t_s": tk, "interval_s": lv.window_s / 4, "event": hold_event,
                            "delta": lv.hold_us * lv.queries / 4 + k, "engine": engine, "schema": lv.schema,
                            "concurrency": lv.concurrency, "repetition": 0})
+            for event, value in lv.counters.items():  # process-wide deltas: the same totals, in four slices
+                events.append({"t_s": tk, "interval_s": lv.window_s / 4, "event": event,
+                               "delta": value * lv.queries / 4, "engine": engine, "schema": lv.schema,
+                               "concurrency": lv.concurrency, "repetition": 0})
         t = end
-    names = [e for trio in LOCK_EVENTS.values() for e in trio]
+    names = [e for trio in LOCK_EVENTS.values() for e in trio] + ["GlobalThreadPoolLockWaitMicroseconds"]
     locks = catalog(pd.DataFrame({"name": names, "description": ""})).assign(engine=engine)
     manifest = {"run_id": "synthetic", "status": status, "format_version": 1, "lockprof_version": "test",
                 "scenario": {"name": "synthetic"}, "host": {"cpu_count": cpu_count},

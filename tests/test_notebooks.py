@@ -10,6 +10,9 @@ import pytest
 from conftest import TINY, lockprof_cli
 from nbclient import NotebookClient
 
+from lockprof import plots
+from lockprof.analysis import ab, load_run, verdict_lines
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
@@ -62,7 +65,9 @@ def test_notebooks_are_committed_without_outputs():
 
 def test_explore_run(tiny_run):
     text, images = outputs(execute("explore_run", str(tiny_run)))
-    assert "namespace_day" in text and "dominant lock" in text
+    assert "namespace_day" in text and "thread_ms" in text
+    for line in verdict_lines(load_run(tiny_run)):  # the verdicts, word for word as summary and report print them
+        assert line in text
     assert "needs at least 3 concurrency levels" in text  # two levels: the USL fit says why it is empty
     assert images >= 5
 
@@ -79,7 +84,16 @@ def test_validate_fix_with_one_engine_says_so(tiny_run):
 
 
 def test_validate_fix_with_two_runs_compares_them(tiny_run, second_run):
-    text, images = outputs(execute("validate_fix", f"{tiny_run}{os.pathsep}{second_run}"))
+    nb = execute("validate_fix", f"{tiny_run}{os.pathsep}{second_run}")
+    text, images = outputs(nb)
     assert "Only one engine here" not in text
     assert "latency_ms" in text and "verdict" in text
     assert images >= 1  # the forest plot
+    # the rows the forest plot promises (the notebook shows its frame beside it): latency and throughput
+    forest = next(c for c in nb.cells if "ab_forest" in c.source)
+    shown = "\n".join(str(o.get("data", {}).get("text/plain", "")) for o in forest.outputs)
+    frame = ab.compare(load_run(tiny_run), load_run(second_run)).frame
+    promised = plots.forest_frame(frame, metrics=("latency_ms", "throughput_qps"))["label"]
+    assert any("latency_ms" in label for label in promised)
+    for label in promised:
+        assert label in shown

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import matplotlib
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
@@ -38,7 +39,16 @@ def test_one_parts_count_gives_no_slope_and_a_note():
     assert not has_parts_range(frame)
     slopes = parts_slopes(frame)
     assert slopes["per_1000_parts"].isna().all()
-    assert slopes["note"].str.contains("only one parts count").all()
+    assert slopes["note"].str.contains("1 parts count").all()
+
+
+def test_two_parts_counts_are_not_fitted():
+    """A line through two points always fits (r² = 1) and proves nothing."""
+    frame = parts_dependence(make_run([Level(f"p{n}", 1, 10, 1.0, hold_us=n / 100, active_parts=n)
+                                       for n in (1000, 4000)]))
+    slopes = parts_slopes(frame)
+    assert slopes["per_1000_parts"].isna().all() and slopes["r_squared"].isna().all()
+    assert slopes["note"].str.contains("2 parts count").all()
 
 
 def png_pixels(fig: Figure) -> np.ndarray:
@@ -86,10 +96,23 @@ def test_lock_budget_figure_stacks_wait_and_hold():
                     Level("s", 4, 300, 10.0, hold_us=300.0, wait_us=900.0)])
     fig = plots.lock_budget_figure(run)
     assert_readable(fig)
-    bars = [p for p in fig.axes[0].patches]
-    widths = sorted(round(p.get_width(), 6) for p in bars)
-    assert widths == sorted([300.0, 300.0, 100.0, 900.0])
-    assert "µs" in fig.axes[0].get_xlabel()
+    wait, hold = fig.axes[0], fig.axes[1]
+    assert sorted(round(p.get_width(), 6) for p in wait.patches) == [100.0, 900.0]
+    assert sorted(round(p.get_width(), 6) for p in hold.patches) == [300.0, 300.0]
+    # the lock's colour and its mode's hatch, the same in both panels
+    assert {p.get_hatch() for p in wait.patches + hold.patches} == {plots.mode_hatch("exclusive")}
+    parts = matplotlib.colors.to_rgb(plots.lock_color("parts"))
+    assert all(np.allclose(p.get_facecolor()[:3], parts) for p in wait.patches + hold.patches)
+
+
+def test_time_accounting_figure_stacks_the_parts_of_thread_time():
+    run = make_run([Level("s", 1, 100, 5.0, wait_us=1_000.0, counters={
+        "RealTimeMicroseconds": 10_000, "OSCPUVirtualTimeMicroseconds": 6_000, "OSCPUWaitMicroseconds": 2_000})])
+    fig = plots.time_accounting_figure(run)
+    assert_readable(fig)
+    ms_ax, share_ax = fig.axes[0], fig.axes[1]
+    assert sorted(round(p.get_width(), 6) for p in ms_ax.patches) == [1.0, 1.0, 2.0, 6.0]  # lock, other, wait, cpu
+    assert sum(p.get_width() for p in share_ax.patches) == pytest.approx(100.0)
 
 
 def test_every_figure_renders_on_synthetic_runs():

@@ -13,7 +13,7 @@ import pytest
 from conftest import lockprof_cli
 from synthetic_runs import Level, make_run
 
-from lockprof.analysis import dominant_lock_sentences, load_run
+from lockprof.analysis import forecast_vs_measured, load_run, verdict_lines
 from lockprof.report import load_runs, render_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -62,10 +62,17 @@ def test_report_is_self_contained_with_decodable_figures(report):
 def test_report_carries_verdicts_tables_and_manifest(report, tiny_run):
     text = report.read_text(encoding="utf-8")
     run = load_run(tiny_run)
-    for sentence in dominant_lock_sentences(run):
-        assert sentence.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in text
-    for section in ("Levels", "Lock budget per query", "Queueing forecast vs measured wait", "Manifest"):
+    escaped = text.replace("<b>", "").replace("</b>", "")
+    for sentence in verdict_lines(run):
+        assert sentence.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in escaped
+    sections = ["Verdict: what costs the queries their time", "Run context", "Where the time goes", "Levels",
+                "Lock budget per query", "Manifest"]
+    if not forecast_vs_measured(run).empty:
+        sections.append("Queueing forecast vs measured wait")
+    for section in sections:
         assert f"<h2>{section}</h2>" in text
+    # the answer comes first: the verdicts precede every table and figure
+    assert text.index("<h2>Verdict") < text.index("<table") and text.index("<h2>Verdict") < text.index("<img")
     assert run.manifest["run_id"] in text
     assert "namespace_day" in text and "<table" in text
     assert "Incomplete run" not in text

@@ -4,7 +4,10 @@ Every function here is pure over a :class:`Run`; figures, the summary table, the
 HTML report and the notebooks are renderers on top of these frames.
 """
 
-from lockprof.analysis.budget import dominant_lock_sentences, level_summary, lock_budget
+from lockprof.analysis.accounting import choose_source, lock_waits, time_accounting, window_totals
+from lockprof.analysis.budget import lock_budget
+from lockprof.analysis.diagnosis import diagnose, verdict_lines
+from lockprof.analysis.levels import level_summary
 from lockprof.analysis.load import Run, load_run
 from lockprof.analysis.parts import has_parts_range, parts_dependence, parts_slopes
 from lockprof.analysis.scalability import fit_usl, level_throughput, usl_fits, usl_peak, usl_throughput
@@ -21,7 +24,8 @@ from lockprof.analysis.utilization import (
 __all__ = [
     "Run",
     "ceiling_qps",
-    "dominant_lock_sentences",
+    "choose_source",
+    "diagnose",
     "exclusive_ceilings",
     "fit_usl",
     "forecast_vs_measured",
@@ -31,12 +35,16 @@ __all__ = [
     "level_throughput",
     "load_run",
     "lock_budget",
+    "lock_waits",
     "lock_utilization",
     "parts_dependence",
+    "time_accounting",
     "parts_slopes",
     "queueing_wait_us",
     "usl_fits",
     "usl_peak",
     "usl_throughput",
+    "verdict_lines",
     "wait_forecast",
+    "window_totals",
 ]

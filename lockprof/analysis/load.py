@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ class Run:
     driver: pd.DataFrame
     driver_stacks: pd.DataFrame
     stacks: pd.DataFrame  # server engines only: folded stacks from system.trace_log
+    # Results of the analysis functions, computed once per Run (see lockprof.analysis.memo).
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def manifest(self) -> dict[str, Any]:

@@ -7,8 +7,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lockprof.analysis.budget import KEYS, level_summary, lock_budget
+from lockprof.analysis.budget import lock_budget
+from lockprof.analysis.levels import KEYS, level_summary
 from lockprof.analysis.load import Run
+from lockprof.analysis.memo import per_run
+
+MIN_FIT_POINTS = 3  # a line through two points always fits perfectly and says nothing
 
 PARTS_COLUMNS = [*KEYS, "active_parts", "p50_ms", "p99_ms", "mean_ms", "throughput_qps", "parts_hold_us_per_query",
                  "parts_wait_us_per_query", "lock_hold_us_per_query", "lock_wait_us_per_query"]
@@ -16,6 +20,7 @@ SLOPE_COLUMNS = ["engine", "concurrency", "metric", "parts_counts", "per_1000_pa
                  "note"]
 
 
+@per_run
 def parts_dependence(run: Run, lock: str = "parts") -> pd.DataFrame:
     """Per level: active parts, latency, and the hold and wait of ``lock`` and of all locks, per query."""
     summary = level_summary(run)
@@ -39,8 +44,8 @@ def parts_slopes(frame: pd.DataFrame,
                  metrics: tuple[str, ...] = ("p50_ms", "parts_hold_us_per_query")) -> pd.DataFrame:
     """Least-squares slope of each metric per 1000 active parts, per engine and concurrency.
 
-    Takes the frame of :func:`parts_dependence`. Needs two distinct parts counts; with
-    fewer the slope is NaN and the note says so.
+    Takes the frame of :func:`parts_dependence`. Needs ``MIN_FIT_POINTS`` distinct parts counts;
+    with fewer the slope is NaN and the note says so.
     """
     rows = []
     for (engine, concurrency), group in frame.groupby(["engine", "concurrency"], sort=True):
@@ -49,8 +54,9 @@ def parts_slopes(frame: pd.DataFrame,
             row = {"engine": engine, "concurrency": concurrency, "metric": metric, "parts_counts": counts,
                    "per_1000_parts": np.nan, "intercept": np.nan, "r_squared": np.nan, "note": ""}
             data = group[["active_parts", metric]].dropna()
-            if data["active_parts"].nunique() < 2:
-                row["note"] = "the run has only one parts count here, so there is no slope"
+            if data["active_parts"].nunique() < MIN_FIT_POINTS:
+                row["note"] = (f"{data['active_parts'].nunique()} parts count(s) here; a slope needs "
+                               f"{MIN_FIT_POINTS} to be checked by more than its own points")
             else:
                 fit = stats.linregress(data["active_parts"], data[metric])
                 row.update(per_1000_parts=fit.slope * 1000, intercept=fit.intercept, r_squared=fit.rvalue**2)

@@ -17,6 +17,12 @@ import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
 from lockprof.analysis.load import Run
+from lockprof.analysis.memo import per_run
+
+# A fit is drawn only when it explains most of the variation between levels and has a level to spare
+# beyond its three coefficients; otherwise the table shows it with its r² and the figure leaves it out.
+MIN_R_SQUARED = 0.9
+MIN_LEVELS_TO_DRAW = 4
 
 USL_COLUMNS = ["engine", "schema", "points", "levels", "lambda_qps", "sigma", "kappa", "sigma_se", "kappa_se",
                "peak_concurrency", "peak_throughput_qps", "r_squared", "note"]
@@ -87,6 +93,7 @@ def fit_usl(concurrency: np.ndarray | pd.Series, throughput_qps: np.ndarray | pd
     return result
 
 
+@per_run
 def level_throughput(run: Run) -> pd.DataFrame:
     """One throughput point per measured level and repetition (more points than the per-level mean)."""
     levels = run.levels.copy()
@@ -96,9 +103,12 @@ def level_throughput(run: Run) -> pd.DataFrame:
     return levels[["engine", "schema", "concurrency", "repetition", "throughput_qps"]].reset_index(drop=True)
 
 
+@per_run
 def usl_fits(run: Run) -> pd.DataFrame:
-    """The USL fit per engine and schema."""
+    """The USL fit per engine and schema; ``drawable`` says whether it is good enough to draw."""
     points = level_throughput(run)
     rows = [{"engine": engine, "schema": schema, **fit_usl(group["concurrency"], group["throughput_qps"])}
             for (engine, schema), group in points.groupby(["engine", "schema"], sort=True)]
-    return pd.DataFrame(rows, columns=USL_COLUMNS)
+    out = pd.DataFrame(rows, columns=USL_COLUMNS)
+    out["drawable"] = (out["levels"] >= MIN_LEVELS_TO_DRAW) & (out["r_squared"] >= MIN_R_SQUARED)
+    return out

@@ -1,0 +1,60 @@
+"""One sentence per engine pair and schema that says what an A/B comparison found, with its intervals.
+
+It reads the frame of :func:`lockprof.analysis.ab.compare`; ``compare``, the report and the
+validate_fix notebook print these same sentences.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+PERFORMANCE = ("latency_ms", "throughput_qps")
+_BETTER = {"faster"}
+_WORSE = {"slower"}
+
+
+def ab_headlines(frame: pd.DataFrame) -> list[str]:
+    """Per (engine_a, engine_b, schema): the verdict on latency and throughput across concurrency levels."""
+    perf = frame[frame["metric"].isin(PERFORMANCE)] if not frame.empty else frame
+    out = []
+    for (a, b, schema), rows in perf.groupby(["engine_a", "engine_b", "schema"], sort=False):
+        out.append(_headline(a, b, schema, rows))
+    return out
+
+
+def _headline(a: str, b: str, schema: str, rows: pd.DataFrame) -> str:
+    verdicts = set(rows["verdict"].astype(str))
+    levels = sorted(rows["concurrency"].unique())
+    at = f"at every concurrency ({', '.join(map(str, levels))})"
+    if verdicts <= _BETTER:
+        state = f"{b} is faster than {a} {at}"
+    elif verdicts <= _WORSE:
+        state = f"{b} is slower than {a} {at}"
+    elif verdicts <= {"unchanged"}:
+        state = f"{b} and {a} perform the same within the noise {at}"
+    else:
+        state = f"{b} vs {a}: " + "; ".join(
+            f"{label} {_by_verdict(rows[rows['metric'] == metric])}"
+            for metric, label in (("latency_ms", "latency"), ("throughput_qps", "throughput"))
+            if (rows["metric"] == metric).any())
+    return f"{schema}: {state}. {_ranges(rows)}"
+
+
+def _by_verdict(rows: pd.DataFrame) -> str:
+    by = rows.groupby("verdict")["concurrency"].agg(lambda c: ", ".join(map(str, sorted(set(c)))))
+    return ", ".join(f"{v} at c={c}" for v, c in by.items())
+
+
+def _ranges(rows: pd.DataFrame) -> str:
+    parts = []
+    for metric, label in (("latency_ms", "median latency"), ("throughput_qps", "throughput")):
+        m = rows[(rows["metric"] == metric) & rows["ratio"].notna()]
+        if m.empty:
+            continue
+        low, high = m["ratio"].min(), m["ratio"].max()
+        ratio = f"{low:.2f}×" if abs(high - low) < 0.005 else f"{low:.2f}× to {high:.2f}×"
+        ci = m[["ci_low", "ci_high"]].dropna()
+        interval = f" (95% intervals within {ci['ci_low'].min():.2f}–{ci['ci_high'].max():.2f}×)" if not ci.empty \
+            else ""
+        parts.append(f"{label} {ratio} of {rows['engine_a'].iloc[0]}'s{interval}")
+    return ("Ratios: " + "; ".join(parts) + ".") if parts else ""

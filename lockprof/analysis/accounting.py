@@ -1,0 +1,196 @@
+"""Where a query's time goes: counter totals per measurement window, and the time accounting built on them.
+
+Every per-query figure lockprof prints (lock budget, time accounting, A/B lock metrics) is
+``sum(total) / sum(queries)`` over the windows of a level, from one table made here, so one
+metric has one value in every output.
+
+The source is chosen once per run (or set of runs compared together): each query's own
+ProfileEvents from ``system.query_log`` when every engine kept a query log, otherwise
+``system.events`` deltas for every engine, restricted to the measured windows. Mixing the two
+would compare a query's own counters with process-wide ones that also count the samplers'
+queries, so a comparison never does.
+
+Thread time (``RealTimeMicroseconds``, summed over a query's threads) splits into time on a
+CPU, time runnable but waiting for a CPU, IO wait, each lock's wait, and the rest, which
+this module reports as ``other`` instead of hiding it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lockprof.analysis.levels import level_summary
+from lockprof.analysis.load import Run
+from lockprof.analysis.memo import per_run
+
+WINDOW = ["engine", "schema", "concurrency", "repetition"]
+LEVEL = ["engine", "schema", "concurrency"]
+QUERY_LOG = "query_log"
+EVENTS = "events"
+SOURCE_TEXT = {QUERY_LOG: "each query's ProfileEvents (system.query_log)",
+               EVENTS: "system.events deltas over the measured windows (all of the process's threads)"}
+
+THREAD_TIME = "RealTimeMicroseconds"
+ON_CPU = "OSCPUVirtualTimeMicroseconds"
+ON_CPU_PARTS = ("UserTimeMicroseconds", "SystemTimeMicroseconds")  # where OSCPUVirtualTime is missing
+CPU_WAIT = "OSCPUWaitMicroseconds"
+IO_WAIT = "OSIOWaitMicroseconds"
+COMPONENTS = ["on_cpu", "cpu_wait", "io_wait", "lock_wait", "other"]
+COMPONENT_TEXT = {"on_cpu": "on a CPU", "cpu_wait": "waiting for a CPU", "io_wait": "waiting for IO",
+                  "lock_wait": "waiting for locks", "other": "other (not accounted for)"}
+
+TOTAL_COLUMNS = [*WINDOW, "event", "total", "queries", "source"]
+
+
+def choose_source(run: Run) -> str:
+    """``query_log`` when every engine of the run has per-query ProfileEvents, else ``events``."""
+    engines = set(run.levels["engine"].astype(str).unique())
+    logged = set(run.query_events["engine"].astype(str).unique()) if not run.query_events.empty else set()
+    return QUERY_LOG if engines and engines <= logged else EVENTS
+
+
+@per_run
+def window_totals(run: Run, source: str | None = None) -> pd.DataFrame:
+    """One row per (engine, schema, concurrency, repetition, event): the counter summed over the window's
+    measured queries (raw unit), the number of measured queries it covers, and the source."""
+    source = source or choose_source(run)
+    frame = _from_query_log(run) if source == QUERY_LOG else _from_events(run)
+    if frame.empty:
+        return pd.DataFrame(columns=TOTAL_COLUMNS)
+    return frame.assign(source=source)[TOTAL_COLUMNS]
+
+
+def _measured_windows(run: Run) -> tuple[pd.DataFrame, pd.Series]:
+    """Measured queries (background statements excluded) and their window number."""
+    measured = run.measured()
+    window = measured.groupby(WINDOW, sort=True).ngroup()
+    return measured, window
+
+
+def _from_query_log(run: Run) -> pd.DataFrame:
+    measured, window = _measured_windows(run)
+    events = run.query_events
+    if measured.empty or events.empty:
+        return pd.DataFrame()
+    ids = pd.Index(measured["query_id"].astype(str))
+    keep = ~ids.duplicated()
+    ids, window = ids[keep], window.to_numpy()[keep]
+    position = ids.get_indexer(events["query_id"].astype(str))
+    found = position >= 0
+    # Only queries the log has count: a query whose row was lost says nothing about where time went.
+    logged = np.zeros(len(ids), dtype=bool)
+    logged[position[found]] = True
+    queries = np.bincount(window[logged], minlength=int(window.max()) + 1 if len(window) else 0)
+    event = pd.Categorical(events["event"])  # a no-op for the categorical column load_run gives
+    codes = np.asarray(event.codes)[found]
+    categories = event.categories
+    key = window[position[found]].astype(np.int64) * len(categories) + codes
+    sums = np.bincount(key, weights=events["value"].to_numpy(dtype=float)[found])
+    nonzero = np.flatnonzero(sums)
+    labels = measured.groupby(WINDOW, sort=True).size().reset_index()[WINDOW]  # window number -> its keys
+    win_of = nonzero // len(categories)
+    out = labels.iloc[win_of].reset_index(drop=True)
+    out["event"] = np.asarray(categories)[nonzero % len(categories)]
+    out["total"] = sums[nonzero]
+    out["queries"] = queries[win_of]
+    return out[out["queries"] > 0]
+
+
+def _from_events(run: Run) -> pd.DataFrame:
+    events = run.events
+    measured, _ = _measured_windows(run)
+    if events.empty or measured.empty:
+        return pd.DataFrame()
+    windows = run.levels[[*WINDOW, "measure_start_s", "measure_end_s"]].drop_duplicates(WINDOW)
+    rows = events.merge(windows, on=WINDOW, how="inner")
+    # A sampler interval belongs to the window that holds its middle: warm-up and the gaps between
+    # levels (dataset checks, log flushes) stay out, the samples straddling an edge are split fairly.
+    middle = rows["t_s"] - rows["interval_s"] / 2.0
+    rows = rows[(middle >= rows["measure_start_s"]) & (middle <= rows["measure_end_s"])]
+    totals = rows.groupby([*WINDOW, "event"], as_index=False, observed=True)["delta"].sum()
+    totals = totals.rename(columns={"delta": "total"})
+    counts = measured.groupby(WINDOW, as_index=False).size().rename(columns={"size": "queries"})
+    out = totals.merge(counts, on=WINDOW, how="inner")
+    out["event"] = out["event"].astype(str)
+    out["total"] = out["total"].astype(float)
+    return out[out["queries"] > 0]
+
+
+def per_query(totals: pd.DataFrame, keys: list[str] = LEVEL) -> pd.DataFrame:
+    """sum(total) / sum(queries) per keys and event: the one way a per-query figure is made.
+
+    A window that lacks an event (a zero counter is not stored) still counts its queries."""
+    if totals.empty:
+        return pd.DataFrame(columns=[*keys, "event", "per_query", "queries", "source"])
+    queries = totals.drop_duplicates(WINDOW).groupby(keys, as_index=False)["queries"].sum()
+    sums = totals.groupby([*keys, "event"], as_index=False)["total"].sum()
+    out = sums.merge(queries, on=keys)
+    out["per_query"] = out["total"] / out["queries"]
+    out["source"] = totals["source"].iloc[0]
+    return out.drop(columns="total")
+
+
+@per_run
+def lock_waits(run: Run, keys: tuple[str, ...] = tuple(LEVEL)) -> pd.DataFrame:
+    """Per keys, lock and mode: wait, hold and acquisitions per query (NaN where the engine has no such
+    counter, so "not measured" never reads as zero)."""
+    keys = list(keys)
+    totals = window_totals(run)
+    catalog = run.locks[["engine", "event", "lock", "mode", "role", "to_us"]].drop_duplicates(["engine", "event"])
+    pq = per_query(totals, keys)
+    if pq.empty or catalog.empty:
+        return pd.DataFrame(columns=[*keys, "lock", "mode", "wait_us_per_query", "hold_us_per_query",
+                                     "acquisitions_per_query", "source"])
+    rows = pq.merge(catalog, on=["engine", "event"], how="inner")
+    rows["amount"] = np.where(rows["role"] == "count", rows["per_query"], rows["per_query"] * rows["to_us"])
+    wide = rows.pivot_table(index=[*keys, "lock", "mode"], columns="role", values="amount", aggfunc="sum")
+    wide = wide.reindex(columns=["wait", "hold", "count"]).reset_index()
+    # Counters the engine has but that stayed zero are 0; counters it lacks are NaN.
+    has = catalog.groupby(["engine", "lock", "mode"])["role"].agg(set).rename("roles").reset_index()
+    wide = wide.merge(has, on=["engine", "lock", "mode"], how="left")
+    for role in ("wait", "hold", "count"):
+        present = wide["roles"].map(lambda r, role=role: isinstance(r, set) and role in r)
+        wide[role] = np.where(present, wide[role].fillna(0.0), np.nan)
+    out = wide.rename(columns={"wait": "wait_us_per_query", "hold": "hold_us_per_query",
+                               "count": "acquisitions_per_query"}).drop(columns="roles")
+    out["source"] = totals["source"].iloc[0]
+    return out
+
+
+@per_run
+def time_accounting(run: Run) -> pd.DataFrame:
+    """Per level (engine, schema, concurrency): thread time per query split into on-CPU, waiting for a CPU,
+    IO wait, lock waits and the rest, in ms per query and as shares of thread time, beside wall latency.
+
+    Shares add up to 100%: when the parts sum to more than the thread time (counters of different threads
+    overlap a little), they are shares of their sum and ``other`` is zero."""
+    totals = window_totals(run)
+    columns = [*LEVEL, "queries", "throughput_qps", "latency_ms", "thread_ms", *(f"{c}_ms" for c in COMPONENTS),
+               *(f"{c}_share" for c in COMPONENTS), "source"]
+    if totals.empty:
+        return pd.DataFrame(columns=columns)
+    pq = per_query(totals).pivot_table(index=LEVEL, columns="event", values="per_query", aggfunc="sum")
+    queries = per_query(totals).drop_duplicates(LEVEL).set_index(LEVEL)["queries"]
+    wide = pd.DataFrame(index=pq.index)
+    col = lambda name: pq[name].fillna(0.0) if name in pq else pd.Series(0.0, index=pq.index)  # noqa: E731
+    on_cpu = col(ON_CPU) if ON_CPU in pq else sum(col(n) for n in ON_CPU_PARTS)
+    waits = lock_waits(run)
+    lock_wait = waits.groupby(LEVEL)["wait_us_per_query"].sum(min_count=1).reindex(pq.index).fillna(0.0)
+    wide["queries"] = queries.reindex(pq.index)
+    wide["thread_ms"] = col(THREAD_TIME) / 1000.0
+    wide["on_cpu_ms"] = on_cpu / 1000.0
+    wide["cpu_wait_ms"] = col(CPU_WAIT) / 1000.0
+    wide["io_wait_ms"] = col(IO_WAIT) / 1000.0
+    wide["lock_wait_ms"] = lock_wait / 1000.0
+    known = wide[["on_cpu_ms", "cpu_wait_ms", "io_wait_ms", "lock_wait_ms"]].sum(axis=1)
+    wide["other_ms"] = (wide["thread_ms"] - known).clip(lower=0.0)
+    whole = np.maximum(wide["thread_ms"], known)
+    for c in COMPONENTS:
+        wide[f"{c}_share"] = np.where(whole > 0, wide[f"{c}_ms"] / whole, np.nan)
+    out = wide.reset_index()
+    levels = level_summary(run)[[*LEVEL, "mean_ms", "throughput_qps"]].rename(columns={"mean_ms": "latency_ms"})
+    out = out.merge(levels, on=LEVEL, how="left")
+    out["source"] = totals["source"].iloc[0]
+    return out[columns].sort_values(LEVEL, ignore_index=True)
+

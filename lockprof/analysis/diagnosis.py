@@ -1,0 +1,290 @@
+"""The verdict: what costs the queries their time, named only on evidence.
+
+Per (engine, schema) the time accounting at the lowest and the highest concurrency decides:
+
+* a **lock** is the bottleneck only when its wait is at least ``MATERIAL_SHARE`` of thread time at
+  the highest concurrency and is not explained by preemption. A lock's wait is explained by
+  preemption when the queries queue for the cores (waiting for a CPU is a material share of thread
+  time and more than doubled from the lowest to the highest concurrency) while the lock is held only
+  briefly (under ``BRIEF_HOLD_US`` per acquisition, or no hold counter at all) and is not busy
+  (held less than ``BUSY_UTILIZATION`` of the wall time): its holder was descheduled, the lock is
+  a victim of CPU queueing, not its cause;
+* otherwise the component of thread time that grew most from the lowest to the highest
+  concurrency names the verdict: waiting for a CPU (``cpu_queueing``), time on a CPU (``cpu``),
+  IO wait (``io``), or time no counter accounts for (``unexplained``); with no growth to explain,
+  the largest component at the lowest concurrency does.
+
+Beside the verdict, findings state how each lock that readers take exclusively is used, the
+lock waits that preemption explains, and how much more CPU one schema needs per query than
+another; a lock is never called the bottleneck in them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from lockprof.analysis.accounting import COMPONENT_TEXT, SOURCE_TEXT, time_accounting
+from lockprof.analysis.budget import lock_budget
+from lockprof.analysis.load import Run
+from lockprof.analysis.memo import per_run
+
+MATERIAL_SHARE = 0.10  # of thread time: below this no component, and no lock, explains the latency
+BRIEF_HOLD_US = 50.0  # per acquisition: a lock held this briefly cannot by itself queue waits of milliseconds
+BUSY_UTILIZATION = 0.5  # a lock held this share of the wall time queues waits of its own, preempted or not
+GROWTH = 1.2  # thread time per query must grow by this factor for growth to be explained
+CPU_CONTRAST = 1.5  # one schema needs this many times the CPU per query of another: say so
+EXCLUSIVE_USE = 0.5  # acquisitions per query from which a lock counts as taken exclusively by the queries
+EXCLUSIVE_HOLD_US = 1.0  # hold per query from which it does, where the engine does not count acquisitions
+CONTENDED_SHARE = 0.002  # of thread time: a table lock waited for this much (and CONTENDED_US) is named
+CONTENDED_US = 20.0  # per query; an uncontended parts lock costs readers well under a microsecond
+INTERNAL_LOCKS = ("global_thread_pool", "local_thread_pool", "context")  # mutexes every query takes briefly
+
+VERDICTS = {"lock": "a lock", "cpu_queueing": "CPU (queueing for the cores)", "cpu": "CPU (work per query)",
+            "io": "IO wait", "unexplained": "no counter explains it", "no_data": "no data"}
+COLUMNS = ["engine", "schema", "verdict", "lock", "mode", "share", "concurrency_low", "concurrency_high",
+           "latency_low_ms", "latency_high_ms", "thread_low_ms", "thread_high_ms", "source", "conclusion",
+           "explanation", "headline", "findings"]
+
+
+@per_run
+def diagnose(run: Run) -> pd.DataFrame:
+    """One verdict per (engine, schema) with the numbers behind it; ``findings`` lists supporting facts."""
+    accounting = time_accounting(run)
+    budget = lock_budget(run)
+    q = run.queries
+    background = q[(q["role"] != "query") & (q["phase"] == "measure")]
+    writers = background.groupby(["engine", "schema"])["query_name"].agg(lambda n: sorted(set(n))).to_dict()
+    rows = []
+    for (engine, schema), levels in accounting.groupby(["engine", "schema"], sort=True):
+        levels = levels.sort_values("concurrency")
+        locks = budget[(budget["engine"] == engine) & (budget["schema"] == schema)]
+        rows.append(_diagnose_one(engine, schema, levels.iloc[0], levels.iloc[-1], locks,
+                                  writers.get((engine, schema), [])))
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    contrasts = _cpu_contrasts(accounting, run)
+    for i, row in out.iterrows():
+        out.at[i, "findings"] = [*row["findings"], *contrasts.get((row["engine"], row["schema"]), [])]
+    return out
+
+
+def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks: pd.DataFrame,
+                  background: list[str]) -> dict:
+    row = {"engine": engine, "schema": schema, "lock": "", "mode": "", "share": math.nan,
+           "concurrency_low": int(lo["concurrency"]), "concurrency_high": int(hi["concurrency"]),
+           "latency_low_ms": float(lo["latency_ms"]), "latency_high_ms": float(hi["latency_ms"]),
+           "thread_low_ms": float(lo["thread_ms"]), "thread_high_ms": float(hi["thread_ms"]),
+           "source": str(hi["source"]), "findings": []}
+    where = f"{engine} / {schema}"
+    if not hi["thread_ms"] > 0:
+        return _finish(row, where, "no_data", math.nan, "no thread time was recorded",
+                       f"The counters ({SOURCE_TEXT.get(row['source'], '')}) hold no thread time, so nothing can be "
+                       "said about where the time went.")
+    at_hi = locks[locks["concurrency"] == hi["concurrency"]].set_index(["lock", "mode"])
+    at_lo = locks[locks["concurrency"] == lo["concurrency"]].set_index(["lock", "mode"])
+    culprit, victims = None, []
+    for key, lock in at_hi.sort_values("wait_us_per_query", ascending=False).iterrows():
+        share = lock["wait_share_of_thread_time"]
+        if not share >= MATERIAL_SHARE:
+            continue
+        if _preempted(lo, hi, lock, float(hi["throughput_qps"])):
+            victims.append(key)
+        elif culprit is None:
+            culprit = (key, lock)
+    row["findings"] += _exclusive_findings(where, at_lo, at_hi, lo, hi)
+    row["findings"] += _contention_findings(where, at_lo, at_hi, lo, hi, culprit, background)
+    largest = _largest_wait(at_hi)
+    if culprit is not None:
+        (name, mode), lock = culprit
+        verdict, share = "lock", float(lock["wait_share_of_thread_time"])
+        row.update(lock=name, mode=mode)
+        conclusion = f"the {_lock_name(name)} lock ({mode}) is the bottleneck"
+        explanation = (f"At concurrency {row['concurrency_high']} queries wait {lock['wait_us_per_query'] / 1000:.2f} "
+                       f"ms for it per query, {share:.0%} of their {hi['thread_ms']:.1f} ms thread time"
+                       f"{_hold_text(lock)}; latency {_range(lo, hi)}.")
+    else:
+        verdict, component = _component_verdict(lo, hi)
+        share = float(hi[f"{component}_share"])
+        conclusion = VERDICTS[verdict]
+        explanation = f"{_component_text(verdict, component, lo, hi)} {_no_lock_text(largest, victims, lo, hi)}"
+    return _finish(row, where, verdict, share, conclusion, explanation)
+
+
+def _finish(row: dict, where: str, verdict: str, share: float, conclusion: str, explanation: str) -> dict:
+    return {**row, "verdict": verdict, "share": share, "conclusion": conclusion, "explanation": explanation,
+            "headline": f"{where}: {conclusion}. {explanation}"}
+
+
+def _preempted(lo: pd.Series, hi: pd.Series, lock: pd.Series, throughput_qps: float) -> bool:
+    """Lock wait that CPU queueing explains: the queries queue for the cores (CPU wait is a material share
+    of thread time and grew with concurrency), while the lock is held too briefly and too rarely to make
+    waits of its own; a descheduled holder makes the others wait."""
+    queueing = hi["cpu_wait_share"] >= MATERIAL_SHARE and hi["cpu_wait_ms"] > 2 * lo["cpu_wait_ms"]
+    per_acquisition = lock["hold_us_per_acquisition"]
+    if math.isnan(per_acquisition):  # no acquisition count: the hold per query bounds the hold per acquisition
+        per_acquisition = lock["hold_us_per_query"]
+    brief = not per_acquisition >= BRIEF_HOLD_US  # NaN (no hold counter, e.g. thread pools) counts as brief
+    busy = lock["hold_us_per_query"] * throughput_qps / 1e6  # utilization; NaN when the hold is not counted
+    return bool(queueing and brief and not busy >= BUSY_UTILIZATION)
+
+
+def _component_verdict(lo: pd.Series, hi: pd.Series) -> tuple[str, str]:
+    """(verdict, deciding component) from the growth of thread time, else from its largest part."""
+    components = {"cpu_wait": "cpu_queueing", "on_cpu": "cpu", "io_wait": "io", "other": "unexplained",
+                  "lock_wait": "cpu_queueing"}  # lock waits left here are the preempted ones
+    grew = hi["concurrency"] > lo["concurrency"] and hi["thread_ms"] > GROWTH * lo["thread_ms"]
+    if grew:
+        growth = {c: hi[f"{c}_ms"] - lo[f"{c}_ms"] for c in components}
+        component = max(growth, key=growth.get)
+    else:
+        component = max(components, key=lambda c: lo[f"{c}_ms"])
+    if component == "lock_wait":
+        component = "cpu_wait"
+    if hi[f"{component}_share"] < MATERIAL_SHARE and lo[f"{component}_share"] < MATERIAL_SHARE:
+        return "unexplained", "other"
+    return components[component], component
+
+
+def _component_text(verdict: str, component: str, lo: pd.Series, hi: pd.Series) -> str:
+    c_lo, c_hi = int(lo["concurrency"]), int(hi["concurrency"])
+    text = (f"Thread time per query is {lo['thread_ms']:.1f} ms at concurrency {c_lo} and {hi['thread_ms']:.1f} ms at "
+            f"{c_hi} (latency {_range(lo, hi)}); ")
+    part = COMPONENT_TEXT[component]
+    if verdict == "cpu_queueing":
+        text += (f"{part} takes {hi['cpu_wait_ms']:.1f} ms of it at {c_hi} ({hi['cpu_wait_share']:.0%}), up from "
+                 f"{lo['cpu_wait_ms']:.1f} ms, while time on a CPU is {hi['on_cpu_ms']:.1f} ms per query "
+                 f"({lo['on_cpu_ms']:.1f} ms at {c_lo}): the queries queue for the cores.")
+    elif verdict == "cpu":
+        text += (f"{lo['on_cpu_share']:.0%} of it at {c_lo} is spent on a CPU ({lo['on_cpu_ms']:.1f} ms per query): "
+                 "the cost is the work each query does.")
+    elif verdict == "io":
+        text += f"{part} takes {hi['io_wait_ms']:.1f} ms of it at {c_hi} ({hi['io_wait_share']:.0%})."
+    else:
+        text += (f"{hi['other_share']:.0%} of it at {c_hi} is not accounted for by CPU, CPU wait, IO wait or any "
+                 "lock counter.")
+    return text
+
+
+def _no_lock_text(largest: tuple | None, victims: list, lo: pd.Series, hi: pd.Series) -> str:
+    if largest is None:
+        return "No lock wait was recorded."
+    (name, mode), lock = largest
+    share = lock["wait_share_of_thread_time"]
+    why = (f"but the queries queue for the cores ({hi['cpu_wait_ms']:.1f} ms waiting for a CPU, up from "
+           f"{lo['cpu_wait_ms']:.1f} ms) while the lock is held briefly: its holders are preempted, it is not the "
+           "cause" if (name, mode) in victims
+           else f"under the {MATERIAL_SHARE:.0%} that would make it matter")
+    others = [f"{_lock_name(n)} ({m})" for n, m in victims if (n, m) != (name, mode)]
+    also = f" The same holds for {', '.join(others)}." if others else ""
+    return (f"No lock explains it: the largest lock wait, {_lock_name(name)} ({mode}), is "
+            f"{lock['wait_us_per_query'] / 1000:.2f} ms per query at concurrency {int(hi['concurrency'])} "
+            f"({share:.1%} of thread time), {why}.{also}")
+
+
+def _exclusive_findings(where: str, at_lo: pd.DataFrame, at_hi: pd.DataFrame, lo: pd.Series,
+                        hi: pd.Series) -> list[str]:
+    """How the queries use each lock they take exclusively (hold at the lowest concurrency, where it is the
+    lock's own service time, not stretched by preemption)."""
+    out = []
+    for (name, mode), lock in at_lo.iterrows():
+        if mode != "exclusive" or name in INTERNAL_LOCKS:
+            continue  # internal mutexes every query takes; their waits are judged above
+        count, hold = lock["acquisitions_per_query"], lock["hold_us_per_query"]
+        used = count >= EXCLUSIVE_USE if not math.isnan(count) else hold >= EXCLUSIVE_HOLD_US
+        if not used:
+            continue
+        taken = f"{count:.3g}× per query" if not math.isnan(count) else "(the engine does not count acquisitions)"
+        wait_hi = at_hi["wait_us_per_query"].get((name, mode), math.nan) if (name, mode) in at_hi.index else math.nan
+        share_hi = (at_hi["wait_share_of_thread_time"].get((name, mode), math.nan)
+                    if (name, mode) in at_hi.index else math.nan)
+        out.append(f"{where}: the queries take the {_lock_name(name)} lock exclusively {taken}, holding it "
+                   f"{hold:.1f} µs per query at concurrency {int(lo['concurrency'])}; at {int(hi['concurrency'])} "
+                   f"they wait {wait_hi:.1f} µs per query for it ({share_hi:.1%} of thread time).")
+    return out
+
+
+def _contention_findings(where: str, at_lo: pd.DataFrame, at_hi: pd.DataFrame, lo: pd.Series, hi: pd.Series,
+                         culprit: tuple | None, background: list[str]) -> list[str]:
+    """Table locks the queries wait for, below the share that would make them the bottleneck: named, with
+    the scenario's background statements that ran beside them (a writer's commits, in the insert race)."""
+    out = []
+    for (name, mode), lock in at_hi.iterrows():
+        share = lock["wait_share_of_thread_time"]
+        contended = share >= CONTENDED_SHARE and lock["wait_us_per_query"] >= CONTENDED_US
+        if name in INTERNAL_LOCKS or not contended or (culprit and culprit[0] == (name, mode)):
+            continue
+        before = at_lo["wait_us_per_query"].get((name, mode), 0.0) if (name, mode) in at_lo.index else 0.0
+        text = (f"{where}: queries wait for the {_lock_name(name)} lock ({mode}) {lock['wait_us_per_query']:.0f} µs "
+                f"per query at concurrency {int(hi['concurrency'])} ({share:.1%} of thread time; {before:.0f} µs at "
+                f"{int(lo['concurrency'])})")
+        if background:
+            text += f", while the scenario's background statements ({', '.join(background)}) ran beside them"
+        out.append(text + ".")
+    return out
+
+
+def _largest_wait(at_hi: pd.DataFrame) -> tuple | None:
+    waits = at_hi["wait_us_per_query"].dropna()
+    waits = waits[waits > 0]
+    if waits.empty:
+        return None
+    key = waits.idxmax()
+    return key, at_hi.loc[key]
+
+
+def _cpu_contrasts(accounting: pd.DataFrame, run: Run) -> dict[tuple[str, str], list[str]]:
+    """Per engine: how many times the CPU per query of the cheapest schema each other schema needs, at the
+    lowest concurrency (where CPU time is not stretched by contention)."""
+    parts = _active_parts(run)
+    out: dict[tuple[str, str], list[str]] = {}
+    for engine, group in accounting.groupby("engine", sort=True):
+        low = group[group["concurrency"] == group["concurrency"].min()].set_index("schema")
+        if len(low) < 2 or not (low["on_cpu_ms"] > 0).all():
+            continue
+        cheapest = low["on_cpu_ms"].idxmin()
+        for schema, r in low.iterrows():
+            times = r["on_cpu_ms"] / low.at[cheapest, "on_cpu_ms"]
+            if schema == cheapest or times < CPU_CONTRAST:
+                continue
+            counts = ""
+            if (engine, schema) in parts and (engine, cheapest) in parts:
+                counts = f" ({parts[(engine, schema)]:,.0f} vs {parts[(engine, cheapest)]:,.0f} active parts)"
+            out.setdefault((engine, schema), []).append(
+                f"{engine}: {schema} needs {times:.1f}× the CPU per query of {cheapest}{counts}: "
+                f"{r['on_cpu_ms']:.1f} vs {low.at[cheapest, 'on_cpu_ms']:.1f} ms on a CPU at concurrency "
+                f"{int(r['concurrency'])}, so its extra latency is work each query does, not waiting.")
+    return out
+
+
+def _active_parts(run: Run) -> dict[tuple[str, str], float]:
+    levels = run.levels
+    if "active_parts_before" not in levels:
+        return {}
+    return levels.groupby(["engine", "schema"])["active_parts_before"].mean().dropna().to_dict()
+
+
+def _hold_text(lock: pd.Series) -> str:
+    per_acq = lock["hold_us_per_acquisition"]
+    if not math.isnan(per_acq):
+        return f", held {per_acq:.1f} µs per acquisition"
+    if not math.isnan(lock["hold_us_per_query"]):
+        return f", held {lock['hold_us_per_query']:.1f} µs per query"
+    return ""
+
+
+def _range(lo: pd.Series, hi: pd.Series) -> str:
+    return f"{lo['latency_ms']:.1f} → {hi['latency_ms']:.1f} ms"
+
+
+def _lock_name(lock: str) -> str:
+    return lock.replace("_", " ")
+
+
+def verdict_lines(run: Run) -> list[str]:
+    """The verdicts and their findings as plain sentences, in the order every output shows them."""
+    lines = []
+    for _, row in diagnose(run).iterrows():
+        lines.append(row["headline"])
+        lines.extend(row["findings"])
+    return lines

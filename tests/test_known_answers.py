@@ -1,0 +1,114 @@
+"""The diagnosis on the real engines, where the right answer is known.
+
+* the post-fix engine (26.9, the embedded default) on namespace_day: CPU, no lock, and namespace_day
+  needs several times the CPU per query of day (planning over 10 000 parts);
+* the pre-fix engine (25.8) on namespace_day: its readers take the parts lock exclusively, and an A/B
+  against 26.9 finds 26.9 faster there, with intervals, on the report's first screen;
+* a writer racing readers: the readers wait for the parts lock;
+* a workload without table contention: no lock named.
+
+Every summary, report and notebook number of a run comes from one analysis: a value printed by
+``lockprof summary`` appears verbatim in the report.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, lockprof_cli
+
+from lockprof.analysis import diagnose, load_run, lock_budget, time_accounting, verdict_lines
+
+SCENARIOS = ROOT / "scenarios"
+OFFLINE = pytest.mark.skipif(os.environ.get("LOCKPROF_TEST_OFFLINE") == "1",
+                             reason="LOCKPROF_TEST_OFFLINE=1: no download of the 25.8 engine")
+
+
+def run_scenario(out: Path, scenario: str, *options: str) -> Path:
+    result = lockprof_cli("run", str(SCENARIOS / scenario), "--out", str(out), *options, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def post_fix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run_scenario(tmp_path_factory.mktemp("known") / "post_fix", "namespace_partitioning.py",
+                        "--concurrency", "1,4", "--duration", "2", "--warmup", "0.5")
+
+
+@pytest.fixture(scope="module")
+def pre_fix_ab(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run_scenario(tmp_path_factory.mktemp("known") / "ab", "namespace_partitioning.py",
+                        "--engine", "25.8", "--engine", "embedded", "--schema", "namespace_day",
+                        "--concurrency", "1,2", "--duration", "1.5", "--warmup", "0.3", "--repetitions", "3")
+
+
+def test_post_fix_namespace_day_is_cpu_and_names_no_lock(post_fix):
+    diagnosis = diagnose(load_run(post_fix)).set_index("schema")
+    ns = diagnosis.loc["namespace_day"]
+    assert ns["verdict"] in ("cpu", "cpu_queueing"), ns["headline"]
+    assert ns["lock"] == "" and "No lock explains it" in ns["headline"]
+    # the schema contrast: many parts cost CPU per query, not waiting
+    contrast = [f for f in ns["findings"] if "the CPU per query of day" in f]
+    assert contrast, ns["findings"]
+    times = float(re.search(r"needs ([\d.]+)× the CPU", contrast[0]).group(1))
+    assert times >= 1.5
+
+
+def test_the_summary_prints_the_accounting_and_verdicts_the_report_shows(post_fix):
+    run = load_run(post_fix)
+    summary = lockprof_cli("summary", str(post_fix), env={"COLUMNS": "200"})
+    assert summary.returncode == 0, summary.stderr
+    text = " ".join(summary.stdout.split())  # rich wraps long lines
+    report = lockprof_cli("report", str(post_fix))
+    assert report.returncode == 0, report.stderr
+    html = (post_fix / "report.html").read_text(encoding="utf-8").replace("<b>", "").replace("</b>", "")
+    assert "Where the time goes" in text
+    for line in verdict_lines(run):
+        assert " ".join(line.split()) in text
+        assert line.replace("&", "&amp;") in html
+    # one number, one value: the thread time and the parts-lock hold of the highest level, as printed
+    top = time_accounting(run).query("schema == 'namespace_day'").iloc[-1]
+    assert f"{top['thread_ms']:.1f}" in text and f"<td>{top['thread_ms']:.1f}</td>" in html
+    hold = lock_budget(run).query("schema == 'namespace_day' and lock == 'parts' and mode == 'shared'")
+    value = hold[hold["concurrency"] == hold["concurrency"].max()]["hold_us_per_query"].iloc[0]
+    assert f"{value:.1f}" in text and f"<td>{value:.1f}</td>" in html
+
+
+@OFFLINE
+def test_pre_fix_readers_take_the_parts_lock_exclusively(pre_fix_ab):
+    diagnosis = diagnose(load_run(pre_fix_ab)).set_index("engine")
+    old = diagnosis.loc["25.8"]
+    assert any("take the parts lock exclusively" in f for f in old["findings"]), old["findings"]
+    new = diagnosis.loc["embedded"]
+    assert not any("take the parts lock exclusively" in f for f in new["findings"]), new["findings"]
+
+
+@OFFLINE
+def test_the_ab_report_states_first_that_the_fix_is_faster(pre_fix_ab):
+    result = lockprof_cli("report", str(pre_fix_ab))
+    assert result.returncode == 0, result.stderr
+    html = (pre_fix_ab / "report.html").read_text(encoding="utf-8")
+    verdict = html[html.index("<h2>Verdict"):html.index("<h2>", html.index("<h2>Verdict") + 4)]
+    assert "namespace_day: embedded is faster than 25.8 at every concurrency" in verdict
+    assert "95% intervals" in verdict
+    assert "take the parts lock exclusively" in verdict
+    assert html.index("<h2>Verdict") < html.index("<img")  # before any figure
+
+
+def test_a_writer_racing_readers_names_the_parts_lock(tmp_path):
+    out = run_scenario(tmp_path / "race", "insert_race.py", "--schema", "month", "--concurrency", "1,2",
+                       "--duration", "2", "--warmup", "0.3")
+    row = diagnose(load_run(out)).iloc[0]
+    said = [row["headline"], *row["findings"]]
+    assert any("parts lock" in s and ("wait for the parts lock" in s or "is the bottleneck" in s) for s in said), said
+
+
+def test_a_workload_without_table_contention_names_no_lock(tiny_run):
+    diagnosis = diagnose(load_run(tiny_run))
+    assert (diagnosis["lock"] == "").all(), diagnosis["headline"].tolist()
+    for findings in diagnosis["findings"]:
+        assert not any("wait for the" in f for f in findings), findings
