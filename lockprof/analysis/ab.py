@@ -313,7 +313,7 @@ def _row(base: dict[str, Any], spec: dict[str, Any], values: tuple[float, float]
     value_a, value_b = values
     row = {**base, **spec, "lower_is_better": lower, "value_a": value_a, "value_b": value_b}
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = 1.0 if value_a == 0 and value_b == 0 else value_b / value_a
+        ratio = 1.0 if value_a == 0 and value_b == 0 else float(np.float64(value_b) / np.float64(value_a))
     row.update(ratio=ratio, change=ratio - 1.0)
     wa, wb = windows
     try:
