@@ -35,6 +35,10 @@ from lockprof.worker import ALL_SAMPLERS
 from lockprof.workerproc import WorkerCrashed, WorkerProcess
 
 NO_SAMPLERS = "+no-samplers"
+# An A/B (two or more engines, or --overhead-control) unless told otherwise: many short windows in turned
+# order. With these, 20 A/A comparisons and a ~10% slowdown on 2 busy cores met the targets of
+# benchmarks/ab_false_positives.py and ab_power.py (see the README's Performance section).
+AB_DEFAULTS = {"repetitions": 6, "warmup_s": 0.5, "duration_s": 2.0}
 ACHIEVED_FRACTION = 0.95  # an open-loop level below this share of its target rate did not achieve it
 
 
@@ -46,7 +50,7 @@ class RunOptions:
     rates: list[float] | None = None  # open loop: one rate for every level, or one per concurrency level
     warmup_s: float | None = None
     duration_s: float | None = None
-    repetitions: int = 1
+    repetitions: int | None = None  # None: 1 for one engine, AB_DEFAULTS for an A/B
     schemas: list[str] | None = None
     out: Path | None = None
     samplers: tuple[str, ...] = ALL_SAMPLERS
@@ -142,9 +146,13 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     for name in schemas:
         scenario.schema(name)
     concurrency = options.concurrency or list(scenario.concurrency)
-    warmup_s = scenario.warmup_s if options.warmup_s is None else options.warmup_s
-    duration_s = scenario.duration_s if options.duration_s is None else options.duration_s
-    if options.repetitions < 1:
+    ab = len(options.engines) > 1 or options.overhead_control
+    defaults = AB_DEFAULTS if ab else {"repetitions": 1, "warmup_s": scenario.warmup_s,
+                                       "duration_s": scenario.duration_s}  # fmt: skip
+    warmup_s = defaults["warmup_s"] if options.warmup_s is None else options.warmup_s
+    duration_s = defaults["duration_s"] if options.duration_s is None else options.duration_s
+    repetitions = int(defaults["repetitions"] if options.repetitions is None else options.repetitions)
+    if repetitions < 1:
         raise LockprofError("--repetitions must be at least 1")
     unknown = set(options.samplers) - set(ALL_SAMPLERS)
     if unknown:
@@ -216,7 +224,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                 "concurrency": concurrency,
                 "warmup_s": warmup_s,
                 "duration_s": duration_s,
-                "repetitions": options.repetitions,
+                "repetitions": repetitions,
                 "seed": scenario.seed,
                 "samplers": list(options.samplers),
                 "sample_interval_s": options.sample_interval_s,
@@ -242,7 +250,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         run_dir = RunDir(out, manifest)
         for label, p in prepared.items():
             write_part(run_dir.path, "locks", label, pd.DataFrame(p["locks"]).assign(engine=label))
-        steps = plan([s.label for s in specs], schemas, concurrency, options.repetitions, options.rates)
+        steps = plan([s.label for s in specs], schemas, concurrency, repetitions, options.rates)
         if options.overhead_control:
             steps = with_overhead_control(steps)
         _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted,

@@ -162,7 +162,7 @@ def _workers(pid: int) -> list[int]:
 def test_a_dying_worker_is_reported_and_the_other_engine_is_kept(tiny_run, tmp_path):
     out = tmp_path / "crash"
     proc = _start(["run", str(TINY), "--out", str(out), "--engine", "embedded", "--engine", "embedded",
-                   "--duration", "1", "--warmup", "0", "--concurrency", "1,2"])
+                   "--duration", "1", "--warmup", "0", "--concurrency", "1,2", "--repetitions", "1"])
     _wait_for_levels(out, 2)
     victim = _workers(proc.pid)[-1]
     os.kill(victim, signal.SIGKILL)
