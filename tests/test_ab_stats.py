@@ -176,3 +176,31 @@ def test_settings_change_the_rules():
     run = synthetic_run(1.3)
     frame = compare(run, settings=Settings(min_change=0.5)).frame
     assert not frame["verdict"].isin(["slower", "faster"]).any()
+
+
+# --- the run's side of it: turned order, a setting on one side ---------------------------
+
+
+def test_the_order_of_engines_turns_from_one_repetition_to_the_next():
+    from lockprof.run import plan, with_overhead_control
+
+    steps = plan(["a", "b"], ["s"], [1], 4)
+    assert [(st.repetition, st.engine, st.position) for st in steps] == [
+        (0, "a", 0), (0, "b", 1), (1, "b", 0), (1, "a", 1), (2, "a", 0), (2, "b", 1), (3, "b", 0), (3, "a", 1)]
+    three = plan(["a", "b", "c"], ["s"], [1], 3)
+    firsts = [st.engine for st in three if st.position == 0]
+    assert firsts == ["a", "b", "c"]  # each engine runs first, second and third equally often
+    twins = with_overhead_control(plan(["a"], ["s"], [1], 2))
+    assert [(st.label, st.position) for st in twins] == [("a", 0), ("a+no-samplers", 1), ("a+no-samplers", 0),
+                                                          ("a", 1)]  # fmt: skip
+
+
+def test_an_engine_spec_can_carry_settings_for_one_side():
+    from lockprof.engines import parse_spec
+
+    spec = parse_spec("embedded?max_untracked_memory=128&max_threads=2")
+    assert spec.label == "embedded+max_untracked_memory=128+max_threads=2"
+    assert spec.options == {"settings": {"max_untracked_memory": "128", "max_threads": "2"}}
+    assert parse_spec("embedded").options == {}
+    with pytest.raises(Exception, match="SETTING=VALUE"):
+        parse_spec("embedded?max threads")

@@ -16,6 +16,11 @@ SCENARIO = Path(__file__).resolve().parent / "scenarios" / "ab_tiny.py"
 def aa_run(tmp_path_factory) -> Path:
     """The same embedded engine on both sides, interleaved in turned order, four repetitions."""
     out = tmp_path_factory.mktemp("aa") / "run"
+    # A run of one engine first: then the A/A's first worker reuses its cached dataset while the second builds its
+    # copy, the situation that made two workers of one engine differ.
+    prepared = lockprof_cli("run", str(SCENARIO), "--concurrency", "1", "--duration", "0.2", "--warmup", "0",
+                            "--samplers", "off", "--out", str(out.parent / "prepare"))  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr
     result = lockprof_cli("run", str(SCENARIO), "--engine", "embedded", "--engine", "embedded", "--repetitions", "4",
                           "--concurrency", "1,2", "--duration", "1", "--warmup", "0.3", "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
