@@ -69,6 +69,7 @@ class Settings:
     min_change: float = MIN_CHANGE
     unstable_threshold: float = UNSTABLE_THRESHOLD
     min_repetitions: int = MIN_REPETITIONS
+    paired_order: bool = True  # the two windows of a repetition ran back to back (one run), so their order counts
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ def compare_windows(
 ) -> dict[str, Any]:
     """The interval, threshold, order effect and verdict of one metric at one point, from its windows."""
     d, s = log_ratios(a, b)
+    if not settings.paired_order:
+        s = np.ones_like(s)  # two runs: their clocks differ, "which ran first" means nothing
     out: dict[str, Any] = {"n_a": len(a.value), "n_b": len(b.value), "lower_is_better": lower_is_better,
                            "repetitions_a": len(a.value), "repetitions_b": len(b.value)}  # fmt: skip
     if len(d) < settings.min_repetitions:
@@ -251,6 +254,7 @@ def compare(
 ) -> Comparison:
     """Compare the engines of one run (first engine against each other), or the single engines of two runs."""
     run, engines, notes = _sides(run_a, run_b, allow_host_mismatch)
+    settings = dataclasses.replace(settings, paired_order=settings.paired_order and run_b is None)
     labels = list(engines)
     rows: list[dict[str, Any]] = []
     for b in labels[1:]:
