@@ -8,14 +8,19 @@ every engine's window back to back, in an order that turns from one repetition t
 next (A B, B A, ...), so per repetition r the log ratio ``d_r = log(B_r / A_r)`` of the
 two windows' values is one paired, drift-free replicate of the engine effect.
 
-The engine effect is the mean of ``d_r``, with the order of the pair as a covariate
-(``d_r = effect + order * s_r``, ``s_r = +1`` when B ran second) once both orders occur
-and four or more repetitions leave degrees of freedom for it; the order effect (how much
-faster or slower the second window of a pair runs) is reported beside it. The interval
-is Student's t on the window-to-window spread of ``d_r``, and the threshold is its half
-width: following ClickHouse's performance comparison, a change is real only if it beats
-both that threshold and ``MIN_CHANGE``; ``unstable`` when the threshold is above
-``UNSTABLE_THRESHOLD``; ``too_few_repetitions`` below ``MIN_REPETITIONS`` windows a side.
+The engine effect is the Hodges-Lehmann estimate of ``d_r`` (the median of the pairwise
+means of the ``d_r``), with the exact Wilcoxon signed-rank 95% interval: both rest only on
+the ``d_r`` being symmetric around the effect, which the turned order gives an A/A run,
+so a load spike that slows one window threefold moves neither much, and the
+false-positive rate stays at most 5% whatever the shape of the machine's noise. The
+threshold is the distance from the estimate to the interval's end nearest no change:
+following ClickHouse's performance comparison, a change is real only if it beats both
+that threshold (the interval excludes no change) and ``MIN_CHANGE``; ``unstable`` when
+the threshold is above ``UNSTABLE_THRESHOLD``; ``too_few_repetitions`` below
+``MIN_REPETITIONS`` paired windows, the fewest with which the signed-rank test can reject
+at 5% at all (with 6, every pair must agree). The order effect (how much faster or
+slower the second window of a pair runs: ``d_r = effect + order * s_r``, ``s_r = +1``
+when B ran second) is estimated by least squares and reported when it is material.
 
 Values printed are those of the whole level, the numbers the summary prints: the median
 latency of its queries, queries per second over its windows, and for a lock metric
@@ -44,7 +49,7 @@ from lockprof.errors import LockprofError
 
 MIN_CHANGE = 0.05
 UNSTABLE_THRESHOLD = 0.20
-MIN_REPETITIONS = 3
+MIN_REPETITIONS = 6
 NEGLIGIBLE_US = 1.0  # lock time per query below which a lock gets no row
 NEGLIGIBLE_COUNT = 0.01
 
@@ -106,7 +111,7 @@ class Estimate:
 
 
 def estimate(d: np.ndarray, s: np.ndarray) -> Estimate:
-    """The engine effect on the log scale with its t interval; with the order as covariate when estimable."""
+    """Least squares: the engine effect and, when both orders occur in 4+ pairs, the order effect, with t intervals."""
     n = len(d)
     nan = float("nan")
     if n < 2:
@@ -124,6 +129,21 @@ def estimate(d: np.ndarray, s: np.ndarray) -> Estimate:
     return Estimate(float(d.mean()), float(stats.t.ppf(0.975, n - 1)) * sem, nan, nan, n)
 
 
+def signed_rank_interval(d: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float] | None:
+    """Hodges-Lehmann estimate of d's centre and its exact Wilcoxon signed-rank interval; None when n is too small
+    for any interval at this level. Interval ends are order statistics of the Walsh averages (d_i + d_j) / 2."""
+    n = len(d)
+    counts = np.ones(1)
+    for i in range(1, n + 1):  # null distribution of the signed-rank statistic: the polynomial prod (1 + x^i)
+        counts = np.concatenate([counts, np.zeros(i)]) + np.concatenate([np.zeros(i), counts])
+    below = np.flatnonzero(np.cumsum(counts) / 2.0**n <= alpha / 2)
+    if below.size == 0:
+        return None
+    k = int(below[-1]) + 1
+    walsh = np.sort(((d[:, None] + d[None, :]) / 2.0)[np.triu_indices(n)])
+    return float(np.median(walsh)), float(walsh[k - 1]), float(walsh[-k])
+
+
 def verdict(
     change: float,
     threshold: float,
@@ -132,14 +152,21 @@ def verdict(
     unstable_threshold: float = UNSTABLE_THRESHOLD,
     count: bool = False,
 ) -> str:
-    """ClickHouse's rule: a change beating both thresholds is real, even at a noisy point.
+    """A change beating both thresholds is real, unless the point is too noisy to judge.
 
-    Sizes compare as |log ratio|, so thresholds apply alike to rises and falls.
+    ClickHouse's rule calls a change that beats the threshold even at a noisy point. On a
+    shared machine the noise between windows comes in bursts that last longer than a
+    window, so at noisy points the interval is too narrow: with that rule 5 of 28 A/A
+    points (20 comparisons' worth in progress) were called changed. A threshold above
+    ``unstable_threshold`` therefore always means ``unstable``. Sizes compare as |log ratio|,
+    so thresholds apply alike to rises and falls.
     """
     if np.isnan(threshold):
         return "error"
     if np.isnan(change):
         change = 0.0
+    if threshold > unstable_threshold:
+        return "unstable"
     size = abs(float(np.log1p(change))) if change > -1 else float("inf")
     if abs(change) > min_change and size > np.log1p(threshold):
         if count:
@@ -168,19 +195,25 @@ def compare_windows(
         v = verdict(change, 0.0, lower_is_better, settings.min_change, settings.unstable_threshold, count) \
             if consistent else "unstable"
         return {**out, "verdict": v, "note": "zero in some windows: no interval"}
-    est = estimate(d, s)
-    threshold = float(np.expm1(est.half_width))
-    change = float(np.expm1(est.effect))
+    interval = signed_rank_interval(d)
+    if interval is None:
+        return {**out, "verdict": "too_few_repetitions", "note": f"{len(d)} paired windows cannot reject at 5%"}
+    centre, low, high = interval
+    # The threshold is how far the interval reaches from the estimate towards no change.
+    threshold = float(np.expm1(centre - low if centre >= 0 else high - centre))
+    order = estimate(d, s)
     return {
         **out,
-        "ci_low": float(np.exp(est.effect - est.half_width)),
-        "ci_high": float(np.exp(est.effect + est.half_width)),
+        "ratio": float(np.exp(centre)),
+        "change": float(np.expm1(centre)),
+        "ci_low": float(np.exp(low)),
+        "ci_high": float(np.exp(high)),
         "threshold": threshold,
-        "order_effect": float(np.expm1(est.order)),
-        "order_ci_low": float(np.exp(est.order - est.order_half_width)),
-        "order_ci_high": float(np.exp(est.order + est.order_half_width)),
-        "verdict": verdict(change, threshold, lower_is_better, settings.min_change, settings.unstable_threshold,
-                           count),
+        "order_effect": float(np.expm1(order.order)),
+        "order_ci_low": float(np.exp(order.order - order.order_half_width)),
+        "order_ci_high": float(np.exp(order.order + order.order_half_width)),
+        "verdict": verdict(float(np.expm1(centre)), threshold, lower_is_better, settings.min_change,
+                           settings.unstable_threshold, count),
         "note": "",
     }
 
@@ -273,8 +306,9 @@ def compare(
             frame.loc[flagged, "note"] = marked.str.strip()
     notes.extend(_order_notes(frame, settings))
     if frame["verdict"].eq("too_few_repetitions").any():
-        notes.append(f"fewer than {settings.min_repetitions} repetitions: the noise between windows cannot be "
-                     f"measured, so no change is called; run with --repetitions 6 or more")  # fmt: skip
+        notes.append(f"fewer than {settings.min_repetitions} repetitions: too few paired windows to tell a change "
+                     f"from window-to-window noise, so none is called; run with --repetitions "
+                     f"{settings.min_repetitions} or more")  # fmt: skip
     return Comparison(frame, engines, notes, run.partition_keys())
 
 
