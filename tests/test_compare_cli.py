@@ -14,14 +14,14 @@ SCENARIO = Path(__file__).resolve().parent / "scenarios" / "ab_tiny.py"
 
 @pytest.fixture(scope="module")
 def aa_run(tmp_path_factory) -> Path:
-    """The same embedded engine on both sides, interleaved in turned order, four repetitions."""
+    """The same embedded engine on both sides, interleaved in turned order, six repetitions."""
     out = tmp_path_factory.mktemp("aa") / "run"
     # A run of one engine first: then the A/A's first worker reuses its cached dataset while the second builds its
     # copy, the situation that made two workers of one engine differ.
     prepared = lockprof_cli("run", str(SCENARIO), "--concurrency", "1", "--duration", "0.2", "--warmup", "0",
                             "--samplers", "off", "--out", str(out.parent / "prepare"))  # fmt: skip
     assert prepared.returncode == 0, prepared.stderr
-    result = lockprof_cli("run", str(SCENARIO), "--engine", "embedded", "--engine", "embedded", "--repetitions", "4",
+    result = lockprof_cli("run", str(SCENARIO), "--engine", "embedded", "--engine", "embedded", "--repetitions", "6",
                           "--concurrency", "1,2", "--duration", "1", "--warmup", "0.3", "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
     return out
@@ -41,7 +41,7 @@ def test_an_a_a_run_finds_no_latency_change(aa_run, tmp_path):
     # the benchmark (python -m benchmarks.ab_false_positives) measures the rate.
     assert set(perf["verdict"]) <= {"unchanged", "unstable"}, perf[["concurrency", "metric", "ratio", "threshold"]]
     assert not frame["verdict"].eq("error").any(), frame[frame["verdict"] == "error"]["note"].tolist()
-    assert (frame["repetitions_a"].dropna() == 4).all()
+    assert (frame["repetitions_a"].dropna() == 6).all()
 
 
 def test_an_a_a_run_turns_the_order_and_both_workers_do_the_same_work(aa_run):
@@ -50,7 +50,7 @@ def test_an_a_a_run_turns_the_order_and_both_workers_do_the_same_work(aa_run):
 
     run = load_run(aa_run)
     first = run.levels[run.levels["position"] == 0].sort_values(["concurrency", "repetition"])
-    assert first["engine"].tolist() == ["embedded", "embedded#2"] * 4  # A B, B A, A B, B A at each level
+    assert first["engine"].tolist() == ["embedded", "embedded#2"] * 6  # A B, B A, ... at each level
     # The worker that built its dataset and the one that reused it plan every query over the same parts
     # with the same context-lock acquisitions: counts of work, not of time, so load cannot blur them.
     pq = per_query(window_totals(run)).pivot_table(index=["concurrency", "event"], columns="engine",
