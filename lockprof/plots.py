@@ -273,7 +273,8 @@ def wait_forecast_figure(run: Run, model: str = "md1") -> Figure:
     fig = _figure(10, 4.5)
     ax = fig.subplots()
     ax.set_title(f"Exclusive-lock wait: {MODEL_NAMES.get(model, model)} forecast from the lowest level vs measured")
-    if frame.empty:
+    values = frame[["forecast_wait_us", "measured_wait_us"]].to_numpy(dtype=float) if not frame.empty else []
+    if not np.isfinite(values).any():
         _empty(ax, "no exclusive lock was held at the lowest concurrency, so there is nothing to forecast")
         return fig
     engines = frame["engine"].nunique()
@@ -435,7 +436,9 @@ def report_figures(run: Run) -> dict[str, Figure]:
         "Lock budget per query": lock_budget_figure(run),
         "Throughput, scalability fit and lock ceiling": throughput_figure(run),
     }
-    if not wait_forecast(run).empty:  # no empty panels: a figure appears only with something to show
+    forecast = wait_forecast(run)
+    drawable = forecast[["forecast_wait_us", "measured_wait_us"]].to_numpy(dtype=float) if not forecast.empty else []
+    if np.isfinite(drawable).any():  # no empty panels: a figure appears only with something to show
         figures["Lock-wait forecast vs measured"] = wait_forecast_figure(run)
     if has_parts_range(parts_dependence(run)):
         figures["Latency vs active parts"] = latency_vs_parts(run)

@@ -178,8 +178,12 @@ def render_report(run: Run) -> str:
                  "lock was held. An exclusive lock held h µs per query caps the table at 1/h queries per second "
                  "whatever the number of cores; a ceiling is given only for a lock that at least 1% of the queries "
                  "take exclusively.</p>")
-    parts.append(table_html(lock_utilization(run), "no lock reported a hold time"))
-    parts.append(table_html(exclusive_ceilings(run), "no exclusive lock taken by the queries reported a hold time"))
+    utilization = lock_utilization(run)
+    utilization["utilization"] = utilization["utilization"].map(_percent)
+    parts.append(table_html(utilization, "no lock reported a hold time"))
+    ceilings = exclusive_ceilings(run)
+    ceilings["peak_utilization"] = ceilings["peak_utilization"].map(_percent)
+    parts.append(table_html(ceilings, "no exclusive lock taken by the queries reported a hold time"))
 
     check = forecast_vs_measured(run)
     if not check.empty:

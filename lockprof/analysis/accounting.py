@@ -76,16 +76,21 @@ def _from_query_log(run: Run) -> pd.DataFrame:
     ids = pd.Index(measured["query_id"].astype(str))
     keep = ~ids.duplicated()
     ids, window = ids[keep], window.to_numpy()[keep]
-    position = ids.get_indexer(events["query_id"].astype(str))
+    # Match through the categories: a run holds dozens of ProfileEvents per query, and their ids are
+    # read as a categorical, so each distinct id is looked up once.
+    query_id = pd.Categorical(events["query_id"])
+    per_category = ids.get_indexer(query_id.categories.astype(str))
+    codes = np.asarray(query_id.codes)
+    position = np.where(codes >= 0, per_category[codes], -1)
     found = position >= 0
     # Only queries the log has count: a query whose row was lost says nothing about where time went.
     logged = np.zeros(len(ids), dtype=bool)
     logged[position[found]] = True
     queries = np.bincount(window[logged], minlength=int(window.max()) + 1 if len(window) else 0)
     event = pd.Categorical(events["event"])  # a no-op for the categorical column load_run gives
-    codes = np.asarray(event.codes)[found]
+    event_codes = np.asarray(event.codes)[found]
     categories = event.categories
-    key = window[position[found]].astype(np.int64) * len(categories) + codes
+    key = window[position[found]].astype(np.int64) * len(categories) + event_codes
     sums = np.bincount(key, weights=events["value"].to_numpy(dtype=float)[found])
     nonzero = np.flatnonzero(sums)
     labels = measured.groupby(WINDOW, sort=True).size().reset_index()[WINDOW]  # window number -> its keys
@@ -170,8 +175,9 @@ def time_accounting(run: Run) -> pd.DataFrame:
                *(f"{c}_share" for c in COMPONENTS), "source"]
     if totals.empty:
         return pd.DataFrame(columns=columns)
-    pq = per_query(totals).pivot_table(index=LEVEL, columns="event", values="per_query", aggfunc="sum")
-    queries = per_query(totals).drop_duplicates(LEVEL).set_index(LEVEL)["queries"]
+    long = per_query(totals)
+    pq = long.pivot_table(index=LEVEL, columns="event", values="per_query", aggfunc="sum")
+    queries = long.drop_duplicates(LEVEL).set_index(LEVEL)["queries"]
     wide = pd.DataFrame(index=pq.index)
     col = lambda name: pq[name].fillna(0.0) if name in pq else pd.Series(0.0, index=pq.index)  # noqa: E731
     on_cpu = col(ON_CPU) if ON_CPU in pq else sum(col(n) for n in ON_CPU_PARTS)

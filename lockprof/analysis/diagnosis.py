@@ -92,7 +92,7 @@ def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks:
             victims.append(key)
         elif culprit is None:
             culprit = (key, lock)
-    row["findings"] += _exclusive_findings(where, at_lo, at_hi, lo, hi)
+    row["findings"] += _mode_findings(where, at_lo, at_hi, lo, hi)
     row["findings"] += _contention_findings(where, at_lo, at_hi, lo, hi, culprit, background)
     largest = _largest_wait(at_hi)
     if culprit is not None:
@@ -182,26 +182,40 @@ def _no_lock_text(largest: tuple | None, victims: list, lo: pd.Series, hi: pd.Se
             f"({share:.1%} of thread time), {why}.{also}")
 
 
-def _exclusive_findings(where: str, at_lo: pd.DataFrame, at_hi: pd.DataFrame, lo: pd.Series,
-                        hi: pd.Series) -> list[str]:
-    """How the queries use each lock they take exclusively (hold at the lowest concurrency, where it is the
-    lock's own service time, not stretched by preemption)."""
+def _mode_findings(where: str, at_lo: pd.DataFrame, at_hi: pd.DataFrame, lo: pd.Series,
+                   hi: pd.Series) -> list[str]:
+    """How the queries take the parts lock (the lock of the motivating case) and any other table lock they
+    take exclusively: mode, acquisitions and hold at the lowest concurrency (where the hold is the lock's own
+    service time, not stretched by preemption), and the wait at the highest."""
     out = []
-    for (name, mode), lock in at_lo.iterrows():
-        if mode != "exclusive" or name in INTERNAL_LOCKS:
-            continue  # internal mutexes every query takes; their waits are judged above
-        count, hold = lock["acquisitions_per_query"], lock["hold_us_per_query"]
-        used = count >= EXCLUSIVE_USE if not math.isnan(count) else hold >= EXCLUSIVE_HOLD_US
-        if not used:
+    for name, modes in at_lo.groupby(level="lock", sort=True):
+        if name in INTERNAL_LOCKS:
             continue
-        taken = f"{count:.3g}× per query" if not math.isnan(count) else "(the engine does not count acquisitions)"
-        wait_hi = at_hi["wait_us_per_query"].get((name, mode), math.nan) if (name, mode) in at_hi.index else math.nan
-        share_hi = (at_hi["wait_share_of_thread_time"].get((name, mode), math.nan)
-                    if (name, mode) in at_hi.index else math.nan)
-        out.append(f"{where}: the queries take the {_lock_name(name)} lock exclusively {taken}, holding it "
-                   f"{hold:.1f} µs per query at concurrency {int(lo['concurrency'])}; at {int(hi['concurrency'])} "
-                   f"they wait {wait_hi:.1f} µs per query for it ({share_hi:.1%} of thread time).")
+        described = []
+        for (_, mode), lock in modes.iterrows():
+            count, hold = lock["acquisitions_per_query"], lock["hold_us_per_query"]
+            used = count >= EXCLUSIVE_USE if not math.isnan(count) else hold >= EXCLUSIVE_HOLD_US
+            if not used or (mode != "exclusive" and name != "parts"):
+                continue
+            word = "exclusively" if mode == "exclusive" else mode
+            taken = f"{count:.3g}× per query" if not math.isnan(count) else "(the engine does not count acquisitions)"
+            wait = at_hi["wait_us_per_query"].get((name, mode), math.nan) if (name, mode) in at_hi.index else math.nan
+            share = (at_hi["wait_share_of_thread_time"].get((name, mode), math.nan)
+                     if (name, mode) in at_hi.index else math.nan)
+            described.append(f"{word} {taken}, holding it {_us(hold)} per query at concurrency "
+                             f"{int(lo['concurrency'])} and waiting {_us(wait)} per query for it at "
+                             f"{int(hi['concurrency'])} ({_pct(share)} of thread time)")
+        if described:
+            out.append(f"{where}: the queries take the {_lock_name(name)} lock {'; and '.join(described)}.")
     return out
+
+
+def _us(value: float) -> str:
+    return "n/a µs" if math.isnan(value) else f"{value:.1f} µs"
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.1%}"
 
 
 def _contention_findings(where: str, at_lo: pd.DataFrame, at_hi: pd.DataFrame, lo: pd.Series, hi: pd.Series,
@@ -283,8 +297,12 @@ def _lock_name(lock: str) -> str:
 
 def verdict_lines(run: Run) -> list[str]:
     """The verdicts and their findings as plain sentences, in the order every output shows them."""
+    diagnosis = diagnose(run)
+    if diagnosis.empty:
+        return ["No lock events were recorded and no thread-time counters either (samplers off, or nothing was "
+                "measured), so no verdict can be given."]
     lines = []
-    for _, row in diagnose(run).iterrows():
+    for _, row in diagnosis.iterrows():
         lines.append(row["headline"])
         lines.extend(row["findings"])
     return lines

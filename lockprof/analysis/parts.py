@@ -65,5 +65,8 @@ def parts_slopes(frame: pd.DataFrame,
 
 
 def has_parts_range(frame: pd.DataFrame) -> bool:
-    """Whether some engine saw more than one parts count, so a parts figure is worth drawing."""
-    return bool((frame.groupby("engine")["active_parts"].nunique() > 1).any()) if not frame.empty else False
+    """Whether some engine saw at least ``MIN_FIT_POINTS`` parts counts, so a curve against parts says
+    something (two schemas at two counts are a contrast, which the diagnosis states, not a curve)."""
+    if frame.empty:
+        return False
+    return bool((frame.groupby("engine")["active_parts"].nunique() >= MIN_FIT_POINTS).any())

@@ -146,6 +146,7 @@ def wait_forecast(run: Run, model: str = "md1", modes: tuple[str, ...] = ("exclu
             continue  # not held at the lowest level (a one-off, e.g. a merge): nothing to forecast from
         h = float(base["hold_us_per_query"].iloc[0])
         w0 = float(base["wait_us_per_query"].iloc[0])
+        w0 = 0.0 if np.isnan(w0) else w0  # an engine without a wait counter: forecast from the hold alone
         for _, level in group.sort_values("concurrency").iterrows():
             c, x = int(level["concurrency"]), float(level["throughput_qps"])
             measured = float(level["wait_us_per_query"])
