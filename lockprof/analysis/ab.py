@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lockprof.analysis.accounting import WINDOW, window_totals
+from lockprof.analysis.accounting import ON_CPU, WINDOW, window_totals
 from lockprof.analysis.load import Run
 from lockprof.errors import LockprofError
 
@@ -63,6 +63,7 @@ COLUMNS = [
 LOCK_METRICS = {"wait": "lock_wait_us_per_query", "hold": "lock_hold_us_per_query",
                 "count": "lock_acquisitions_per_query"}  # fmt: skip
 COUNT_METRICS = {"lock_acquisitions_per_query"}
+CPU_METRIC = "cpu_ms_per_query"  # on-CPU time per query (OSCPUVirtualTimeMicroseconds)
 WORSE = {"slower", "more"}
 
 
@@ -332,7 +333,7 @@ def _compare_pair(run: Run, a: str, b: str, settings: Settings) -> list[dict[str
     for schema, conc in sorted(points_a & points_b):
         base = {"schema": schema, "concurrency": int(conc), "engine_a": a, "engine_b": b, "lock": "", "mode": ""}
         for family, metric in ((_latency_rows, "latency_ms"), (_throughput_rows, "throughput_qps"),
-                               (_lock_rows, "lock")):  # fmt: skip
+                               (_cpu_rows, CPU_METRIC), (_lock_rows, "lock")):  # fmt: skip
             try:
                 rows.extend(family(run, base, settings))
             except Exception as exc:  # an internal error must show as one, never as a verdict
@@ -387,6 +388,26 @@ def _throughput_rows(run: Run, base: dict[str, Any], settings: Settings) -> list
     values = tuple(float(s["queries"].sum() / s["window_s"].sum()) for s in sides)
     spec = {"query_name": "", "metric": "throughput_qps", "statistic": "ratio", "source": "levels"}
     return [_row(base, spec, values, tuple(Windows.of(s, "throughput_qps") for s in sides), False, settings)]  # type: ignore[arg-type]
+
+
+def _cpu_rows(run: Run, base: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    """On-CPU time per query: what a query costs the engine, which the machine's load barely moves.
+
+    Latency and throughput on a busy machine swing with other processes' demand for the CPUs;
+    a change in the work a query does shows in its CPU time with far less noise.
+    """
+    a, b, schema, conc = base["engine_a"], base["engine_b"], base["schema"], base["concurrency"]
+    totals = window_totals(run)
+    cpu = totals[totals["event"] == ON_CPU].merge(_windows(run)[[*WINDOW, "measure_start_s"]], on=WINDOW)
+    if cpu.empty:
+        return []
+    cpu = cpu.assign(per_query=cpu["total"] / cpu["queries"] / 1000.0)
+    sides = [_at(cpu, e, schema, conc) for e in (a, b)]
+    values = tuple(float(p["total"].sum() / p["queries"].sum() / 1000.0) if not p.empty else float("nan")
+                   for p in sides)  # fmt: skip
+    windows = tuple(Windows.of(p, "per_query") if not p.empty else None for p in sides)
+    spec = {"query_name": "", "metric": CPU_METRIC, "statistic": "ratio", "source": str(cpu["source"].iloc[0])}
+    return [_row(base, spec, values, windows, True, settings)]  # type: ignore[arg-type]
 
 
 def _lock_rows(run: Run, base: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:

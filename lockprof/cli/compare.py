@@ -30,6 +30,7 @@ GATES = {
     "lock_wait": "lock_wait_us_per_query",
     "lock_hold": "lock_hold_us_per_query",
     "lock_acquisitions": "lock_acquisitions_per_query",
+    "cpu": "cpu_ms_per_query",
 }
 STYLE = {"faster": "green", "slower": "red", "fewer": "green", "more": "red", "unstable": "yellow",
          "too_few_repetitions": "yellow", "error": "bold red", "not_comparable": "dim"}
@@ -119,10 +120,11 @@ def _performance_table(rows: pd.DataFrame, a: str, b: str, title: str) -> Table:
     table = Table(title=title, title_justify="left")
     for col in ("conc", "metric", a, b, "ratio", "95% CI", "threshold", "verdict"):
         table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
-    perf = rows[rows["metric"].isin(["throughput_qps", "latency_ms"])]
-    perf = perf.assign(order=perf["metric"].map({"throughput_qps": 0, "latency_ms": 1}))
+    names = {"throughput_qps": "throughput q/s", "latency_ms": "median latency ms", "cpu_ms_per_query": "CPU ms/query"}
+    perf = rows[rows["metric"].isin(list(names))]
+    perf = perf.assign(order=perf["metric"].map({m: i for i, m in enumerate(names)}))
     for r in perf.sort_values(["concurrency", "order", "query_name"]).itertuples():
-        name = "throughput q/s" if r.metric == "throughput_qps" else f"median latency ms {r.query_name}"
+        name = f"{names[r.metric]} {r.query_name}".strip()
         table.add_row(str(r.concurrency), name, _num(r.value_a), _num(r.value_b), _ratio(r.ratio),
                       _ci(r.ci_low, r.ci_high), _pct(r.threshold), _verdict(r.verdict, r.note))  # fmt: skip
     return table
