@@ -21,6 +21,7 @@ from benchmarks.common import SCENARIOS, TINY_SCENARIO
 from lockprof.analysis.load import Run
 
 PERF = ("latency_ms", "throughput_qps")
+CPU = "cpu_ms_per_query"
 CHANGED = ("faster", "slower")
 # The default A/B: what `lockprof run` does with two or more engines unless told otherwise.
 DEFAULT = {"repetitions": 6, "warmup_s": 0.5, "duration_s": 2.0}
@@ -79,13 +80,13 @@ def block(run: Run, reps: range) -> Run:
 
 
 def verdicts(run: Run, p: Plan) -> pd.DataFrame:
-    """Every latency and throughput point of every block comparison."""
+    """Every latency, throughput and CPU-time point of every block comparison."""
     from lockprof.analysis.ab import compare
 
     rows = []
     for k in range(p.blocks):
         frame = compare(block(run, range(k * p.repetitions, (k + 1) * p.repetitions))).frame
-        rows.append(frame[frame["metric"].isin(PERF)].assign(block=k))
+        rows.append(frame[frame["metric"].isin([*PERF, CPU])].assign(block=k))
     return pd.concat(rows, ignore_index=True)
 
 
