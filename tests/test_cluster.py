@@ -132,9 +132,10 @@ def test_the_cluster_sql_runs_on_a_real_cluster(cluster) -> None:
 
 def test_observe_with_cluster_records_every_replica_with_its_own_deltas(cluster, tmp_path: Path) -> None:
     out = tmp_path / "observed"
+    # --settle: the server flushes its query_log every second; 4 s leave a loaded machine room to do it
     with load_on_every_replica(cluster):
         result = lockprof_cli("observe", "--engine", cluster[0].url, "--cluster", CLUSTER, "--duration", "2",
-                              "--interval", "0.5", "--settle", "1.5", "--out", str(out),
+                              "--interval", "0.5", "--settle", "4", "--out", str(out),
                               env={"LOCKPROF_PASSWORD": PASSWORD}, timeout=120)
     assert result.returncode == 0, result.stderr + result.stdout
     assert f"cluster {CLUSTER} ({len(REPLICAS)} replicas)" in result.stdout

@@ -228,8 +228,9 @@ def test_an_ab_between_two_launched_servers(python26: Path, tmp_path: Path) -> N
     out, tmp = tmp_path / "ab", tmp_path / "tmp"
     tmp.mkdir()
     spec = f"server:{VERSION}"
-    result = lockprof_cli("run", str(TINY), "--engine", spec, "--engine", spec, "--schema", "day", "--concurrency",
-                          "1", "--duration", "0.5", "--warmup", "0", "--out", str(out), env={"TMPDIR": str(tmp)})
+    result = lockprof_cli("run", str(TINY), "--engine", spec, "--engine", spec, "--repetitions", "1", "--schema",
+                          "day", "--concurrency", "1", "--duration", "0.5", "--warmup", "0", "--out", str(out),
+                          env={"TMPDIR": str(tmp)})
     assert result.returncode == 0, result.stderr + result.stdout
     from lockprof.analysis import load_run
 
