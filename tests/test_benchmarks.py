@@ -83,3 +83,31 @@ def test_synthetic_run_has_the_tables_and_columns_of_a_real_run(tiny_run, tmp_pa
         for column in theirs.columns:
             if theirs[column].notna().any() and ours[column].notna().any():
                 assert theirs[column].dtype.kind == ours[column].dtype.kind, (table, column)
+
+
+def test_suite_loop_reads_pytest_summaries() -> None:
+    from benchmarks.suite_loop import parse_counts, parse_failures
+
+    output = ("....F.\nFAILED tests/test_a.py::test_x - assert 1 >= 2\nERROR tests/test_b.py::test_y\n"
+              "1 failed, 190 passed, 5 skipped, 1 error in 480.10s (0:08:00)\n")
+    assert parse_counts(output) == {"passed": 190, "failed": 1, "errors": 1, "skipped": 5, "xfailed": 0,
+                                    "xpassed": 0}
+    assert parse_failures(output) == ["tests/test_a.py::test_x", "tests/test_b.py::test_y"]
+    assert parse_counts("no summary at all")["passed"] == 0
+
+
+@pytest.mark.engine  # not in the fast layer: it runs pytest in subprocesses three times
+def test_suite_loop_runs_the_suite_and_counts_the_runs(tmp_path) -> None:
+    """Two runs of a small passing selection, and one of a selection that fails, each counted as such."""
+    def loop(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "benchmarks.suite_loop", "--log-dir", str(tmp_path), *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    pytest_args = ("-p", "no:cacheprovider", "--basetemp", str(tmp_path / "basetemp"))
+    ok = loop("--runs", "2", "--", *pytest_args, "tests/test_store.py")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert len(re.findall(r"^RUN \d/2 pass passed=\d+ failed=0 errors=0 .* duration=\d+s load1 start=[\d.]+ "
+                          r"mean=[\d.]+ max=[\d.]+$", ok.stdout, re.MULTILINE)) == 2, ok.stdout
+    assert "RESULT suite_loop: 2/2 runs passed" in ok.stdout
+    bad = loop("--runs", "1", "--", *pytest_args, "tests/test_store.py", "-k", "no_such_test_name")
+    assert bad.returncode == 1 and "RESULT suite_loop: 0/1 runs passed" in bad.stdout, bad.stdout

@@ -126,9 +126,10 @@ def emulated(tmp_path_factory: pytest.TempPathFactory):
 
 def test_observe_with_cluster_records_every_replica_with_its_own_deltas(emulated, tmp_path: Path) -> None:
     out = tmp_path / "observed"
+    # --settle: the endpoint flushes its query_log every second; 4 s leave a loaded machine room to do it
     with client_load(emulated):
         result = lockprof_cli("observe", "--engine", emulated.url, "--cluster", CLUSTER, "--duration", "2",
-                              "--interval", "0.5", "--settle", "1.5", "--out", str(out),
+                              "--interval", "0.5", "--settle", "4", "--out", str(out),
                               env={"LOCKPROF_PASSWORD": PASSWORD}, timeout=120)
     assert result.returncode == 0, result.stderr + result.stdout
     assert f"cluster {CLUSTER} (2 replicas)" in result.stdout

@@ -23,9 +23,10 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 def test_observe_writes_a_run_directory_of_the_window(server, tmp_path: Path) -> None:
     out = tmp_path / "observed"
+    # --settle: the endpoint flushes its query_log every second; 4 s leave a loaded machine room to do it
     with client_load(server):
         result = lockprof_cli("observe", "--engine", server.url, "--duration", "2", "--interval", "0.5",
-                              "--settle", "1.5", "--out", str(out), env={"LOCKPROF_PASSWORD": PASSWORD}, timeout=120)
+                              "--settle", "4", "--out", str(out), env={"LOCKPROF_PASSWORD": PASSWORD}, timeout=120)
     assert result.returncode == 0, result.stderr + result.stdout
     from lockprof.analysis import load_run
 

@@ -88,7 +88,9 @@ def test_unreachable_host_fails_within_the_connect_timeout() -> None:
     started = time.monotonic()
     with pytest.raises(EngineError, match="cannot reach ClickHouse"):
         ServerEngine(ServerTarget("http", "lockprof", "127.0.0.1", port, timeout_s=1.0), password="x")
-    assert time.monotonic() - started < 5
+    # refused at once; the bound only has to catch retrying or waiting for longer than the 1 s timeout, with room
+    # for a loaded machine's slow start of the client library
+    assert time.monotonic() - started < 15
 
 
 def test_tls_against_a_plain_http_port_is_a_tls_error_with_advice(server) -> None:

@@ -24,6 +24,7 @@ class PollingSampler:
         self.cluster = check_name(cluster)  # read every replica of this cluster (see lockprof.samplers.cluster)
         self.rows: list[dict[str, Any]] = []
         self.error: str | None = None
+        self.polls = 0  # polls that succeeded; waiting on it beats sleeping for a number of intervals
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=type(self).__name__, daemon=True)
 
@@ -33,6 +34,7 @@ class PollingSampler:
     def _safe_poll(self) -> None:
         try:
             self.poll()
+            self.polls += 1
         except Exception as exc:  # a sampler failure must not end the measurement; it is reported
             self.error = f"{type(self).__name__}: {exc}"
 

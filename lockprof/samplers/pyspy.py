@@ -70,8 +70,15 @@ def parse_raw(text: str) -> pd.DataFrame:
 
 
 def summarize(stacks: pd.DataFrame, seconds: float, rate_hz: int) -> dict[str, float]:
-    """Share of sampling ticks in which driver threads were in the engine or in Python."""
-    ticks = max(seconds * rate_hz, 1.0)
+    """Share of sampling ticks in which driver threads were in the engine or in Python.
+
+    The ticks are those py-spy took, not ``seconds * rate_hz``: on a loaded machine py-spy starts late and
+    falls behind its rate, and dividing by the nominal count would understate every share. With
+    ``--idle`` every tick samples every thread, so the thread seen most often was seen in every tick.
+    """
+    nominal = max(seconds * rate_hz, 1.0)
+    per_thread = stacks.groupby("thread")["samples"].sum()
+    ticks = min(nominal, float(per_thread.max())) if len(per_thread) and per_thread.max() > 0 else nominal
     driver = stacks[stacks["thread"].str.startswith("lockprof-")]
     by = driver.groupby("category")["samples"].sum()
     return {
