@@ -1,9 +1,10 @@
 """The orchestrator: plan the steps, drive one worker per engine, write one run directory.
 
-Steps alternate engines within each repetition (A B A B ...), so slow drift of a
-noisy machine falls on every engine alike. A worker that dies is reported and
-dropped; the other engines go on. A level whose queries fail too often (see
-:func:`lockprof.driver.level_verdict`) is recorded in ``failed_levels`` with its
+Steps alternate engines within each repetition, and the order of engines turns from
+one repetition to the next (A B, B A, A B, ...), so neither slow drift of a noisy
+machine nor running second falls on one engine more than another. A worker that dies
+is reported and dropped; the other engines go on. A level whose queries fail too often
+(see :func:`lockprof.driver.level_verdict`) is recorded in ``failed_levels`` with its
 first error. Ctrl-C or SIGTERM ends the current level early (its running queries
 are cancelled), keeps everything measured, and leaves the run marked
 ``incomplete``; a request that cannot be cut short (a dataset build) is abandoned
@@ -42,6 +43,10 @@ from lockprof.worker import ALL_SAMPLERS
 from lockprof.workerproc import WorkerCrashed, WorkerProcess
 
 NO_SAMPLERS = "+no-samplers"
+# An A/B (two or more engines, or --overhead-control) unless told otherwise: many short windows in turned
+# order. With these, 20 A/A comparisons and a ~10% slowdown on 2 busy cores met the targets of
+# benchmarks/ab_false_positives.py and ab_power.py (see the README's Performance section).
+AB_DEFAULTS = {"repetitions": 6, "warmup_s": 0.5, "duration_s": 2.0}
 ACHIEVED_FRACTION = 0.95  # an open-loop level below this share of its target rate did not achieve it
 ABANDON_AFTER_S = 1.0  # after a first Ctrl-C, a worker busy with anything but a level is stopped this soon
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -55,7 +60,7 @@ class RunOptions:
     rates: list[float] | None = None  # open loop: one rate for every level, or one per concurrency level
     warmup_s: float | None = None
     duration_s: float | None = None
-    repetitions: int = 1
+    repetitions: int | None = None  # None: 1 for one engine, AB_DEFAULTS for an A/B
     schemas: list[str] | None = None
     out: Path | None = None
     samplers: tuple[str, ...] = ALL_SAMPLERS
@@ -73,6 +78,7 @@ class Step:
     repetition: int
     rate_qps: float | None = None
     no_samplers: bool = False  # an overhead-control step
+    position: int = 0  # order of this window among its repetition's windows (0 = ran first)
 
     @property
     def label(self) -> str:
@@ -86,8 +92,10 @@ def plan(
     repetitions: int,
     rates: list[float] | None = None,
 ) -> list[Step]:
-    """Every (schema, concurrency) point, repeated, with engines alternating inside each repetition.
+    """Every (schema, concurrency) point, repeated, engines in turn inside each repetition.
 
+    Repetition r starts with engine r mod k (A B, B A, ... for two engines): each engine
+    runs first as often as second, so an order effect cancels out and can be estimated.
     With open-loop rates, a single rate applies to every level and a list pairs with the concurrency levels.
     """
     if rates and len(rates) not in (1, len(concurrency)):
@@ -96,12 +104,26 @@ def plan(
         )
     paired = (rates * len(concurrency) if len(rates) == 1 else rates) if rates else [None] * len(concurrency)
     return [
-        Step(engine, schema, c, rep, rate)
+        Step(engine, schema, c, rep, rate, position=pos)
         for schema in schemas
         for c, rate in zip(concurrency, paired)
         for rep in range(repetitions)
-        for engine in engines
+        for pos, engine in enumerate(_rotated(engines, rep))
     ]
+
+
+def _rotated(items: list[str], by: int) -> list[str]:
+    k = by % len(items) if items else 0
+    return items[k:] + items[:k]
+
+
+def with_overhead_control(steps: list[Step]) -> list[Step]:
+    """Each step beside its no-samplers twin, the twin first in odd repetitions; positions renumbered."""
+    out: list[Step] = []
+    for st in steps:
+        pair = [st, dataclasses.replace(st, no_samplers=True)]
+        out.extend(reversed(pair) if st.repetition % 2 else pair)
+    return [dataclasses.replace(st, position=2 * st.position + (i % 2)) for i, st in enumerate(out)]
 
 
 def host_info() -> dict[str, Any]:
@@ -152,9 +174,13 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     for name in schemas:
         scenario.schema(name)
     concurrency = options.concurrency or list(scenario.concurrency)
-    warmup_s = scenario.warmup_s if options.warmup_s is None else options.warmup_s
-    duration_s = scenario.duration_s if options.duration_s is None else options.duration_s
-    if options.repetitions < 1:
+    ab = len(options.engines) > 1 or options.overhead_control
+    defaults = AB_DEFAULTS if ab else {"repetitions": 1, "warmup_s": scenario.warmup_s,
+                                       "duration_s": scenario.duration_s}  # fmt: skip
+    warmup_s = defaults["warmup_s"] if options.warmup_s is None else options.warmup_s
+    duration_s = defaults["duration_s"] if options.duration_s is None else options.duration_s
+    repetitions = int(defaults["repetitions"] if options.repetitions is None else options.repetitions)
+    if repetitions < 1:
         raise LockprofError("--repetitions must be at least 1")
     unknown = set(options.samplers) - set(ALL_SAMPLERS)
     if unknown:
@@ -238,7 +264,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                 "concurrency": concurrency,
                 "warmup_s": warmup_s,
                 "duration_s": duration_s,
-                "repetitions": options.repetitions,
+                "repetitions": repetitions,
                 "seed": scenario.seed,
                 "samplers": list(options.samplers),
                 "sample_interval_s": options.sample_interval_s,
@@ -265,9 +291,9 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         run_dir = RunDir(out, manifest)
         for label, p in prepared.items():
             write_part(run_dir.path, "locks", label, pd.DataFrame(p["locks"]).assign(engine=label))
-        steps = plan([s.label for s in specs], schemas, concurrency, options.repetitions, options.rates)
+        steps = plan([s.label for s in specs], schemas, concurrency, repetitions, options.rates)
         if options.overhead_control:
-            steps = [variant for st in steps for variant in (st, dataclasses.replace(st, no_samplers=True))]
+            steps = with_overhead_control(steps)
         _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted,
                  profile_driver="pyspy" in options.samplers)
         if not run_dir.has_measurements() and interrupted["flag"]:
@@ -359,6 +385,7 @@ def _measure(
                     seq=seq,
                     id_prefix=run_id,
                     rate_qps=step.rate_qps,
+                    position=step.position,
                     **({"label": step.label, "samplers": []} if step.no_samplers else {}),
                 )
         except WorkerCrashed as exc:

@@ -132,6 +132,7 @@ class Worker:
         level_row = {
             **keys,
             "seq": seq,
+            "position": int(req.get("position", 0)),  # order among the repetition's windows (0 = first)
             "measure_start_s": result.measure_start_s,
             "measure_end_s": result.measure_end_s,
             "target_qps": target,

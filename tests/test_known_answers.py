@@ -43,7 +43,7 @@ def post_fix(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pre_fix_ab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_scenario(tmp_path_factory.mktemp("known") / "ab", "namespace_partitioning.py",
                         "--engine", "25.8", "--engine", "embedded", "--schema", "namespace_day",
-                        "--concurrency", "1,2", "--duration", "1.5", "--warmup", "0.3", "--repetitions", "3")
+                        "--concurrency", "1,2", "--duration", "1.5", "--warmup", "0.3", "--repetitions", "8")
 
 
 def test_post_fix_namespace_day_is_cpu_and_names_no_lock(post_fix):

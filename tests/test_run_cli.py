@@ -190,7 +190,7 @@ def _workers(pid: int) -> list[int]:
 def test_a_dying_worker_is_reported_and_the_other_engine_is_kept(tiny_run, tmp_path):
     out = tmp_path / "crash"
     proc = _start(["run", str(TINY), "--out", str(out), "--engine", "embedded", "--engine", "embedded",
-                   "--duration", "1", "--warmup", "0", "--concurrency", "1,2"])
+                   "--duration", "1", "--warmup", "0", "--concurrency", "1,2", "--repetitions", "1"])
     _wait_for_levels(out, 2)
     victim = _workers(proc.pid)[-1]
     os.kill(victim, signal.SIGKILL)
@@ -243,11 +243,12 @@ def test_self_check_flags_an_engine_that_serializes(engine):
 def test_overhead_control_interleaves_the_same_level_without_samplers(tmp_path):
     out = tmp_path / "overhead"
     result = lockprof_cli("run", str(TINY), "--out", str(out), "--schema", "day", "--concurrency", "1",
-                          "--duration", "0.5", "--warmup", "0", "--repetitions", "2", "--overhead-control")
+                          "--duration", "0.5", "--warmup", "0", "--repetitions", "6", "--overhead-control")
     assert result.returncode == 0, result.stderr
     run = load_run(out)
     order = run.levels.sort_values("seq")["engine"].tolist()
-    assert order == ["embedded", "embedded+no-samplers"] * 2
+    plain, twin = "embedded", "embedded+no-samplers"
+    assert order == [plain, twin, twin, plain] * 3  # the twin runs first in odd repetitions
     # the control levels ran with no sampler at all
     for table in (run.events, run.metrics, run.driver):
         assert set(table["engine"]) == {"embedded"}

@@ -91,9 +91,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float_list, dest="rates",
                    help="open loop: queries per second, one for every level or one per concurrency level "
                         "(then --concurrency is the most queries in flight)")
-    p.add_argument("--duration", type=seconds, help="measured seconds per level (default: the scenario's)")
-    p.add_argument("--warmup", type=warmup_seconds, help="warm-up seconds per level (default: the scenario's)")
-    p.add_argument("--repetitions", type=repetitions, default=1, help="repetitions of every level (default 1)")
+    p.add_argument("--duration", type=seconds,
+                   help="measured seconds per level (default: the scenario's; 2 for an A/B)")
+    p.add_argument("--warmup", type=warmup_seconds,
+                   help="warm-up seconds per level (default: the scenario's; 0.5 for an A/B)")
+    p.add_argument("--repetitions", type=repetitions, help="repetitions of every level (default 1; 6 for an A/B)")
     p.add_argument("--schema", action="append", dest="schemas", help="only this schema variant (repeatable)")
     p.add_argument("--samplers", type=samplers, default=ALL_SAMPLERS,
                    help=f"'all' (default), 'off', or a subset of {','.join(ALL_SAMPLERS)}")

@@ -46,11 +46,14 @@ def parse_spec(text: str, progress: Callable[[str], None] | None = _stderr) -> E
     from lockprof.engines import managed
 
     text = text.strip()
-    if text == "embedded":
-        return EngineSpec("embedded", "embedded", {}, "embedded")
-    if VERSION_SPEC.match(text):
-        env = managed.ensure_env(text, progress=progress)
-        return EngineSpec("embedded", text, {"python": str(env.python)}, text)
+    base, _, query = text.partition("?")
+    if base == "embedded" or VERSION_SPEC.match(base):
+        settings = _settings(query, text)
+        label = "+".join([base, *(f"{k}={v}" for k, v in settings.items())])
+        options: dict[str, Any] = {"settings": settings} if settings else {}
+        if base != "embedded":
+            options["python"] = str(managed.ensure_env(base, progress=progress).python)
+        return EngineSpec("embedded", label, options, text)
     if text.startswith(("http://", "https://", "binary:")):
         from lockprof.engines.launch import parse_server_spec  # a real server: see engines/server.py
 
@@ -61,12 +64,24 @@ def parse_spec(text: str, progress: Callable[[str], None] | None = _stderr) -> E
     )
 
 
+SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[^&=]*$")
+
+
+def _settings(query: str, text: str) -> dict[str, str]:
+    """``embedded?max_threads=1&...``: ClickHouse settings for every query of that engine (an A/B of a setting)."""
+    items = [item for item in query.split("&") if item]
+    bad = [item for item in items if not SETTING.match(item)]
+    if bad:
+        raise EngineError(f"engine {text!r}: {bad[0]!r} is not SETTING=VALUE (e.g. embedded?max_threads=1)")
+    return dict(item.split("=", 1) for item in items)
+
+
 def open_engine(request: dict[str, Any]) -> Any:
     kind = request.get("kind")
     if kind == "embedded":
         from lockprof.engines.embedded import EmbeddedEngine
 
-        return EmbeddedEngine(root=_claim_instance_root())
+        return EmbeddedEngine(root=_claim_instance_root(), settings=request.get("settings"))
     if kind in ("server", "binary"):
         from lockprof.engines.launch import open_server_engine
 

@@ -92,7 +92,7 @@ class EmbeddedConnection:
 class EmbeddedEngine:
     """chDB with a generated config that turns on system.query_log."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, settings: dict[str, str] | None = None) -> None:
         try:
             import chdb  # noqa: F401  (imported here so a missing chDB is one clear error)
         except ImportError as exc:
@@ -106,7 +106,9 @@ class EmbeddedEngine:
             tmp = config.with_suffix(".tmp")
             tmp.write_text(QUERY_LOG_CONFIG)
             tmp.replace(config)
-        self._dsn = f"{self.data_path}?config-file={config}"
+        # Settings in the connection string apply to every query of every connection.
+        extra = [f"{k}={v}" for k, v in (settings or {}).items()]
+        self._dsn = "&".join([f"{self.data_path}?config-file={config}", *extra])
         self._lock = threading.Lock()
         self._connections: list[EmbeddedConnection] = []
         self._admin = self.connect()
