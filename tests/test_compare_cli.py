@@ -84,4 +84,4 @@ def test_compare_refuses_what_it_cannot_compare(tmp_path):
     result = lockprof_cli("compare", str(one), str(two), "--allow-host-mismatch")
     assert result.returncode == 0, result.stderr
     assert "embedded@two vs embedded@one" in result.stdout and "not interleaved" in result.stdout
-    assert lockprof_cli("compare", str(one), "--fail-on", "speed").returncode == 1  # a bad option
+    assert lockprof_cli("compare", str(one), "--fail-on", "speed").returncode == 1  # a bad option (README exit codes)
