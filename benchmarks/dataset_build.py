@@ -24,15 +24,16 @@ TARGET = 1.3
 def raw_build(conn: Any, ddl: str, populate: list[str], database: str) -> float:
     """Seconds for the statements a user would run by hand to get the same table."""
     from lockprof.dataset import POPULATE_SETTINGS
-    from lockprof.engines.sql import with_settings
+    from lockprof.engines.sql import session_settings
 
     conn.query(f"DROP DATABASE IF EXISTS {database} SYNC")
     full = f"{database}.data"
     started = time.perf_counter()
     conn.query(f"CREATE DATABASE {database}")
     conn.query(ddl.replace("{table}", full))
+    conn.query(session_settings(POPULATE_SETTINGS))  # as lockprof does: beside the statements, not inside
     for statement in populate:
-        conn.query(with_settings(statement.replace("{table}", full), POPULATE_SETTINGS))
+        conn.query(statement.replace("{table}", full))
     elapsed = time.perf_counter() - started
     conn.query(f"DROP DATABASE {database} SYNC")  # keep one copy on disk at a time
     return elapsed

@@ -78,7 +78,8 @@ def write_synthetic_run(path: Path, queries: int, repetitions: int = 3, seed: in
         write_part(run.path, "levels", part, pd.DataFrame([{
             **keys, "seq": seq, "measure_start_s": start, "measure_end_s": end, "target_qps": float("nan"),
             "queries": per_level, "errors": 0, "active_parts_before": 100, "active_parts_after": 100,
-            "interrupted": False, "sampler_errors": None, "scheduled": None}]))
+            "interrupted": False, "sampler_errors": None, "scheduled": None, "cancelled": 0,
+            "error_share": 0.0, "failed": False, "first_error": None}]))
         t = end
     run.finish("complete")
     return per_level * len(levels)
@@ -96,7 +97,8 @@ def _queries(rng: np.random.Generator, n: int, keys: dict, seq: int, t0: float, 
         "schema": keys["schema"], "concurrency": keys["concurrency"], "repetition": keys["repetition"],
         "worker": rng.integers(0, keys["concurrency"], n), "role": "query", "query_name": "tenant_billing",
         "query_id": ids, "phase": np.where(starts < t0 + 1.0, "warmup", "measure"), "intended_start_s": starts,
-        "start_s": starts, "latency_ms": latency, "queue_delay_ms": 0.0, "error": None, "engine": keys["engine"],
+        "start_s": starts, "latency_ms": latency, "queue_delay_ms": 0.0, "error": None, "cancelled": False,
+        "engine": keys["engine"],
         "engine_query_id": ids, "engine_duration_ms": latency.astype("uint64"),
         "read_rows": rng.integers(1000, 50000, n).astype("uint64"), "result_rows": np.ones(n, dtype="uint64"),
         "memory_usage": rng.integers(100_000, 1_000_000, n).astype("uint64"),

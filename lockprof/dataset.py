@@ -3,18 +3,21 @@
 A dataset lives in its own database named after the scenario, schema and a hash
 of what fills it, so a change to the DDL or the population builds a new one and
 a second run finds the first one ready. A marker table, written last, tells a
-finished dataset from one whose build was interrupted.
+finished dataset from one whose build was interrupted, and records what was built:
+active parts, rows and a checksum the engine computes over every row. A cached
+dataset is reused only if it still matches that record; otherwise it is rebuilt
+and the dataset says why (a damaged cache would otherwise measure other data).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from lockprof.engines.base import Connection
-from lockprof.engines.sql import with_settings
 from lockprof.errors import ScenarioError
 from lockprof.scenario import Scenario, Schema, dataset_key
 
@@ -38,6 +41,7 @@ class Dataset:
     bytes_on_disk: int
     build_s: float
     cached: bool
+    rebuilt_because: str | None = None  # a cached copy that no longer matched what was built
 
     @property
     def full_name(self) -> str:
@@ -53,7 +57,7 @@ def database_name(scenario: Scenario, schema: Schema) -> str:
 
 
 def ensure_dataset(conn: Connection, scenario: Scenario, schema: Schema) -> Dataset:
-    """Return the schema's dataset, building it first unless a finished one exists.
+    """Return the schema's dataset, building it first unless a finished, intact one exists.
 
     A scenario with background writers changes its table while it runs, so its
     dataset serves one run only: the ready marker is dropped as the run takes it.
@@ -61,7 +65,8 @@ def ensure_dataset(conn: Connection, scenario: Scenario, schema: Schema) -> Data
     database = database_name(scenario, schema)
     full = f"{database}.{TABLE}"
     started = time.perf_counter()
-    cached = _is_ready(conn, database)
+    damage = _damage(conn, database) if _is_ready(conn, database) else None
+    cached = _is_ready(conn, database) and damage is None
     if not cached:
         conn.execute(f"DROP DATABASE IF EXISTS {database} SYNC")
         conn.execute(f"CREATE DATABASE {database}")
@@ -69,27 +74,76 @@ def ensure_dataset(conn: Connection, scenario: Scenario, schema: Schema) -> Data
             _run(conn, schema.ddl.replace("{table}", full), schema, "ddl")
             conn.execute(f"SYSTEM STOP MERGES {full}")
             for i, statement in enumerate(schema.populate):
-                sql = with_settings(statement.replace("{table}", full), _unset(statement, POPULATE_SETTINGS))
-                _run(conn, sql, schema, f"populate[{i}]")
-            conn.execute(f"CREATE TABLE {database}.{READY_MARKER} (built DateTime) ENGINE = TinyLog")
-            conn.execute(f"INSERT INTO {database}.{READY_MARKER} VALUES (now())")
+                # Session settings: the statement's own SETTINGS clause, if any, still wins.
+                _run(conn, statement.replace("{table}", full), schema, f"populate[{i}]", POPULATE_SETTINGS)
+            conn.execute(f"CREATE TABLE {database}.{READY_MARKER} (built DateTime, parts UInt64, rows UInt64, "
+                         "checksum UInt64) ENGINE = TinyLog")
+            conn.execute(f"INSERT INTO {database}.{READY_MARKER} SELECT now(), * FROM ({FINGERPRINT_SQL})",
+                         {"db": database, "t": TABLE})
         except BaseException:
             conn.execute(f"DROP DATABASE IF EXISTS {database} SYNC")
             raise
+        # Reload the table from disk, so a worker that just built it holds the same state as one that reuses it.
+        conn.execute(f"DETACH TABLE {full} SYNC")
+        conn.execute(f"ATTACH TABLE {full}")
     if scenario.background:
         conn.execute(f"DROP TABLE IF EXISTS {database}.{READY_MARKER} SYNC")
     # Merges would change the parts count under the measurement, so they stay off.
     conn.execute(f"SYSTEM STOP MERGES {full}")
-    return describe(conn, schema.name, database, time.perf_counter() - started, cached)
+    settle(conn, full)
+    found = describe(conn, schema.name, database, time.perf_counter() - started, cached)
+    return replace(found, rebuilt_because=damage)
 
 
-def _unset(sql: str, settings: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in settings.items() if k not in sql}
+# What a finished dataset holds: its active parts, rows, and a checksum of every row, computed by the engine.
+FINGERPRINT_SQL = (
+    "SELECT (SELECT count() FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active) "
+    "AS parts, count() AS rows, sum(cityHash64(*)) AS checksum FROM {db:Identifier}.{t:Identifier}"
+)
 
 
-def _run(conn: Connection, sql: str, schema: Schema, what: str) -> None:
+def settle(conn: Connection, full: str) -> None:
+    """Load what the engine loads lazily per part, so every worker measures the same steady state.
+
+    A table loaded from disk reads each part's primary index, marks and files on the first
+    query that touches the part, while one just built keeps them from the INSERT. On the
+    10 000-part dataset such a first touch cost a query ~65 more context-lock acquisitions
+    and ~1 ms more index analysis, so the worker that reused its cached dataset was slower
+    than the one that had just built its copy: the bias of A/A runs. Loading the primary
+    keys and reading the table once puts both in the state of a server that has run a while.
+    ``SYSTEM LOAD PRIMARY KEY`` is older engines' unknown; they load primary keys eagerly.
+    """
+    with contextlib.suppress(Exception):
+        conn.execute(f"SYSTEM LOAD PRIMARY KEY {full}")
+    conn.execute(f"SELECT * FROM {full} FORMAT Null")
+
+
+def _damage(conn: Connection, database: str) -> str | None:
+    """Why a cached dataset no longer matches what was recorded when it was built (None if it does)."""
     try:
-        conn.execute(sql)
+        recorded = conn.frame(f"SELECT parts, rows, checksum FROM {database}.{READY_MARKER} LIMIT 1")
+        now = conn.frame(FINGERPRINT_SQL, {"db": database, "t": TABLE})
+    except Exception as exc:  # an old or damaged marker, an unreadable table
+        text = str(exc).strip().splitlines()
+        return f"its build record is unreadable ({text[0][:200] if text else type(exc).__name__})"
+    if recorded.empty:
+        return "its build record is empty"
+    was, found = recorded.iloc[0], now.iloc[0]
+    for key, what in (("parts", "active parts"), ("rows", "rows"), ("checksum", "checksum")):
+        if int(was[key]) != int(found[key]):
+            return f"{what} {int(found[key])} differ from the {int(was[key])} recorded when it was built"
+    return None
+
+
+def refresh(conn: Connection, dataset: Dataset) -> Dataset:
+    """The dataset as it is now (after statements that changed it), keeping how it was obtained."""
+    now = describe(conn, dataset.schema, dataset.database, dataset.build_s, dataset.cached)
+    return replace(now, rebuilt_because=dataset.rebuilt_because)
+
+
+def _run(conn: Connection, sql: str, schema: Schema, what: str, settings: dict[str, str] | None = None) -> None:
+    try:
+        conn.execute(sql, settings=settings)
     except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ScenarioError(f"schema {schema.name!r}, {what}: ClickHouse rejected it: {first_line}") from None

@@ -9,15 +9,25 @@ when all N are busy the schedule slips. Latency is then counted from the
 
 Every query is timed by :func:`timed_execute`, the one code path that measures
 latency. Threads start together on a barrier, run ``warmup_s`` (records kept but
-marked ``warmup``) and then ``duration_s`` of measurement. A failing query is a
-record with an error, never the end of the level.
+marked ``warmup``) and then ``duration_s`` of measurement. A failing query, or a
+``params`` function that raises, is a record with an error, never the end of the
+level or of a thread.
+
+Time limits hold: every query carries ``max_execution_time`` up to the end of the
+window plus :data:`GRACE_S`, and a watchdog kills whatever is still running then
+(or at once when the level is stopped), so a level ends within a bounded time
+after its window however long its queries are. Such queries are recorded with
+``cancelled`` set.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import random
+import sys
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +52,14 @@ RECORD_COLUMNS = [
     "latency_ms",
     "queue_delay_ms",
     "error",
+    "cancelled",
 ]
+
+ERROR_SHARE_LIMIT = 0.05  # a level whose measured records fail more often than this has failed
+GRACE_S = 1.0  # how long a query may run past its level's window before it is cancelled
+CANCELLED_CODES = ("(TIMEOUT_EXCEEDED)", "(QUERY_WAS_CANCELLED)")
+KILL_SQL = ("KILL QUERY WHERE startsWith(query_id, {prefix:String}) "
+            "OR startsWith(Settings['log_comment'], {prefix:String}) ASYNC")
 
 
 @dataclass
@@ -70,17 +87,35 @@ class LevelResult:
 
 
 def timed_execute(
-    conn: Connection, sql: str, params: dict[str, Any], query_id: str, clock: RunClock
+    conn: Connection,
+    sql: str,
+    params: dict[str, Any],
+    query_id: str,
+    clock: RunClock,
+    settings: dict[str, Any] | None = None,
 ) -> tuple[float, float, str | None]:
     """Run one statement; return (start_s, latency_ms, error or None)."""
     start = clock.now()
     error = None
     try:
-        conn.execute(sql, params, query_id=query_id)
+        conn.execute(sql, params, query_id=query_id, **({"settings": settings} if settings else {}))
     except Exception as exc:  # the engine's error is data about the run
-        text = str(exc).strip()
-        error = text.splitlines()[0][:500] if text else type(exc).__name__
+        error = first_line(exc)
     return start, (clock.now() - start) * 1000.0, error
+
+
+def first_line(exc: BaseException, limit: int = 500) -> str:
+    """The first line of an error, shortened in the middle so ClickHouse's code and name at its end stay."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= limit else f"{line[:limit - 160]} ... {line[-150:]}"
+
+
+def user_code_error(what: str, exc: BaseException) -> str:
+    """A user function's failure as one line: what raised, where in the user's file, and the message."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    return f"{what} raised{where}: {type(exc).__name__}: {first_line(exc)}"
 
 
 def run_level(
@@ -91,14 +126,20 @@ def run_level(
     clock: RunClock,
     stop: threading.Event,
     on_query: Callable[[], None] | None = None,
+    watchdog: Connection | None = None,
 ) -> LevelResult:
-    """Run one level on the given connections (one per worker thread, one per background task)."""
+    """Run one level on the given connections (one per worker thread, one per background task).
+
+    ``watchdog`` is a spare connection that kills the level's queries still running at the end of
+    the window plus the grace, or when ``stop`` is set; without it only the per-query time limit holds.
+    """
     n = level.concurrency
     if len(connections) < n or len(background_connections) < len(scenario.background):
         raise ValueError("not enough connections for this level")
     if level.rate_qps is not None and level.rate_qps <= 0:
         raise ValueError("rate_qps must be positive")
     records: list[dict[str, Any]] = []
+    crashes: list[str] = []
     sequence = itertools.count()  # next() on itertools.count is atomic under the GIL
     arrivals = itertools.count()
     barrier = threading.Barrier(n + len(scenario.background) + 1)
@@ -122,6 +163,7 @@ def run_level(
             "latency_ms": (start - intended) * 1000.0 + ms,
             "queue_delay_ms": (start - intended) * 1000.0,
             "error": err,
+            "cancelled": err is not None and err.endswith(CANCELLED_CODES),
         }
 
     def next_due() -> float | None:
@@ -133,9 +175,15 @@ def run_level(
         return due
 
     def loop(worker: int, conn: Connection, pick: Callable[[random.Random], Query | Background], role: str) -> None:
+        try:
+            barrier.wait()
+            issue(worker, conn, pick, role)
+        except Exception as exc:  # never a silent end: the level says which thread stopped and why
+            crashes.append(user_code_error(f"{role} thread {worker}", exc))
+
+    def issue(worker: int, conn: Connection, pick: Callable[[random.Random], Query | Background], role: str) -> None:
         rng = random.Random(f"{level.seed}:{level.schema}:{n}:{level.repetition}:{role}:{worker}")
         open_loop = level.rate_qps is not None and role == "query"
-        barrier.wait()
         while not stop.is_set():
             if clock.now() >= window["end"]:
                 break
@@ -143,15 +191,36 @@ def run_level(
             if open_loop and (due is None or stop.is_set()):
                 break
             item = pick(rng)
-            params = draw_params(item.params, rng)
             qid = f"{level.id_prefix}{next(sequence)}"
+            try:
+                params = draw_params(item.params, rng)
+            except Exception as exc:  # a user's params function: its failure is a record, like the engine's
+                now = clock.now()
+                err = user_code_error(f"params of {item.name!r}", exc)
+                records.append(make_record(worker, role, item.name, qid, now if due is None else due, now, 0.0, err))
+                stop.wait(0.01)  # a function that always raises must not flood the level with records
+                continue
             sql = item.sql.replace("{table}", level.table)
-            start, ms, err = timed_execute(conn, sql, params, qid, clock)
+            limit = {"max_execution_time": max(1, math.ceil(window["end"] + GRACE_S - clock.now()))}
+            start, ms, err = timed_execute(conn, sql, params, qid, clock, limit)
             records.append(make_record(worker, role, item.name, qid, start if due is None else due, start, ms, err))
             if on_query is not None:
                 on_query()
             if isinstance(item, Background) and item.pause_s:
                 stop.wait(item.pause_s)
+
+    def kill_overdue(done: threading.Event) -> None:
+        """Cancel the level's queries once the window and its grace are over, or at once on stop."""
+        while not done.is_set():
+            if stop.is_set() or clock.now() >= window["end"] + GRACE_S:
+                try:
+                    watchdog.execute(KILL_SQL, {"prefix": level.id_prefix})
+                except Exception as exc:  # the per-query time limit still holds; the worker's log says why
+                    print(f"lockprof: could not cancel the level's queries: {first_line(exc)}", file=sys.stderr)
+                    return
+                done.wait(0.5)
+            else:
+                stop.wait(0.05)
 
     def pick_query(rng: random.Random) -> Query:
         return rng.choices(scenario.queries, weights)[0]
@@ -176,9 +245,36 @@ def run_level(
     window["start"] = start
     window["measure"] = start + level.warmup_s
     window["end"] = window["measure"] + level.duration_s
+    done = threading.Event()
+    killer = threading.Thread(target=kill_overdue, args=(done,), name="lockprof-watchdog", daemon=True)
+    if watchdog is not None:
+        killer.start()
     barrier.wait()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    finally:
+        done.set()
+        if watchdog is not None:
+            killer.join()
     end = min(clock.now(), window["end"])
     frame = pd.DataFrame(records, columns=RECORD_COLUMNS)
-    return LevelResult(frame, window["measure"], max(end, window["measure"]), interrupted=stop.is_set())
+    return LevelResult(frame, window["measure"], max(end, window["measure"]), interrupted=stop.is_set(),
+                       errors=crashes)
+
+
+def level_verdict(
+    records: pd.DataFrame, measured: pd.DataFrame, crashes: Sequence[str], interrupted: bool
+) -> dict[str, Any]:
+    """Did the level fail? Its error share, whether it passed :data:`ERROR_SHARE_LIMIT`, and the first error.
+
+    A level that measured nothing (every query ran past its window) has failed too, unless it was interrupted.
+    """
+    total = len(measured)
+    share = float(measured["error"].notna().sum() / total) if total else float("nan")
+    errors = records.dropna(subset=["error"]).sort_values("start_s")
+    first = crashes[0] if crashes else (str(errors["error"].iloc[0]) if len(errors) else None)
+    failed = bool(crashes) or (total > 0 and share > ERROR_SHARE_LIMIT) or (total == 0 and not interrupted)
+    if failed and first is None:
+        first = "no query finished inside the level's window"
+    return {"error_share": share, "failed": failed, "first_error": first}

@@ -27,7 +27,19 @@ class RunDirError(LockprofError):
     exit_code = 4
 
 
+class StorageError(LockprofError):
+    """The run directory cannot be written (disk full, quota): the run ends, keeping what was written."""
+
+    exit_code = 1
+
+
 class Interrupted(LockprofError):
     """The user stopped the run; what was measured is kept."""
 
     exit_code = 130
+
+
+class LevelsFailed(LockprofError):
+    """The run finished, but some level's queries failed too often to be a measurement."""
+
+    exit_code = 5

@@ -1,6 +1,6 @@
 """Observe mode: watch a live server for a window without generating load or changing anything.
 
-Every query carries ``readonly = 1``, so the server itself refuses any write, and
+Every query carries ``readonly = 2``, so the server itself refuses any write, and
 the engine's guard refuses everything but reading statements before they leave
 (so not even ``SYSTEM FLUSH LOGS``: the logs flush themselves; ``settle_s`` waits
 for that). The window becomes one "level" of a normal run directory (schema

@@ -87,8 +87,8 @@ def latency_vs_concurrency(run: Run) -> Figure:
     fig = _figure(10, 4.5)
     ax = fig.subplots()
     ax.set_title("Query latency as concurrency grows")
-    if summary.empty:
-        _empty(ax, "no measured levels")
+    if summary.empty or not (summary["p50_ms"] > 0).any():
+        _empty(ax, "no measured level has a successful query")
         return fig
     engines = summary["engine"].nunique()
     all_engines = list(summary["engine"].unique())

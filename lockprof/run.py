@@ -1,9 +1,15 @@
 """The orchestrator: plan the steps, drive one worker per engine, write one run directory.
 
-Steps alternate engines within each repetition (A B A B ...), so slow drift of a
-noisy machine falls on every engine alike. A worker that dies is reported and
-dropped; the other engines go on. Ctrl-C ends the current level early, keeps
-everything measured, and leaves the run marked ``incomplete``.
+Steps alternate engines within each repetition, and the order of engines turns from
+one repetition to the next (A B, B A, A B, ...), so neither slow drift of a noisy
+machine nor running second falls on one engine more than another. A worker that dies
+is reported and dropped; the other engines go on. A level whose queries fail too often
+(see :func:`lockprof.driver.level_verdict`) is recorded in ``failed_levels`` with its
+first error. Ctrl-C or SIGTERM ends the current level early (its running queries
+are cancelled), keeps everything measured, and leaves the run marked
+``incomplete``; a request that cannot be cut short (a dataset build) is abandoned
+after :data:`ABANDON_AFTER_S`. A second signal stops the workers at once, and the
+manifest is still finished: no exception is raised into a file being written.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import datetime as dt
 import os
 import platform
 import signal
+import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,8 +32,9 @@ import pandas as pd
 
 from lockprof import __version__
 from lockprof.clock import RunClock
-from lockprof.engines import EngineSpec, parse_spec
-from lockprof.errors import EngineError, Interrupted, LockprofError
+from lockprof.driver import ERROR_SHARE_LIMIT
+from lockprof.engines import VERSION_SPEC, EngineSpec, parse_spec
+from lockprof.errors import EngineError, Interrupted, LockprofError, StorageError
 from lockprof.progress import Reporter, reporter_for
 from lockprof.samplers.pyspy import PySpySampler
 from lockprof.scenario import load_scenario
@@ -34,7 +43,13 @@ from lockprof.worker import ALL_SAMPLERS
 from lockprof.workerproc import WorkerCrashed, WorkerProcess
 
 NO_SAMPLERS = "+no-samplers"
+# An A/B (two or more engines, or --overhead-control) unless told otherwise: many short windows in turned
+# order. With these, 20 A/A comparisons and a ~10% slowdown on 2 busy cores met the targets of
+# benchmarks/ab_false_positives.py and ab_power.py (see the README's Performance section).
+AB_DEFAULTS = {"repetitions": 6, "warmup_s": 0.5, "duration_s": 2.0}
 ACHIEVED_FRACTION = 0.95  # an open-loop level below this share of its target rate did not achieve it
+ABANDON_AFTER_S = 1.0  # after a first Ctrl-C, a worker busy with anything but a level is stopped this soon
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -45,7 +60,7 @@ class RunOptions:
     rates: list[float] | None = None  # open loop: one rate for every level, or one per concurrency level
     warmup_s: float | None = None
     duration_s: float | None = None
-    repetitions: int = 1
+    repetitions: int | None = None  # None: 1 for one engine, AB_DEFAULTS for an A/B
     schemas: list[str] | None = None
     out: Path | None = None
     samplers: tuple[str, ...] = ALL_SAMPLERS
@@ -63,6 +78,7 @@ class Step:
     repetition: int
     rate_qps: float | None = None
     no_samplers: bool = False  # an overhead-control step
+    position: int = 0  # order of this window among its repetition's windows (0 = ran first)
 
     @property
     def label(self) -> str:
@@ -76,8 +92,10 @@ def plan(
     repetitions: int,
     rates: list[float] | None = None,
 ) -> list[Step]:
-    """Every (schema, concurrency) point, repeated, with engines alternating inside each repetition.
+    """Every (schema, concurrency) point, repeated, engines in turn inside each repetition.
 
+    Repetition r starts with engine r mod k (A B, B A, ... for two engines): each engine
+    runs first as often as second, so an order effect cancels out and can be estimated.
     With open-loop rates, a single rate applies to every level and a list pairs with the concurrency levels.
     """
     if rates and len(rates) not in (1, len(concurrency)):
@@ -86,12 +104,26 @@ def plan(
         )
     paired = (rates * len(concurrency) if len(rates) == 1 else rates) if rates else [None] * len(concurrency)
     return [
-        Step(engine, schema, c, rep, rate)
+        Step(engine, schema, c, rep, rate, position=pos)
         for schema in schemas
         for c, rate in zip(concurrency, paired)
         for rep in range(repetitions)
-        for engine in engines
+        for pos, engine in enumerate(_rotated(engines, rep))
     ]
+
+
+def _rotated(items: list[str], by: int) -> list[str]:
+    k = by % len(items) if items else 0
+    return items[k:] + items[:k]
+
+
+def with_overhead_control(steps: list[Step]) -> list[Step]:
+    """Each step beside its no-samplers twin, the twin first in odd repetitions; positions renumbered."""
+    out: list[Step] = []
+    for st in steps:
+        pair = [st, dataclasses.replace(st, no_samplers=True)]
+        out.extend(reversed(pair) if st.repetition % 2 else pair)
+    return [dataclasses.replace(st, position=2 * st.position + (i % 2)) for i, st in enumerate(out)]
 
 
 def host_info() -> dict[str, Any]:
@@ -115,6 +147,24 @@ def default_out(scenario_name: str, run_id: str) -> Path:
     return Path("runs") / f"{scenario_name}-{run_id}"
 
 
+def check_out(out: Path) -> None:
+    """Refuse a run directory that exists or could not be created, before any expensive work."""
+    if any(len(part.encode()) > 255 for part in out.parts):
+        raise LockprofError(f"--out {str(out)[:80]}...: a name in it is longer than a file name may be")
+    try:
+        if out.exists() or out.is_symlink():
+            raise LockprofError(f"{out} already exists; choose another --out")
+        parent = out.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise LockprofError(f"cannot create {out}: {parent} is not a directory")
+        probe = tempfile.mkdtemp(dir=parent, prefix=".lockprof-probe-")  # a real probe: rights, read-only disks
+        os.rmdir(probe)
+    except OSError as exc:
+        raise LockprofError(f"cannot create {out}: {exc.strerror}") from None
+
+
 def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     """Run a scenario and return the run directory it wrote."""
     reporter = reporter or reporter_for()
@@ -124,9 +174,13 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     for name in schemas:
         scenario.schema(name)
     concurrency = options.concurrency or list(scenario.concurrency)
-    warmup_s = scenario.warmup_s if options.warmup_s is None else options.warmup_s
-    duration_s = scenario.duration_s if options.duration_s is None else options.duration_s
-    if options.repetitions < 1:
+    ab = len(options.engines) > 1 or options.overhead_control
+    defaults = AB_DEFAULTS if ab else {"repetitions": 1, "warmup_s": scenario.warmup_s,
+                                       "duration_s": scenario.duration_s}  # fmt: skip
+    warmup_s = defaults["warmup_s"] if options.warmup_s is None else options.warmup_s
+    duration_s = defaults["duration_s"] if options.duration_s is None else options.duration_s
+    repetitions = int(defaults["repetitions"] if options.repetitions is None else options.repetitions)
+    if repetitions < 1:
         raise LockprofError("--repetitions must be at least 1")
     unknown = set(options.samplers) - set(ALL_SAMPLERS)
     if unknown:
@@ -134,29 +188,39 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     steps_preview = plan(["-"], schemas[:1], concurrency, 1, options.rates)  # rejects a bad --rate before any work
     if options.rates and min(options.rates) <= 0:
         raise LockprofError("--rate must be positive")
-    specs = _unique_labels([parse_spec(text) for text in options.engines])
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     out = options.out or default_out(scenario.name, run_id)
-    if out.exists():
-        raise LockprofError(f"{out} already exists; choose another --out")
+    check_out(out)  # before any engine is installed or dataset built
+    for text in options.engines:  # every spec's syntax first: installing one engine takes minutes
+        if not VERSION_SPEC.match(text.strip()):
+            parse_spec(text)
+    specs = _unique_labels([parse_spec(text) for text in options.engines])
     clock = RunClock()
-    interrupted = {"flag": False}
+    interrupted: dict[str, Any] = {"flag": False}
     workers: dict[str, WorkerProcess] = {}
     run_dir: RunDir | None = None
 
-    def on_interrupt(*_: object) -> None:
+    def on_interrupt(signum: int, _frame: object) -> None:
         if interrupted["flag"]:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting
+            for w in workers.values():  # a second signal: stop waiting for anyone
+                w.kill()
+            return
         interrupted["flag"] = True
+        interrupted["signal"] = signal.Signals(signum).name
         for w in workers.values():
-            w.interrupt()
+            w.interrupt()  # Ctrl-C reached them too; SIGTERM did not
+        timer = threading.Timer(ABANDON_AFTER_S, _abandon_busy, args=(list(workers.values()),))
+        timer.daemon = True
+        timer.start()
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {sig: signal.signal(sig, on_interrupt) for sig in STOP_SIGNALS}
     try:
         prepared: dict[str, dict[str, Any]] = {}
         for spec in specs:
             reporter.message(f"engine {spec.label}: starting and preparing datasets {', '.join(schemas)}")
             workers[spec.label] = WorkerProcess(spec.label, spec.options.get("python"))
+            if interrupted["flag"]:
+                raise Interrupted("interrupted before any measurement; nothing was written")
             prepared[spec.label] = workers[spec.label].request(
                 "prepare",
                 engine=spec.as_request(),
@@ -180,6 +244,8 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                     )
             for schema, ds in prepared[spec.label]["datasets"].items():
                 how = "reused from cache" if ds["cached"] else f"built in {ds['build_s']:.1f} s"
+                if ds.get("rebuilt_because"):
+                    reporter.message(f"  {schema}: the cached dataset was rebuilt: {ds['rebuilt_because']}")
                 reporter.message(
                     f"  {schema}: {ds['active_parts']} active parts, {ds['rows']} rows ({how}); "
                     f"PARTITION BY {ds['partition_key']}"
@@ -198,7 +264,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                 "concurrency": concurrency,
                 "warmup_s": warmup_s,
                 "duration_s": duration_s,
-                "repetitions": options.repetitions,
+                "repetitions": repetitions,
                 "seed": scenario.seed,
                 "samplers": list(options.samplers),
                 "sample_interval_s": options.sample_interval_s,
@@ -220,43 +286,58 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
             "clock": {"origin_unix_s": time.time() - clock.now()},
             "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "failures": [],
+            "failed_levels": [],
         }
         run_dir = RunDir(out, manifest)
         for label, p in prepared.items():
             write_part(run_dir.path, "locks", label, pd.DataFrame(p["locks"]).assign(engine=label))
-        steps = plan([s.label for s in specs], schemas, concurrency, options.repetitions, options.rates)
+        steps = plan([s.label for s in specs], schemas, concurrency, repetitions, options.rates)
         if options.overhead_control:
-            steps = [variant for st in steps for variant in (st, dataclasses.replace(st, no_samplers=True))]
+            steps = with_overhead_control(steps)
         _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted,
                  profile_driver="pyspy" in options.samplers)
-        if not run_dir.has_measurements() and not interrupted["flag"]:
+        if not run_dir.has_measurements() and interrupted["flag"]:
+            raise Interrupted("interrupted before any measurement; nothing was written")
+        if not run_dir.has_measurements():
             failures = run_dir.manifest["failures"]
             run_dir.discard()
             run_dir = None
             raise EngineError("no level could be measured: " + (failures[0] if failures else "no queries ran"))
-        status = "incomplete" if interrupted["flag"] or run_dir.manifest["failures"] else "complete"
+        failed = interrupted["flag"] or run_dir.manifest["failures"] or run_dir.manifest["failed_levels"]
+        status = "incomplete" if failed else "complete"
         if interrupted["flag"]:
-            run_dir.manifest["failures"].append("interrupted by the user (Ctrl-C)")
+            run_dir.manifest["failures"].append(_interrupt_note(interrupted))
         run_dir.finish(status, ended_at=dt.datetime.now(dt.timezone.utc).isoformat())
         return run_dir.path
-    except (KeyboardInterrupt, Interrupted):
+    except StorageError as exc:
+        if run_dir is None or not run_dir.has_measurements():
+            if run_dir is not None:
+                run_dir.discard()
+            raise
+        with contextlib.suppress(StorageError):  # the padded manifest has room for this, but never hide exc
+            run_dir.finish("incomplete", ended_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+                           failures=[*run_dir.manifest["failures"], f"the run stopped: {exc}"])
+        raise StorageError(f"{exc}; the run stopped, {run_dir.path} keeps the levels written before "
+                           "(marked incomplete)") from None
+    except BaseException as exc:
+        if not (interrupted["flag"] or isinstance(exc, (KeyboardInterrupt, Interrupted))):
+            _discard_if_empty(run_dir)
+            raise
+        # Whatever broke after a stop signal (a worker killed because the user insisted) is the interruption.
+        interrupted["flag"] = True
         if run_dir is not None and run_dir.has_measurements():
             run_dir.finish(
                 "incomplete",
                 ended_at=dt.datetime.now(dt.timezone.utc).isoformat(),
-                failures=[*run_dir.manifest["failures"], "interrupted by the user (Ctrl-C)"],
+                failures=[*run_dir.manifest["failures"], _interrupt_note(interrupted)],
             )
             return run_dir.path
         if run_dir is not None:
             run_dir.discard()
         raise Interrupted("interrupted before any measurement; nothing was written") from None
-    except BaseException:
-        if run_dir is not None and not run_dir.has_measurements():
-            run_dir.discard()
-            run_dir = None
-        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         reporter.stop()
         for label, w in workers.items():
             keep = run_dir.path / "logs" / f"{label}.log" if run_dir is not None and run_dir.path.exists() else None
@@ -271,7 +352,7 @@ def _measure(
     duration_s: float,
     run_id: str,
     reporter: Reporter,
-    interrupted: dict[str, bool],
+    interrupted: dict[str, Any],
     profile_driver: bool,
 ) -> None:
     reporter.start(len(steps) * (warmup_s + duration_s))
@@ -304,9 +385,12 @@ def _measure(
                     seq=seq,
                     id_prefix=run_id,
                     rate_qps=step.rate_qps,
+                    position=step.position,
                     **({"label": step.label, "samplers": []} if step.no_samplers else {}),
                 )
         except WorkerCrashed as exc:
+            if interrupted["flag"]:
+                break  # killed by a second Ctrl-C: the run ends as interrupted
             dead.add(step.engine)
             run_dir.manifest["failures"].append(str(exc))
             run_dir.update()
@@ -329,9 +413,43 @@ def _measure(
             note += f" (target {step.rate_qps:g}/s not achieved)"
         if reply["errors"]:
             note += f", {reply['errors']} errors"
+        if reply.get("cancelled"):
+            note += f", {reply['cancelled']} cancelled at the end of the window"
         if reply["interrupted"]:
             note += " (interrupted)"
         reporter.step_done(note)
+        if reply.get("failed"):
+            failure = {"engine": step.label, "schema": step.schema, "concurrency": step.concurrency,
+                       "repetition": step.repetition, "error_share": reply["error_share"],
+                       "first_error": reply["first_error"]}
+            run_dir.manifest["failed_levels"].append(failure)
+            run_dir.update()
+            reporter.message(f"LEVEL FAILED: {label}: {describe_failed_level(failure)}")
+
+
+def describe_failed_level(failure: dict[str, Any]) -> str:
+    """One line for a failed level: how many of its queries failed and the first error."""
+    share = failure.get("error_share")
+    how = "nothing was measured" if share is None or share != share else f"{share:.0%} of its queries failed"
+    return (f"{how} (a level fails above {ERROR_SHARE_LIMIT:.0%}); "
+            f"first error: {failure.get('first_error')}")
+
+
+def _abandon_busy(workers: list[WorkerProcess]) -> None:
+    """After a first Ctrl-C: a worker still in a request other than a level (a dataset build) is stopped."""
+    for w in workers:
+        if w.busy not in (None, "level"):
+            w.kill()
+
+
+def _interrupt_note(interrupted: dict[str, Any]) -> str:
+    how = "Ctrl-C" if interrupted.get("signal", "SIGINT") == "SIGINT" else interrupted["signal"]
+    return f"interrupted by the user ({how})"
+
+
+def _discard_if_empty(run_dir: RunDir | None) -> None:
+    if run_dir is not None and not run_dir.has_measurements():
+        run_dir.discard()
 
 
 def _keep_driver_profile(spy: PySpySampler, run_dir: RunDir, step: Step, part: str, reporter: Reporter) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import random
 import sys
 import traceback
@@ -114,6 +115,9 @@ def _problems(s: Scenario) -> list[str]:
         problems.append("at least one schema is needed")
     if not s.queries:
         problems.append("at least one query is needed")
+    if not all(isinstance(x, Schema) for x in s.schemas) or not all(isinstance(q, Query) for q in s.queries) \
+            or not all(isinstance(b, Background) for b in s.background):
+        return [*problems, "schemas, queries and background must be Schema, Query and Background objects"]
     names = [x.name for x in s.schemas]
     if len(set(names)) != len(names):
         problems.append(f"schema names repeat: {names}")
@@ -124,13 +128,27 @@ def _problems(s: Scenario) -> list[str]:
     if len(set(qnames)) != len(qnames):
         problems.append(f"query names repeat: {qnames}")
     for q in s.queries:
-        if q.weight <= 0:
-            problems.append(f"query {q.name!r}: weight must be positive")
-    if not s.concurrency or any(int(c) != c or c < 1 for c in s.concurrency):
-        problems.append(f"concurrency must be positive whole numbers, got {list(s.concurrency)}")
-    if s.duration_s <= 0 or s.warmup_s < 0:
-        problems.append("duration_s must be positive and warmup_s not negative")
+        if not _number(q.weight) or not q.weight > 0:
+            problems.append(f"query {q.name!r}: weight must be a positive number")
+    for b in s.background:
+        if not _number(b.pause_s) or not 0 <= b.pause_s <= 3600:
+            problems.append(f"background {b.name!r}: pause_s must be from 0 to 3600 seconds")
+    for item in [*s.queries, *s.background]:
+        if not isinstance(item.sql, str) or not item.sql.strip():
+            problems.append(f"{item.name!r}: sql must be a non-empty string")
+        if item.params is not None and not callable(item.params):
+            problems.append(f"{item.name!r}: params must be a function of a random.Random")
+    if not s.concurrency or any(not _number(c) or int(c) != c or not 1 <= c <= 1024 for c in s.concurrency):
+        problems.append(f"concurrency must be positive whole numbers (at most 1024), got {list(s.concurrency)}")
+    if not (_number(s.duration_s) and 0 < s.duration_s <= 86_400 and _number(s.warmup_s) and 0 <= s.warmup_s <= 86_400):
+        problems.append("duration_s must be positive and warmup_s not negative (finite, at most a day)")
+    if not isinstance(s.seed, int) or isinstance(s.seed, bool):
+        problems.append(f"seed must be a whole number, got {s.seed!r}")
     return problems
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ once its first manifest exists, so a reader never sees a directory without one.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -22,15 +24,37 @@ from typing import Any
 
 import pandas as pd
 
-from lockprof.errors import RunDirError
+from lockprof.errors import RunDirError, StorageError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 TABLES = ("queries", "levels", "events", "metrics", "query_events", "locks", "driver", "driver_stacks", "stacks")
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# The manifest is padded with spaces to a multiple of this, so that when the disk is full it can still be
+# rewritten in place, inside blocks it already owns, and record why the run ended.
+MANIFEST_RESERVE = 16 * 1024
+
+
+@contextlib.contextmanager
+def storage(path: Path):
+    """Turn "no space left" while writing ``path`` into one StorageError that says where."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in NO_SPACE or "No space left" in str(exc) or "quota exceeded" in str(exc):  # pyarrow: no errno
+            raise StorageError(f"cannot write {path}: {exc.strerror} (the disk or quota is full)") from None
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same directory and rename it into place."""
+    with storage(path):
+        _atomic_write_bytes(path, data)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -48,6 +72,21 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Atomically when there is room; on a full disk, in place over the padded old manifest."""
+    text = (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode()
+    padded = text + b" " * (-len(text) % MANIFEST_RESERVE or MANIFEST_RESERVE)
+    try:
+        atomic_write_bytes(path, padded)
+    except StorageError:
+        if not path.exists() or path.stat().st_size < len(text):
+            raise
+        with open(path, "r+b") as fh:  # no new blocks needed: the old manifest's padding holds the new one
+            fh.write(text + b" " * (path.stat().st_size - len(text)))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
 def write_part(run_dir: Path, table: str, part: str, frame: pd.DataFrame) -> Path | None:
     """Write one Parquet part of a table atomically; empty frames write nothing."""
     if table not in TABLES:
@@ -55,15 +94,16 @@ def write_part(run_dir: Path, table: str, part: str, frame: pd.DataFrame) -> Pat
     if frame.empty:
         return None
     path = run_dir / table / f"{part}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with storage(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            frame.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
 
 
@@ -78,16 +118,26 @@ CATEGORICAL = {
 
 
 def read_table(run_dir: Path, table: str) -> pd.DataFrame:
-    """All parts of a table, concatenated; an empty frame if the run has none."""
+    """All parts of a table, concatenated; an empty frame if the run has none. A damaged part
+    (truncated, not Parquet, unreadable) is a :class:`RunDirError` that names the file."""
     folder = Path(run_dir) / table
     parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     if not parts:
         return pd.DataFrame()
-    if table not in CATEGORICAL:
-        return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    try:
+        return _read_parts(table, parts)
+    except RunDirError:
+        raise
+    except Exception as exc:  # pyarrow's errors do not say which file; find it and name it
+        raise RunDirError(_damaged_part(table, parts, exc)) from None
+
+
+def _read_parts(table: str, parts: list[Path]) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if table not in CATEGORICAL:
+        return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
     pieces = []
     for p in parts:
         names = set(pq.read_schema(p).names)
@@ -97,20 +147,50 @@ def read_table(run_dir: Path, table: str) -> pd.DataFrame:
     return merged.to_pandas()
 
 
+def _damaged_part(table: str, parts: list[Path], exc: Exception) -> str:
+    import pyarrow.parquet as pq
+
+    for p in parts:
+        try:
+            pq.read_table(p)
+        except Exception as bad:
+            return f"{p}: damaged run file: {str(bad).splitlines()[0] if str(bad) else type(bad).__name__}"
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{parts[0].parent}: the parts of table {table!r} do not fit together: {first}"
+
+
+# What every reader relies on; a manifest without them is damaged, whatever else it holds.
+REQUIRED: dict[str, type] = {"run_id": str, "status": str, "engines": list}
+# What lockprof writes beside them (older runs may lack some): present with another type means damaged.
+OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "scenario": dict, "parameters": dict, "datasets": dict, "host": dict, "clock": dict, "failures": list,
+    "failed_levels": list, "notes": list,
+    "lockprof_version": str, "started_at": str, "ended_at": (str, type(None)),
+}
+
+
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     if not path.is_file():
         raise RunDirError(f"{run_dir}: not a lockprof run directory (no {MANIFEST})")
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunDirError(f"{path}: unreadable manifest: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise RunDirError(f"{path}: damaged manifest: not a JSON object")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise RunDirError(
             f"{run_dir}: run format {version!r} is not readable by this lockprof "
             f"(it reads format {FORMAT_VERSION})"
         )
+    problems = [f"{key!r} is {'missing' if key not in manifest else 'not ' + kind.__name__}"
+                for key, kind in REQUIRED.items() if not isinstance(manifest.get(key), kind)]
+    problems += [f"{key!r} has the wrong type" for key, kind in OPTIONAL.items()
+                 if key in manifest and not isinstance(manifest[key], kind)]
+    if problems:
+        raise RunDirError(f"{path}: damaged manifest: {'; '.join(problems)}")
     return manifest
 
 
@@ -125,7 +205,11 @@ class RunDir:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}."))
         self.manifest = {"format_version": FORMAT_VERSION, **manifest, "status": "incomplete"}
-        write_json(staging / MANIFEST, self.manifest)
+        try:
+            write_manifest(staging / MANIFEST, self.manifest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         try:
             os.rename(staging, self.path)
         except OSError:
@@ -134,7 +218,7 @@ class RunDir:
 
     def update(self, **fields: Any) -> None:
         self.manifest.update(fields)
-        write_json(self.path / MANIFEST, self.manifest)
+        write_manifest(self.path / MANIFEST, self.manifest)
 
     def finish(self, status: str, **fields: Any) -> None:
         self.update(status=status, **fields)

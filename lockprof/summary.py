@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lockprof.analysis import Run, level_summary, load_run, lock_budget, time_accounting, verdict_lines
@@ -78,9 +79,9 @@ def render(run: Run, console: Console) -> None:
         console.print(table)
     console.print("[bold]Verdict[/]")
     for sentence in verdict_lines(run):
-        console.print("• " + sentence, highlight=False)
+        console.print("• " + escape(sentence), highlight=False)
     for warning in warnings(run, summary):
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     console.print(f"run directory: {run.paths[0]}", highlight=False)
 
 
@@ -125,6 +126,11 @@ def warnings(run: Run, summary: pd.DataFrame) -> list[str]:
             f"{r['engine']} / {r['schema']} c={r['concurrency']}: the target rate {r['target_qps']:g}/s was not "
             f"achieved ({r['throughput_qps']:.1f}/s); queries that never started are not in the latencies"
         )
+    if "failed" in run.levels:
+        for _, lv in run.levels[run.levels["failed"].fillna(False).astype(bool)].iterrows():
+            share = lv.get("error_share", float("nan"))
+            out.append(f"level {lv['schema']} c={lv['concurrency']} rep {lv['repetition']} [{lv['engine']}] failed "
+                       f"({share:.0%} of its queries failed or were cut): {str(lv.get('first_error') or '')[:300]}")
     errors = int(summary["errors"].sum())
     if errors:
         out.append(f"{errors} measured queries failed; see the error column of the queries table")

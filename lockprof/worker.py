@@ -23,11 +23,12 @@ import pandas as pd
 
 from lockprof import store
 from lockprof.clock import RunClock
-from lockprof.dataset import Dataset, active_parts, ensure_dataset
-from lockprof.driver import Level, run_level
+from lockprof.dataset import Dataset, active_parts, ensure_dataset, refresh
+from lockprof.driver import Level, level_verdict, run_level
 from lockprof.engines.base import Connection
 from lockprof.errors import LockprofError
 from lockprof.locks import CATALOG_SQL, catalog
+from lockprof.preflight import preflight
 from lockprof.samplers import EventsSampler, MetricsSampler, QueryLogReader
 from lockprof.scenario import Scenario, load_scenario
 
@@ -43,6 +44,7 @@ class Worker:
         self.connections: list[Connection] = []
         self.background: list[Connection] = []
         self.sampler_connections: list[Connection] = []
+        self.watchdog: Connection | None = None  # cancels a level's overdue queries (embedded engines)
         self.in_level = False
         self.cluster: str | None = None  # --cluster: samplers read every replica of this cluster
 
@@ -61,7 +63,14 @@ class Worker:
         admin = self.engine.admin
         for name in req["schemas"]:
             self.datasets[name] = ensure_dataset(admin, self.scenario, self.scenario.schema(name))
+        for name in req["schemas"]:
+            # A broken scenario is refused here, before the run directory exists.
+            preflight(admin, self.scenario, self.datasets[name].full_name, name)
+            if self.scenario.background:  # its statements ran once: record the dataset as it now is
+                self.datasets[name] = refresh(admin, self.datasets[name])
         self.sampler_connections = [self.engine.connect(), self.engine.connect()]
+        if info.kind == "embedded":
+            self.watchdog = self.engine.connect()
         if self._stack_period_ms():
             self.engine.check_introspection()  # fail now, with what to grant, not after the first level
         locks = catalog(admin.frame(CATALOG_SQL))
@@ -112,23 +121,18 @@ class Worker:
         with contextlib.ExitStack() as running:
             for sampler in active:
                 running.enter_context(sampler)
-            result = run_level(self.scenario, level, self.connections, self.background, self.clock, self.stop)
+            result = run_level(self.scenario, level, self.connections, self.background, self.clock, self.stop,
+                               watchdog=self.watchdog)
         records = result.records.assign(engine=label)
         query_events = pd.DataFrame()
         if "query_log" in samplers and self.engine.info().has_query_log:
             per_query, query_events = QueryLogReader(self.engine.admin, self.cluster).read(level.id_prefix)
             records = records.merge(per_query, on="query_id", how="left")
-        part = f"{label}-{seq:05d}"
-        store.write_part(run_dir, "queries", part, records)
-        store.write_part(run_dir, "events", part, events.frame().assign(**keys))
-        store.write_part(run_dir, "metrics", part, metrics.frame().assign(**keys))
-        store.write_part(run_dir, "query_events", part, query_events.assign(engine=label))
-        if self._stack_period_ms() and samplers:
-            self._keep_stacks(run_dir, part, level.id_prefix, keys)
         measured = records[records["phase"] == "measure"]
         level_row = {
             **keys,
             "seq": seq,
+            "position": int(req.get("position", 0)),  # order among the repetition's windows (0 = first)
             "measure_start_s": result.measure_start_s,
             "measure_end_s": result.measure_end_s,
             "target_qps": target,
@@ -139,8 +143,23 @@ class Worker:
             "active_parts_after": active_parts(self.engine.admin, dataset.database),
             "interrupted": result.interrupted,
             "sampler_errors": "; ".join(s.error for s in active if s.error) or None,
+            "cancelled": int(measured["cancelled"].sum()),
+            **level_verdict(records, measured, result.errors, result.interrupted),
         }
-        store.write_part(run_dir, "levels", part, pd.DataFrame([level_row]))
+        part = f"{label}-{seq:05d}"
+        try:
+            store.write_part(run_dir, "queries", part, records)
+            store.write_part(run_dir, "events", part, events.frame().assign(**keys))
+            store.write_part(run_dir, "metrics", part, metrics.frame().assign(**keys))
+            store.write_part(run_dir, "query_events", part, query_events.assign(engine=label))
+            if self._stack_period_ms() and samplers:
+                self._keep_stacks(run_dir, part, level.id_prefix, keys)
+            store.write_part(run_dir, "levels", part, pd.DataFrame([level_row]))  # last: the level is whole
+        except BaseException:
+            # A level is stored whole or not at all (a full disk, an interruption): drop the parts it wrote.
+            for table in store.TABLES:
+                (run_dir / table / f"{part}.parquet").unlink(missing_ok=True)
+            raise
         return level_row
 
     def _cluster(self, name: str | None) -> str | None:

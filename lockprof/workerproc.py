@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -13,9 +14,17 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from lockprof.errors import EngineError, Interrupted, ScenarioError
+from lockprof.errors import EngineError, Interrupted, ScenarioError, StorageError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child before exec: the kernel kills it when the orchestrator dies, however that happens,
+    so no worker (or py-spy) is left running as an orphan."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class WorkerCrashed(EngineError):
@@ -38,17 +47,22 @@ class WorkerProcess:
             env=env,
             text=True,
             bufsize=1,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
+        self.busy: str | None = None  # the request being served, if any
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send one request and wait for its reply; turn a failure into the matching error."""
+        self.busy = op
         try:
             assert self.proc.stdin is not None and self.proc.stdout is not None
             self.proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
-        except BrokenPipeError:
+        except (BrokenPipeError, ValueError):  # ValueError: the pipe was closed under us
             line = ""
+        finally:
+            self.busy = None
         if not line:
             raise self._crashed()
         reply = json.loads(line)
@@ -59,6 +73,8 @@ class WorkerProcess:
             raise ScenarioError(error)
         if kind == "Interrupted":
             raise Interrupted(f"{self.label}: interrupted")
+        if kind == "StorageError":
+            raise StorageError(error)
         raise EngineError(f"engine {self.label}: {error}")
 
     def _crashed(self) -> WorkerCrashed:
@@ -77,6 +93,11 @@ class WorkerProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
 
+    def kill(self) -> None:
+        """Stop the worker now (a second Ctrl-C, or a request that cannot be cut short)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+
     def close(self, keep_log: Path | None = None) -> None:
         """Ask the worker to exit (kill it if it will not) and keep its log if asked."""
         if self.proc.poll() is None:
@@ -90,6 +111,7 @@ class WorkerProcess:
         if keep_log is not None:
             text = self.log_text()
             if text:
-                keep_log.parent.mkdir(parents=True, exist_ok=True)
-                keep_log.write_text(text)
+                with contextlib.suppress(OSError):  # a full disk loses the log, not the run's own message
+                    keep_log.parent.mkdir(parents=True, exist_ok=True)
+                    keep_log.write_text(text)
         self._log.close()

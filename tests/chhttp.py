@@ -206,7 +206,7 @@ REMOTE_SERVERS = """    <tcp_port>9000</tcp_port>
             </shard>
         </{name}>
     </remote_servers>"""
-_HOST = re.compile(r"\b(hostName|FQDN)\(\)", re.IGNORECASE)
+_HOST = re.compile(r"\b(hostName|FQDN|displayName)\(\)", re.IGNORECASE)
 
 
 def emulate_replicas(sql: str, cluster: str, replicas: list[str]) -> str:

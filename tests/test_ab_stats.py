@@ -1,129 +1,125 @@
-"""A/B statistics on synthetic data whose answer is known."""
+"""A/B statistics on synthetic data whose answer is known: the window is the unit of replication."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from ab_synthetic import synthetic_run
 
 from lockprof.analysis.ab import (
-    Sample,
     Settings,
-    bootstrap_ci,
+    Windows,
     compare,
-    compare_samples,
-    randomization_threshold,
+    compare_windows,
+    estimate,
+    log_ratios,
     regressions,
-    relative_change,
+    signed_rank_interval,
     verdict,
-    window_threshold,
 )
+from lockprof.analysis.accounting import per_query, window_totals
 from lockprof.errors import LockprofError
 
-FAST = Settings(permutations=400, resamples=400)
+
+def windows(values, starts=None) -> Windows:
+    reps = range(len(values))
+    return Windows(pd.Series(values, index=reps, dtype=float),
+                   pd.Series(starts if starts is not None else [0.0] * len(values), index=reps, dtype=float))
 
 
-def latencies(rng, median_ms=10.0, sigma=0.3, reps=3, per_rep=300, rep_factors=None) -> Sample:
-    """Log-normal query latencies, optionally with a multiplicative factor per repetition (window noise)."""
-    factors = rep_factors or [1.0] * reps
-    x = np.concatenate([median_ms * f * rng.lognormal(0.0, sigma, per_rep) for f in factors])
-    return Sample.of(x, np.repeat(np.arange(len(factors)), per_rep))
+def pair(rng, n, ratio=1.0, noise=0.03, order=1.0):
+    """n repetitions in turned order: A first in even ones. Both windows share the repetition's drift."""
+    drift = rng.lognormal(0, 0.3, n)  # the machine's load changes a lot between repetitions
+    a_first = np.arange(n) % 2 == 0
+    a = drift * rng.lognormal(0, noise, n) * np.where(a_first, 1.0, order)
+    b = ratio * drift * rng.lognormal(0, noise, n) * np.where(a_first, order, 1.0)
+    return windows(a, np.where(a_first, 0.0, 1.0)), windows(b, np.where(a_first, 1.0, 0.0))
 
 
-def test_a_30_percent_slowdown_is_slower():
+def test_drift_between_repetitions_is_paired_away_and_a_10_percent_change_is_found():
     rng = np.random.default_rng(1)
-    out = compare_samples(latencies(rng), latencies(rng, median_ms=13.0), "median", True, FAST)
+    a, b = pair(rng, 8, ratio=1.10)
+    out = compare_windows(a, b, lower_is_better=True)
     assert out["verdict"] == "slower"
-    assert out["ratio"] == pytest.approx(1.3, rel=0.06)
-    assert out["ci_low"] < 1.3 < out["ci_high"]
-    assert out["threshold"] < 0.1
+    assert out["ci_low"] < 1.10 < out["ci_high"]
+    a, b = pair(rng, 8, ratio=1 / 1.10)
+    assert compare_windows(a, b, lower_is_better=False)["verdict"] == "slower"  # throughput fell
 
 
-def test_a_30_percent_speedup_is_faster_and_throughput_direction_is_reversed():
+def test_identical_engines_are_called_changed_in_at_most_5_percent_of_seeds():
     rng = np.random.default_rng(2)
-    out = compare_samples(latencies(rng, 13.0), latencies(rng, 10.0), "median", True, FAST)
-    assert out["verdict"] == "faster"
-    # Throughput: higher is better, so a 30% rise is "faster".
-    a = Sample.of(rng.poisson(100, 24), np.repeat([0, 1, 2], 8), np.full(24, 0.25))
-    b = Sample.of(rng.poisson(130, 24), np.repeat([0, 1, 2], 8), np.full(24, 0.25))
-    out = compare_samples(a, b, "ratio", False, FAST)
-    assert out["verdict"] == "faster"
-    assert out["value_a"] == pytest.approx(400, rel=0.1)
+    verdicts = [compare_windows(*pair(rng, 6), lower_is_better=True)["verdict"] for _ in range(400)]
+    changed = np.mean([v in ("faster", "slower") for v in verdicts])
+    assert changed <= 0.05, changed
 
 
-def test_identical_distributions_are_unchanged_in_the_great_majority_of_seeds():
-    verdicts = []
-    for seed in range(40):
-        rng = np.random.default_rng(100 + seed)
-        factors = list(1 + rng.normal(0, 0.02, 3))  # a little drift between windows, as on a real machine
-        a, b = latencies(rng, rep_factors=factors), latencies(rng, rep_factors=factors)
-        verdicts.append(compare_samples(a, b, "median", True, Settings(permutations=300, resamples=100))["verdict"])
-    changed = sum(v in ("faster", "slower") for v in verdicts)
-    assert changed <= 2, verdicts
-    assert "error" not in verdicts
-
-
-def test_high_noise_is_unstable_not_a_change():
+def test_an_order_effect_is_estimated_and_never_passes_for_an_engine_effect():
     rng = np.random.default_rng(3)
-    # Few, very dispersed queries: the shuffles alone produce changes far above 20%.
-    out = compare_samples(latencies(rng, sigma=1.5, per_rep=15), latencies(rng, sigma=1.5, per_rep=15),
-                          "median", True, FAST)  # fmt: skip
-    assert out["perm_threshold"] > 0.2
-    assert out["verdict"] == "unstable"
+    a, b = pair(rng, 8, ratio=1.0, order=1.3)  # whoever runs second is 30% slower
+    out = compare_windows(a, b, lower_is_better=True)
+    assert out["verdict"] in ("unchanged", "unstable")  # it widens the interval, it cannot fake a change
+    assert out["ratio"] == pytest.approx(1.0, abs=0.1)
+    assert out["order_effect"] == pytest.approx(0.3, abs=0.05)
+    assert out["order_ci_low"] > 1.0
+    d, s = log_ratios(a, b)
+    assert list(s) == [1.0, -1.0] * 4
+    assert estimate(d, s).effect == pytest.approx(0.0, abs=0.03)
 
 
-def test_window_noise_is_measured_between_repetitions():
+def test_too_few_repetitions_is_said_never_a_change():
+    # Five pairs all twice as slow: the signed-rank test cannot reject at 5% with fewer than six.
+    out = compare_windows(windows([1.0] * 5), windows([2.0] * 5), lower_is_better=True)
+    assert out["verdict"] == "too_few_repetitions"
+    assert "--repetitions" in out["note"]
+    assert compare_windows(windows([1.0] * 6), windows([2.0] * 6), lower_is_better=True)["verdict"] == "slower"
+
+
+def test_one_window_hit_by_a_load_spike_does_not_make_a_change():
+    # Five pairs equal within 1%, one pair where B's window ran while the machine was swamped.
+    a = windows([10.0, 10.1, 9.9, 10.0, 10.05, 10.0])
+    b = windows([10.05, 10.0, 10.0, 9.95, 10.1, 31.0])
+    assert compare_windows(a, b, lower_is_better=True)["verdict"] == "unchanged"
+
+
+def test_the_signed_rank_interval_on_known_values():
+    centre, low, high = signed_rank_interval(np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))
+    assert (centre, low, high) == (3.5, 1.0, 6.0)  # n = 6: the extremes of the Walsh averages (96.9%)
+    assert signed_rank_interval(np.arange(5.0)) is None
+    centre, low, high = signed_rank_interval(np.arange(1.0, 21.0))
+    assert low > 1.0 and high < 20.0 and centre == pytest.approx(10.5)
+
+
+def test_noisy_windows_are_unstable_not_a_change():
     rng = np.random.default_rng(4)
-    # Plenty of queries, but each window is off by up to 40%: only the window threshold sees it.
-    a = latencies(rng, rep_factors=[1.0, 1.4, 0.8])
-    b = latencies(rng, rep_factors=[1.3, 0.9, 1.1])
-    out = compare_samples(a, b, "median", True, FAST)
-    assert out["perm_threshold"] < 0.1
-    assert out["window_threshold"] > 0.2
+    a, b = pair(rng, 8, ratio=1.0, noise=0.4)
+    out = compare_windows(a, b, lower_is_better=True)
+    assert out["threshold"] > 0.2
     assert out["verdict"] == "unstable"
-    assert np.isnan(window_threshold(latencies(rng, reps=1), latencies(rng, reps=1), "median"))
-
-
-def test_shuffles_stay_within_a_repetition():
-    # A drifts with B inside each repetition: shuffling across repetitions would invent noise.
-    strata = np.repeat([0, 1], 50)
-    a = Sample.of(np.where(strata == 0, 10.0, 20.0), strata)
-    b = Sample.of(np.where(strata == 0, 10.0, 20.0), strata)
-    assert randomization_threshold(a, b, "mean", np.random.default_rng(0), 200) == 0.0
 
 
 def test_verdict_rules():
-    assert verdict(0.3, 0.25, True) == "slower"  # beats both thresholds, even at a noisy point
+    assert verdict(0.3, 0.15, True) == "slower"  # the whole interval (1.3 / 1.15 and up) is beyond +5%
+    assert verdict(0.06, 0.03, True) == "unchanged"  # beats each alone, but the interval reaches below +5%
+    assert verdict(0.25, 0.22, True) == "unstable"  # not shown, and too noisy to say it is unchanged
+    assert verdict(2.0, 0.5, True) == "slower"  # a large change is called even at a noisy point
     assert verdict(0.04, 0.01, True) == "unchanged"  # below the minimum change
     assert verdict(0.15, 0.3, True) == "unstable"
     assert verdict(-0.5, 0.1, False) == "slower"  # throughput fell
-    assert verdict(-0.95, 3.0, True) == "faster"  # a 20x drop beats shuffles that make 4x rises
-    assert verdict(-1.0, 3.0, True) == "faster"  # a lock time that vanished
+    assert verdict(-1.0, 0.1, True) == "faster"  # a lock time that vanished
     assert verdict(float("inf"), 0.1, True) == "slower"  # a lock time that appeared
+    assert verdict(0.5, 0.1, True, count=True) == "more"  # acquisitions are counted, not timed
+    assert verdict(-0.5, 0.1, True, count=True) == "fewer"
     assert verdict(float("nan"), 0.0, True) == "unchanged"  # zero on both sides
     assert verdict(0.5, float("nan"), True) == "error"  # never a change from a failed computation
-    assert list(relative_change(np.array([0.0, 0.0, 2.0]), np.array([0.0, 1.0, 1.0]))) == [0.0, np.inf, -0.5]
-
-
-def test_ratio_statistic_and_its_interval():
-    rng = np.random.default_rng(5)
-    strata = np.repeat([0, 1], 20)
-    a = Sample.of(rng.poisson(50, 40), strata, rng.poisson(10, 40) + 1)
-    b = Sample.of(rng.poisson(100, 40), strata, rng.poisson(10, 40) + 1)
-    low, high = bootstrap_ci(a, b, "ratio", rng, 500)
-    assert 1.5 < low < 2.0 < high < 2.6
-
-
-def test_too_few_units_is_not_comparable():
-    out = compare_samples(Sample.of([1.0, 2.0], [0, 0]), Sample.of([1.0, 2.0, 3.0], [0, 0, 0]), "median", True)
-    assert out["verdict"] == "not_comparable"
 
 
 # --- compare() on a synthetic run with a known answer -----------------------------------
 
 
-def test_compare_finds_a_known_slowdown_and_the_lock_swap():
-    frame = compare(synthetic_run(1.3), settings=FAST).frame
+def test_compare_finds_a_known_slowdown_and_lock_values_match_the_accounting():
+    run = synthetic_run(1.3)
+    frame = compare(run).frame
     lat = frame[frame["metric"] == "latency_ms"]
     assert set(lat["verdict"]) == {"slower"}
     assert lat["ratio"].tolist() == pytest.approx([1.3, 1.3], rel=0.08)
@@ -131,29 +127,51 @@ def test_compare_finds_a_known_slowdown_and_the_lock_swap():
     assert set(tput["verdict"]) == {"slower"}
     assert tput["ratio"].tolist() == pytest.approx([1 / 1.3, 1 / 1.3], rel=0.08)
     wait = frame[(frame["metric"] == "lock_wait_us_per_query") & (frame["mode"] == "exclusive")]
-    assert wait["value_a"].tolist() == pytest.approx([40.0, 80.0], rel=0.15)
-    assert set(wait["verdict"]) == {"not_comparable"}  # the new engine has no exclusive parts-lock event
-    shared = frame[(frame["metric"] == "lock_hold_us_per_query") & (frame["mode"] == "shared")]
-    assert shared["value_b"].tolist() == pytest.approx([20.0, 20.0], rel=0.15)
+    assert wait["value_a"].tolist() == pytest.approx([40.0, 80.0], rel=0.05)
+    assert wait["value_b"].isna().all()  # the new engine has no exclusive parts-lock counter: n/a, not 0
+    assert set(wait["verdict"]) == {"not_comparable"}
+    # The point value of a lock metric is sum(total) / sum(queries) over the level's windows: the summary's number.
+    pq = per_query(window_totals(run))
+    expected = pq[(pq["engine"] == "old") & (pq["event"] == "PartsLockWaitMicroseconds")].sort_values("concurrency")
+    assert wait.sort_values("concurrency")["value_a"].tolist() == pytest.approx(expected["per_query"].tolist())
     assert not frame["verdict"].isin(["error"]).any()
     assert len(regressions(frame, "latency_ms")) == 2
 
 
-def test_compare_same_engine_twice_is_not_a_change():
-    frame = compare(synthetic_run(1.0), settings=FAST).frame
-    assert not frame[frame["metric"].isin(["latency_ms", "throughput_qps"])]["verdict"].isin(["faster", "slower"]).any()
+def test_acquisitions_are_more_or_fewer():
+    run = synthetic_run(1.0)
+    run.locks.loc[run.locks["engine"] == "new", "mode"] = "exclusive"  # one lock on both sides: 2 vs 1 per query
+    frame = compare(run).frame
+    count = frame[frame["metric"] == "lock_acquisitions_per_query"]
+    assert set(count["verdict"]) == {"fewer"}
+    assert count["ratio"].tolist() == pytest.approx([0.5, 0.5], rel=0.02)
+
+
+def test_compare_same_engine_twice_is_not_a_change_and_an_order_effect_is_reported():
+    out = compare(synthetic_run(1.0, order_effect=1.2))
+    perf = out.frame[out.frame["metric"].isin(["latency_ms", "throughput_qps"])]
+    assert not perf["verdict"].isin(["faster", "slower"]).any(), perf[["metric", "ratio", "verdict"]]
+    assert any("order effect" in n for n in out.notes)
+    assert not any("order effect" in n for n in compare(synthetic_run(1.0)).notes)
+
+
+def test_few_repetitions_say_so():
+    out = compare(synthetic_run(1.3, reps=2))
+    perf = out.frame[out.frame["metric"].isin(["latency_ms", "throughput_qps"])]
+    assert set(perf["verdict"]) == {"too_few_repetitions"}
+    assert any("repetitions" in n for n in out.notes)
 
 
 def test_two_runs_need_one_engine_each_and_the_same_host():
     a = synthetic_run(1.0, "a", engines=("embedded",))
     b = synthetic_run(1.0, "b", engines=("embedded",), seed=1)
-    out = compare(a, b, settings=FAST)
+    out = compare(a, b)
     assert list(out.engines) == ["embedded@a", "embedded@b"]
     assert any("not interleaved" in n for n in out.notes)
     other = synthetic_run(1.0, "c", engines=("embedded",), host={"cpu_model": "other", "cpu_count": 64})
     with pytest.raises(LockprofError, match="different hosts"):
         compare(a, other)
-    assert any("different hosts" in n for n in compare(a, other, settings=FAST, allow_host_mismatch=True).notes)
+    assert any("different hosts" in n for n in compare(a, other, allow_host_mismatch=True).notes)
     with pytest.raises(LockprofError, match="one engine in each"):
         compare(synthetic_run(1.0), b)
 
@@ -161,17 +179,50 @@ def test_two_runs_need_one_engine_each_and_the_same_host():
 def test_an_internal_error_is_reported_never_a_verdict():
     run = synthetic_run(1.3)
     run.levels["measure_end_s"] = "broken"  # throughput cannot be computed from this
-    frame = compare(run, settings=FAST).frame
+    frame = compare(run).frame
     tput = frame[frame["metric"] == "throughput_qps"]
     assert set(tput["verdict"]) == {"error"}
-    assert tput["note"].str.contains("TypeError").all()
     assert len(regressions(frame, "throughput_qps")) == 2  # a gate on it fails rather than passing blind
 
 
 def test_a_serialized_engine_is_flagged():
     run = synthetic_run(1.0)
     run.manifests[0]["engines"][1]["self_check"] = {"verdict": "serialized", "speedup": 1.01}
-    out = compare(run, settings=FAST)
+    out = compare(run)
     assert any("new serialized queries" in n for n in out.notes)
     assert out.frame.loc[out.frame["concurrency"] == 2, "note"].str.contains("new serializes queries").all()
     assert not out.frame.loc[out.frame["concurrency"] == 1, "note"].fillna("").str.contains("serializes").any()
+
+
+def test_settings_change_the_rules():
+    run = synthetic_run(1.3)
+    frame = compare(run, settings=Settings(min_change=0.5)).frame
+    assert not frame["verdict"].isin(["slower", "faster"]).any()
+
+
+# --- the run's side of it: turned order, a setting on one side ---------------------------
+
+
+def test_the_order_of_engines_turns_from_one_repetition_to_the_next():
+    from lockprof.run import plan, with_overhead_control
+
+    steps = plan(["a", "b"], ["s"], [1], 4)
+    assert [(st.repetition, st.engine, st.position) for st in steps] == [
+        (0, "a", 0), (0, "b", 1), (1, "b", 0), (1, "a", 1), (2, "a", 0), (2, "b", 1), (3, "b", 0), (3, "a", 1)]
+    three = plan(["a", "b", "c"], ["s"], [1], 3)
+    firsts = [st.engine for st in three if st.position == 0]
+    assert firsts == ["a", "b", "c"]  # each engine runs first, second and third equally often
+    twins = with_overhead_control(plan(["a"], ["s"], [1], 2))
+    assert [(st.label, st.position) for st in twins] == [("a", 0), ("a+no-samplers", 1), ("a+no-samplers", 0),
+                                                          ("a", 1)]  # fmt: skip
+
+
+def test_an_engine_spec_can_carry_settings_for_one_side():
+    from lockprof.engines import parse_spec
+
+    spec = parse_spec("embedded?max_untracked_memory=128&max_threads=2")
+    assert spec.label == "embedded+max_untracked_memory=128+max_threads=2"
+    assert spec.options == {"settings": {"max_untracked_memory": "128", "max_threads": "2"}}
+    assert parse_spec("embedded").options == {}
+    with pytest.raises(Exception, match="SETTING=VALUE"):
+        parse_spec("embedded?max threads")

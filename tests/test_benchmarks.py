@@ -29,6 +29,11 @@ EXPECTED = {
                        rf"^RATIO analysis_speed load_run\+lock_budget/plain read_parquet time: {RATIO}",
                        r"^RESULT analysis_speed: load_run\+lock_budget median .* records/s",
                        r"^RESULT analysis_speed memory: peak RSS"],
+    "ab_false_positives": [r"^RATE ab_false_positives latency\+throughput points called faster/slower: \d+/\d+ = "
+                           rf"{NUMBER} \(95% CI {NUMBER}-{NUMBER}\) target <= 0.05: ",
+                           r"^RESULT ab_false_positives time: "],
+    "ab_power": [r"^RESULT ab_power injected change day c=1 latency_ms: ",
+                 r"^RATE ab_power latency\+throughput points called slower: \d+/\d+ = .* target >= 0.8: "],
     "big_table": [r"^RESULT big_table parts: 2000 active parts, 2000 partitions",
                   r"^RESULT big_table build: [\d.]+ s .*cached=True",
                   r"^RESULT big_table disk: bytes_on_disk [\d.]+ GB, filesystem usage",

@@ -1,17 +1,18 @@
-"""--cluster: the generated SQL, per-replica deltas with known answers, the SQL on the real engine (chDB runs
-clusterAllReplicas over a remote_servers cluster whose two replicas are itself), and observe / run end to end
-against the HTTP test endpoint emulating two named replicas (see tests/chhttp.py for what that emulation is not).
+"""--cluster: the generated SQL, per-replica deltas with known answers, and the samplers, observe and a run end
+to end against a real cluster: three genuine ClickHouse 26.9 servers launched on loopback whose remote_servers
+name each other (tests/launched.py), each with its own display name and its own counters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from chhttp import client_load, serve
 from conftest import TINY, lockprof_cli
+from launched import client_load, serve_real_cluster
 
 from lockprof.clock import RunClock
 from lockprof.engines.server import ServerEngine, ServerTarget
@@ -21,8 +22,8 @@ from lockprof.samplers.cluster import check_cluster, on_replicas
 from lockprof.samplers.trace_log import TraceLogReader, stacks_sql
 
 PASSWORD = "Clu-pw-8q2z-not-in-files"
-CLUSTER = "lockprof_two"
-REPLICAS = ("replica-a", "replica-b")
+CLUSTER = "lockprof_three"
+REPLICAS = ("replica1", "replica2", "replica3")
 
 
 def test_one_server_reads_system_tables_directly_with_an_empty_replica() -> None:
@@ -32,11 +33,11 @@ def test_one_server_reads_system_tables_directly_with_an_empty_replica() -> None
 
 def test_a_cluster_runs_the_whole_select_on_every_replica_named_by_its_host() -> None:
     sql = on_replicas("SELECT {replica} AS replica, name, value FROM system.events", "c1")
-    assert sql == ("SELECT * FROM clusterAllReplicas('c1', view(SELECT hostName() AS replica, name, value "
+    assert sql == ("SELECT * FROM clusterAllReplicas('c1', view(SELECT displayName() AS replica, name, value "
                    "FROM system.events))")
     # symbolization and grouping inside the view (on the replica); the introspection setting outside
     stacks = stacks_sql(cluster="c1")
-    assert stacks.startswith("SELECT * FROM clusterAllReplicas('c1', view(SELECT hostName() AS replica,")
+    assert stacks.startswith("SELECT * FROM clusterAllReplicas('c1', view(SELECT displayName() AS replica,")
     assert stacks.index("addressToSymbol") < stacks.index("))\nSETTINGS allow_introspection_functions = 1")
     assert stacks.rstrip().endswith("SETTINGS allow_introspection_functions = 1")
 
@@ -87,52 +88,57 @@ def _engine(served) -> ServerEngine:
     return ServerEngine(ServerTarget("http", "lockprof", "127.0.0.1", served.port), password=PASSWORD)
 
 
-def test_the_cluster_sql_runs_on_the_real_engine(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No emulation: chDB itself executes clusterAllReplicas on a remote_servers cluster of two local replicas."""
-    with serve(tmp_path_factory.mktemp("chcluster"), PASSWORD, cluster=CLUSTER) as served:
-        engine = _engine(served)
-        try:
-            conn = engine.connect()
-            assert check_cluster(conn, CLUSTER) == 2
-            with pytest.raises(LockprofError, match="no cluster 'nope'.*lockprof_two"):
-                check_cluster(conn, "nope")
-            clock = RunClock()
-            with EventsSampler(conn, clock, 0.1, CLUSTER) as events, \
-                    MetricsSampler(engine.connect(), clock, 0.1, CLUSTER) as metrics:
-                for _ in range(5):
-                    engine.admin.frame("SELECT count() FROM numbers(1000)")
-                time.sleep(0.25)
-            assert events.error is None and metrics.error is None
-            host = engine.admin.frame("SELECT hostName() AS h")["h"].iloc[0]
-            assert set(events.frame()["replica"]) == {host} and events.totals().get("Query", 0) > 0
-            assert set(metrics.frame()["replica"]) == {host}
-            # the two local replicas answer the same rows: twice the rows of system.events
-            one = len(engine.admin.frame(on_replicas("SELECT {replica} AS replica, name FROM system.events")))
-            both = engine.admin.frame(on_replicas("SELECT {replica} AS replica, name FROM system.events", CLUSTER))
-            assert len(both) >= 2 * one > 0
-            # the query_log and trace_log queries are accepted (chDB's trace_log stays empty)
-            QueryLogReader(engine.admin, CLUSTER).read("no-such-prefix-")
-            stacks = TraceLogReader(engine.admin, cluster=CLUSTER).read("no-such-prefix-")
-            assert stacks.empty and "replica" in stacks.columns
-        finally:
-            engine.close()
-
-
 @pytest.fixture(scope="module")
-def emulated(tmp_path_factory: pytest.TempPathFactory):
-    with serve(tmp_path_factory.mktemp("chemulated"), PASSWORD, cluster=CLUSTER, replicas=REPLICAS) as served:
-        yield served
+def cluster():
+    with serve_real_cluster(PASSWORD, CLUSTER, len(REPLICAS)) as servers:
+        yield servers
 
 
-def test_observe_with_cluster_records_every_replica_with_its_own_deltas(emulated, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def load_on_every_replica(servers):
+    with contextlib.ExitStack() as stack:
+        for server in servers:
+            stack.enter_context(client_load(server))
+        yield
+
+
+def test_the_cluster_sql_runs_on_a_real_cluster(cluster) -> None:
+    """No emulation: the replicas run clusterAllReplicas among themselves over the native protocol."""
+    engine = _engine(cluster[0])
+    try:
+        conn = engine.connect()
+        assert check_cluster(conn, CLUSTER) == len(REPLICAS)
+        with pytest.raises(LockprofError, match=f"no cluster 'nope'.*{CLUSTER}"):
+            check_cluster(conn, "nope")
+        clock = RunClock()
+        with load_on_every_replica(cluster), EventsSampler(conn, clock, 0.1, CLUSTER) as events, \
+                MetricsSampler(engine.connect(), clock, 0.1, CLUSTER) as metrics:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and len(events.frame()["t_s"].unique()) < 4:
+                time.sleep(0.1)
+        assert events.error is None and metrics.error is None
+        assert set(events.frame()["replica"]) == set(REPLICAS)
+        assert set(metrics.frame()["replica"]) == set(REPLICAS)
+        # every replica's own counters moved: each served its own client's queries
+        moved = events.frame().query("event == 'Query'").groupby("replica")["delta"].sum()
+        assert set(moved.index) == set(REPLICAS) and (moved > 0).all(), moved
+        # the query_log and trace_log queries are accepted (trace_log stays empty in these builds)
+        QueryLogReader(engine.admin, CLUSTER).read("no-such-prefix-")
+        stacks = TraceLogReader(engine.admin, cluster=CLUSTER).read("no-such-prefix-")
+        assert stacks.empty and "replica" in stacks.columns
+    finally:
+        engine.close()
+
+
+def test_observe_with_cluster_records_every_replica_with_its_own_deltas(cluster, tmp_path: Path) -> None:
     out = tmp_path / "observed"
-    # --settle: the endpoint flushes its query_log every second; 4 s leave a loaded machine room to do it
-    with client_load(emulated):
-        result = lockprof_cli("observe", "--engine", emulated.url, "--cluster", CLUSTER, "--duration", "2",
+    # --settle: the server flushes its query_log every second; 4 s leave a loaded machine room to do it
+    with load_on_every_replica(cluster):
+        result = lockprof_cli("observe", "--engine", cluster[0].url, "--cluster", CLUSTER, "--duration", "2",
                               "--interval", "0.5", "--settle", "4", "--out", str(out),
                               env={"LOCKPROF_PASSWORD": PASSWORD}, timeout=120)
     assert result.returncode == 0, result.stderr + result.stdout
-    assert f"cluster {CLUSTER} (2 replicas)" in result.stdout
+    assert f"cluster {CLUSTER} ({len(REPLICAS)} replicas)" in result.stdout
     from lockprof.analysis import load_run
 
     run = load_run(out)
@@ -144,15 +150,13 @@ def test_observe_with_cluster_records_every_replica_with_its_own_deltas(emulated
     ev = run.events
     assert not ev.duplicated(["replica", "event", "t_s"]).any()
     queries = ev[ev["event"] == "Query"].groupby("replica")["delta"].sum()
-    assert (queries > 5).all()
-    # the emulated replicas are one engine under two names, so their deltas agree to within a poll's queries
-    assert abs(queries[REPLICAS[0]] - queries[REPLICAS[1]]) <= 0.2 * queries.max()
+    assert set(queries.index) == set(REPLICAS) and (queries > 5).all(), queries
     assert lockprof_cli("report", str(out), timeout=300).returncode == 0
 
 
-def test_run_with_cluster_records_the_replica_and_refuses_the_embedded_engine(emulated, tmp_path: Path) -> None:
+def test_run_with_cluster_records_the_replica_and_refuses_the_embedded_engine(cluster, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = lockprof_cli("run", str(TINY), "--engine", emulated.url, "--cluster", CLUSTER, "--concurrency", "1",
+    result = lockprof_cli("run", str(TINY), "--engine", cluster[0].url, "--cluster", CLUSTER, "--concurrency", "1",
                           "--duration", "0.5", "--warmup", "0", "--out", str(out),
                           env={"LOCKPROF_PASSWORD": PASSWORD}, timeout=300)
     assert result.returncode == 0, result.stderr + result.stdout
@@ -161,8 +165,25 @@ def test_run_with_cluster_records_the_replica_and_refuses_the_embedded_engine(em
     run = load_run(out)
     assert run.manifest["parameters"]["cluster"] == CLUSTER
     assert set(run.events["replica"]) == set(REPLICAS)
-    assert set(run.query_events["replica"]) == set(REPLICAS)
+    # the scenario ran on the connected replica only, so its query_log rows come from there
+    assert set(run.query_events["replica"]) == {REPLICAS[0]}
     assert run.measured()["engine_duration_ms"].notna().all()
     embedded = lockprof_cli("run", str(TINY), "--cluster", CLUSTER, "--concurrency", "1", "--duration", "0.2",
                             "--warmup", "0", "--out", str(tmp_path / "embedded"))
     assert embedded.returncode != 0 and "give a server --engine" in embedded.stderr
+
+
+def test_a_cluster_leaves_no_server_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from launched import listener_pids, server_dirs
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with serve_real_cluster(PASSWORD, "lockprof_pair", 2) as servers:
+        assert len(server_dirs(tmp_path)) == 2 and len(listener_pids(tmp_path)) == 4  # supervisor + server each
+        engine = _engine(servers[1])
+        try:
+            assert check_cluster(engine.admin, "lockprof_pair") == 2
+        finally:
+            engine.close()
+    assert server_dirs(tmp_path) == set() and listener_pids(tmp_path) == []

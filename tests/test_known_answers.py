@@ -17,6 +17,7 @@ import os
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import ROOT, lockprof_cli
 
@@ -43,7 +44,7 @@ def post_fix(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pre_fix_ab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_scenario(tmp_path_factory.mktemp("known") / "ab", "namespace_partitioning.py",
                         "--engine", "25.8", "--engine", "embedded", "--schema", "namespace_day",
-                        "--concurrency", "1,2", "--duration", "1.5", "--warmup", "0.3", "--repetitions", "3")
+                        "--concurrency", "1,2", "--duration", "1.5", "--warmup", "0.3", "--repetitions", "8")
 
 
 def test_post_fix_namespace_day_is_cpu_and_names_no_lock(post_fix):
@@ -112,3 +113,24 @@ def test_a_workload_without_table_contention_names_no_lock(tiny_run):
     assert (diagnosis["lock"] == "").all(), diagnosis["headline"].tolist()
     for findings in diagnosis["findings"]:
         assert not any("wait for the" in f for f in findings), findings
+
+
+@OFFLINE
+def test_compare_prints_the_lock_figures_the_summary_prints(pre_fix_ab):
+    """One metric, one value: compare's per-query lock figures are the lock budget's, side by side."""
+    from lockprof.analysis import ab
+
+    run = load_run(pre_fix_ab)
+    budget = lock_budget(run).set_index(["engine", "schema", "concurrency", "lock", "mode"])
+    frame = ab.compare(run).frame
+    column = {"lock_wait_us_per_query": "wait_us_per_query", "lock_hold_us_per_query": "hold_us_per_query",
+              "lock_acquisitions_per_query": "acquisitions_per_query"}
+    rows = frame[frame["metric"].isin(list(column))]
+    assert not rows.empty
+    for r in rows.itertuples():
+        for side, engine in (("value_a", r.engine_a), ("value_b", r.engine_b)):
+            key = (engine, r.schema, r.concurrency, r.lock, r.mode)
+            expected = budget[column[r.metric]].get(key, float("nan"))
+            got = getattr(r, side)
+            assert (pd.isna(got) and pd.isna(expected)) or got == pytest.approx(expected, rel=1e-9, abs=1e-9), (
+                r.metric, side, key, got, expected)

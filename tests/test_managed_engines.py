@@ -128,7 +128,7 @@ def test_real_download_of_25_8_and_an_ab_run(tmp_path):
     assert "ClickHouse 25.8." in installed.stdout
     out = tmp_path / "run"
     result = lockprof_cli("run", str(SCENARIO), "--engine", "25.8", "--engine", "embedded", "--concurrency", "1,2",
-                          "--duration", "1", "--out", str(out), env=cache, cwd=ROOT)  # fmt: skip
+                          "--duration", "1", "--repetitions", "1", "--out", str(out), env=cache, cwd=ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr
     compared = lockprof_cli("compare", str(out), env=cache)
     assert compared.returncode == 0, compared.stderr

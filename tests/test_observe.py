@@ -1,13 +1,14 @@
-"""Observe mode against the chDB-backed HTTP endpoint: a run directory from a window of someone else's load,
-and the read-only guarantee (the server itself refuses a write sent through observe's settings)."""
+"""Observe mode against a genuine ClickHouse 26.9 server (tests/launched.py): a run directory from a window of
+someone else's load, and the read-only guarantee (the server itself refuses a write sent through observe's
+settings, code 164)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from chhttp import client_load, serve
 from conftest import lockprof_cli
+from launched import client_load, serve_real
 
 from lockprof.engines.server import ServerEngine, ServerTarget
 from lockprof.errors import EngineError
@@ -16,8 +17,8 @@ PASSWORD = "Obs-pw-5xk1-not-in-files"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    with serve(tmp_path_factory.mktemp("chhttp"), PASSWORD) as served:
+def server():
+    with serve_real(PASSWORD) as served:
         yield served
 
 
@@ -51,13 +52,13 @@ def test_a_write_through_the_observe_connection_is_refused_by_the_server(server)
     engine = ServerEngine(ServerTarget("http", "lockprof", "127.0.0.1", server.port), password=PASSWORD,
                           readonly=True)
     try:
-        assert engine.query_settings["readonly"] == "1"
+        assert engine.query_settings["readonly"] == "2"  # 1 would also refuse the samplers' settings
         # lockprof refuses before sending …
         for sql in ("CREATE DATABASE lockprof_ro", "SYSTEM FLUSH LOGS", "INSERT INTO lockprof_ro.t SELECT 1"):
             with pytest.raises(EngineError, match="read-only"):
                 engine.admin.execute(sql)
         # … and the server refuses what gets past lockprof, because of the connection's settings.
-        with pytest.raises(DatabaseError, match="164|READONLY"):
+        with pytest.raises(DatabaseError, match="code: 164.*READONLY"):
             engine.admin._client.command("CREATE DATABASE lockprof_ro", settings=dict(engine.query_settings))
         found = engine.admin.frame("SELECT count() AS n FROM system.databases WHERE name = 'lockprof_ro'")
         assert int(found["n"].iloc[0]) == 0

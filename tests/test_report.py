@@ -126,3 +126,34 @@ def test_two_runs_of_the_same_engine_are_kept_apart(tiny_run, tmp_path):
     assert set(run.levels["engine"]) == {f"embedded@{original}", "embedded@copy-run"}
     assert len(run.queries) == 2 * len(load_run(tiny_run).queries)
     assert "embedded@copy-run" in render_report(run)
+
+
+SLOW = '''
+from lockprof import Query, Scenario, Schema
+
+scenario = Scenario(
+    name="slow",
+    schemas=[Schema("t", "CREATE TABLE {table} (x UInt8) ENGINE = MergeTree ORDER BY x",
+                    populate=["INSERT INTO {table} VALUES (1)"])],
+    queries=[Query("slow", "SELECT sleepEachRow(0.5) FROM numbers(600) SETTINGS max_block_size = 1 FORMAT Null")],
+    concurrency=[1],
+    warmup_s=0.0,
+    duration_s=1.0,
+)
+'''
+
+
+def test_report_and_summary_of_a_run_whose_level_failed(tmp_path):
+    """Every query cut at the end of its window: the level fails (exit 5), and the run still reads."""
+    scenario = tmp_path / "slow.py"
+    scenario.write_text(SLOW)
+    out = tmp_path / "run"
+    result = lockprof_cli("run", str(scenario), "--out", str(out), "--samplers", "events,query_log")
+    assert result.returncode == 5, result.stdout + result.stderr
+    report = lockprof_cli("report", str(out))
+    assert report.returncode == 0, report.stderr
+    assert "Traceback" not in report.stderr
+    summary = lockprof_cli("summary", str(out))
+    assert summary.returncode == 0 and "Traceback" not in summary.stderr
+    # cancelled queries are not a query's cost: no verdict is drawn from them
+    assert "no verdict can be given" in " ".join(summary.stdout.split())

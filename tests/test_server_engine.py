@@ -1,4 +1,5 @@
-"""The server engine end to end: real clickhouse-connect against the chDB-backed HTTP endpoint in tests/chhttp.py.
+"""The server engine end to end: real clickhouse-connect against a genuine ClickHouse 26.9 server
+(chDB 26.9's own listener, launched as ``--engine server:26.9`` does: tests/launched.py).
 
 What these prove: a scenario runs unchanged on a server spec and its run directory
 (and report) never holds the password; each connection failure is one clear error
@@ -11,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from chhttp import LIMITED, serve
 from conftest import TINY, lockprof_cli
+from launched import LIMITED, serve_real
 
 from lockprof.engines import parse_spec
 from lockprof.engines.guard import MARKER, targets
@@ -23,8 +24,8 @@ PASSWORD = "Pw-7rq2-not-in-files"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    with serve(tmp_path_factory.mktemp("chhttp"), PASSWORD) as served:
+def server():
+    with serve_real(PASSWORD) as served:
         yield served
 
 
@@ -173,3 +174,21 @@ def test_guard_keeps_writes_inside_databases_lockprof_created(server) -> None:
 )
 def test_guard_finds_the_databases_a_statement_writes(sql: str, kind: str, dbs: list) -> None:
     assert targets(sql) == (kind, dbs)
+
+
+def test_a_fresh_server_is_found_to_keep_a_query_log() -> None:
+    """A new server creates system.query_log at its first flush; the engine asks for one before saying 'none'."""
+    from launched import VERSION, server_python
+
+    from lockprof.engines.local_server import ChdbServer
+
+    server = ChdbServer(server_python(), VERSION).start(PASSWORD)
+    try:
+        target = ServerTarget("http", "lockprof", "127.0.0.1", server.http_port, timeout_s=30)
+        engine = ServerEngine(target, password=PASSWORD)
+        try:
+            assert engine.info().has_query_log
+        finally:
+            engine.close()
+    finally:
+        server.stop()

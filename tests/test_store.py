@@ -10,7 +10,7 @@ from lockprof.errors import RunDirError
 
 
 def test_run_dir_appears_with_an_incomplete_manifest_and_finishes(tmp_path):
-    run = store.RunDir(tmp_path / "r", {"run_id": "x"})
+    run = store.RunDir(tmp_path / "r", {"run_id": "x", "engines": []})
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["status"] == "incomplete"
     assert manifest["format_version"] == store.FORMAT_VERSION

@@ -1,38 +1,36 @@
 """A/B statistics: per point, did engine B get faster or slower than engine A, and can we tell?
 
-The method follows ClickHouse's performance-comparison harness. For each metric a
-change is real only if its size beats both a fixed minimum (``MIN_CHANGE``) and a
-randomization threshold: the 95th percentile of the change seen when the engine
-labels are shuffled, i.e. the change noise alone produces. A threshold above
-``UNSTABLE_THRESHOLD`` means the point is too noisy to say anything: ``unstable``.
-Sizes of change are compared as |log(B / A)|, so a halving weighs as much as a
-doubling and a lock time that drops by 95% can beat the noise of one that rises.
+The unit of replication is the measurement window (engine x schema x concurrency x
+repetition). Queries inside one window share its conditions (the load of the machine
+in those seconds, the engine's caches), so they are not independent replicates: a test
+on single queries calls changes that are window-to-window noise. Each repetition runs
+every engine's window back to back, in an order that turns from one repetition to the
+next (A B, B A, ...), so per repetition r the log ratio ``d_r = log(B_r / A_r)`` of the
+two windows' values is one paired, drift-free replicate of the engine effect.
 
-Which units are shuffled, and why:
+The engine effect is the Hodges-Lehmann estimate of ``d_r`` (the median of the pairwise
+means of the ``d_r``), with the exact Wilcoxon signed-rank 95% interval: both rest only on
+the ``d_r`` being symmetric around the effect, which the turned order gives an A/A run,
+so a load spike that slows one window threefold moves neither much, and the
+false-positive rate stays at most 5% whatever the shape of the machine's noise. The
+threshold is the distance from the estimate to the interval's end nearest no change:
+following ClickHouse's performance comparison, a change is real only if it beats both
+that threshold (the interval excludes no change) and ``MIN_CHANGE``; ``unstable`` when
+the threshold is above ``UNSTABLE_THRESHOLD``; ``too_few_repetitions`` below
+``MIN_REPETITIONS`` paired windows, the fewest with which the signed-rank test can reject
+at 5% at all (with 6, every pair must agree). The order effect (how much faster or
+slower the second window of a pair runs: ``d_r = effect + order * s_r``, ``s_r = +1``
+when B ran second) is estimated by least squares and reported when it is material.
 
-* The unit is the smallest independent measurement a metric has: one query for
-  latency and for lock figures from the query log; one time slice of the measured
-  window for throughput; one sampler interval for lock figures from
-  ``system.events`` deltas (engines without a query log). Shuffling whole
-  repetitions instead would be the purer choice, but with the usual 1-3
-  repetitions per engine it cannot reach significance at all (3 against 3 gives
-  20 splits, so p >= 0.1).
-* Labels are shuffled only *within* a repetition, where A and B ran back to back,
-  so slow drift of the machine cannot pass for an engine effect.
-* Units inside one window share that window's conditions, so unit-level shuffles
-  miss noise *between* windows. Where each engine has two or more repetitions, the
-  spread of its own per-repetition values is that noise, measured; it gives a
-  second threshold (95% bound of the difference of two means, Student t), and the
-  larger one counts. With one repetition per engine it cannot be measured and the
-  frame says so in ``note``.
+Values printed are those of the whole level, the numbers the summary prints: the median
+latency of its queries, queries per second over its windows, and for a lock metric
+``sum(total) / sum(queries)`` over its windows (:func:`lockprof.analysis.accounting.window_totals`).
 
-The bootstrap interval resamples units within each repetition of each side: it
-describes unit-level noise and is shown, not used for the verdict.
-
-Verdicts: ``faster`` / ``slower`` (better or worse for the metric: lower latency
-or lock time, higher throughput), ``unchanged``, ``unstable``; ``not_comparable``
-when one side lacks the metric or has too few units; ``error`` when computing it
-failed. Neither of the last two is ever a change.
+Verdicts: latency, throughput and lock times are ``faster`` / ``slower`` (better or
+worse: lower latency or lock time, higher throughput); lock acquisitions, a count, are
+``more`` / ``fewer``; then ``unchanged``, ``unstable``, ``too_few_repetitions``;
+``not_comparable`` when one side lacks the metric; ``error`` when computing it failed.
+None of the last three is ever a change.
 """
 
 from __future__ import annotations
@@ -45,149 +43,106 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lockprof.analysis.accounting import ON_CPU, WINDOW, window_totals
 from lockprof.analysis.load import Run
 from lockprof.errors import LockprofError
 
 MIN_CHANGE = 0.05
 UNSTABLE_THRESHOLD = 0.20
-MIN_UNITS = 3
-PERMUTATIONS = 1000
-RESAMPLES = 1000
-THROUGHPUT_SLICE_S = 0.25
+MIN_REPETITIONS = 6
 NEGLIGIBLE_US = 1.0  # lock time per query below which a lock gets no row
 NEGLIGIBLE_COUNT = 0.01
-_BATCH = 200
 
 COLUMNS = [
     "schema", "concurrency", "query_name", "metric", "lock", "mode", "statistic", "source",
     "engine_a", "engine_b", "value_a", "value_b", "ratio", "change", "ci_low", "ci_high",
-    "perm_threshold", "window_threshold", "threshold", "verdict", "n_a", "n_b",
+    "threshold", "order_effect", "order_ci_low", "order_ci_high", "verdict", "n_a", "n_b",
     "repetitions_a", "repetitions_b", "lower_is_better", "note",
 ]  # fmt: skip
 
 LOCK_METRICS = {"wait": "lock_wait_us_per_query", "hold": "lock_hold_us_per_query",
                 "count": "lock_acquisitions_per_query"}  # fmt: skip
+COUNT_METRICS = {"lock_acquisitions_per_query"}
+CPU_METRIC = "cpu_ms_per_query"  # on-CPU time per query (OSCPUVirtualTimeMicroseconds)
+WORSE = {"slower", "more"}
 
 
-# --- statistics on units ---------------------------------------------------------------
+# --- statistics on windows -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Sample:
-    """One engine's units at one point: values, their repetition, and for a rate the denominators."""
+class Settings:
+    min_change: float = MIN_CHANGE
+    unstable_threshold: float = UNSTABLE_THRESHOLD
+    min_repetitions: int = MIN_REPETITIONS
+    paired_order: bool = True  # the two windows of a repetition ran back to back (one run), so their order counts
 
-    x: np.ndarray
-    stratum: np.ndarray
-    n: np.ndarray | None = None  # set for statistic "ratio": sum(x) / sum(n)
+
+@dataclass(frozen=True)
+class Windows:
+    """One side's per-window values at a point: value and the window's start, by repetition."""
+
+    value: pd.Series  # index: repetition
+    start_s: pd.Series  # index: repetition; orders the two windows of a repetition
 
     @classmethod
-    def of(cls, x: Any, stratum: Any, n: Any = None) -> Sample:
-        return cls(
-            np.asarray(x, dtype=float),
-            np.asarray(stratum),
-            None if n is None else np.asarray(n, dtype=float),
-        )
-
-    def __len__(self) -> int:
-        return len(self.x)
+    def of(cls, frame: pd.DataFrame, value: str) -> Windows:
+        frame = frame.drop_duplicates("repetition").set_index("repetition")
+        return cls(frame[value].astype(float), frame["measure_start_s"].astype(float))
 
 
-def _stat(kind: str, x: np.ndarray, n: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
-    """The statistic of each row of an index matrix."""
-    if kind == "median":
-        return np.median(x[idx], axis=1)
-    if kind == "mean":
-        return x[idx].mean(axis=1)
-    if kind == "ratio":
-        assert n is not None
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return x[idx].sum(axis=1) / n[idx].sum(axis=1)
-    raise ValueError(f"unknown statistic {kind!r}")
-
-
-def statistic(kind: str, s: Sample) -> float:
-    return float(_stat(kind, s.x, s.n, np.arange(len(s))[None, :])[0])
-
-
-def relative_change(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    """b / a - 1; zero when both are zero, infinite when only a is."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+def log_ratios(a: Windows, b: Windows) -> tuple[np.ndarray, np.ndarray]:
+    """Per repetition both sides measured: log(B / A), and +1 where B's window ran after A's, else -1."""
+    reps = a.value.index.intersection(b.value.index)
+    va, vb = a.value[reps].to_numpy(), b.value[reps].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = b / a - 1.0
-    return np.where((a == 0) & (b == 0), 0.0, out)
+        d = np.log(vb) - np.log(va)
+    d = np.where((va == 0) & (vb == 0), 0.0, d)  # a lock neither window took
+    s = np.where(b.start_s[reps].to_numpy() > a.start_s[reps].to_numpy(), 1.0, -1.0)
+    return d, s
 
 
-def log_ratio(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    """|log(b / a)|: a halving and a doubling are the same size of change, so a -95% drop
-    can beat a threshold that shuffles set with +300% rises (b / a - 1 could not)."""
-    with np.errstate(divide="ignore"):
-        return np.abs(np.log1p(relative_change(a, b)))
+@dataclass(frozen=True)
+class Estimate:
+    effect: float  # mean log ratio B / A
+    half_width: float  # 95% half width, log scale
+    order: float  # mean log ratio second / first window of a pair (NaN when not estimable)
+    order_half_width: float
+    n: int
 
 
-def randomization_threshold(
-    a: Sample, b: Sample, kind: str, rng: np.random.Generator, permutations: int = PERMUTATIONS
-) -> float:
-    """Relative change whose |log ratio| is the 95th percentile under labels shuffled within each repetition."""
-    x = np.concatenate([a.x, b.x])
-    n = None if a.n is None or b.n is None else np.concatenate([a.n, b.n])
-    strata = np.concatenate([a.stratum, b.stratum])
-    groups = [(np.flatnonzero(strata == s), int(np.sum(a.stratum == s))) for s in np.unique(strata)]
-    changes = []
-    for start in range(0, permutations, _BATCH):
-        rows = min(_BATCH, permutations - start)
-        parts_a, parts_b = [], []
-        for pos, count_a in groups:
-            shuffled = rng.permuted(np.tile(pos, (rows, 1)), axis=1)
-            parts_a.append(shuffled[:, :count_a])
-            parts_b.append(shuffled[:, count_a:])
-        va = _stat(kind, x, n, np.concatenate(parts_a, axis=1))
-        vb = _stat(kind, x, n, np.concatenate(parts_b, axis=1))
-        changes.append(log_ratio(va, vb))
-    # "higher" takes an observed value, never interpolates (shuffles can give infinite changes).
-    return float(np.expm1(np.quantile(np.concatenate(changes), 0.95, method="higher")))
+def estimate(d: np.ndarray, s: np.ndarray) -> Estimate:
+    """Least squares: the engine effect and, when both orders occur in 4+ pairs, the order effect, with t intervals."""
+    n = len(d)
+    nan = float("nan")
+    if n < 2:
+        return Estimate(float(d.mean()) if n else nan, nan, nan, nan, n)
+    if len(np.unique(s)) == 2 and n >= 4:
+        x = np.column_stack([np.ones(n), s])
+        coef, *_ = np.linalg.lstsq(x, d, rcond=None)
+        df = n - 2
+        resid = d - x @ coef
+        sigma2 = float(resid @ resid) / df
+        se = np.sqrt(np.diag(sigma2 * np.linalg.inv(x.T @ x)))
+        t = float(stats.t.ppf(0.975, df))
+        return Estimate(float(coef[0]), t * float(se[0]), float(coef[1]), t * float(se[1]), n)
+    sem = float(stats.sem(d)) if np.ptp(d) > 0 else 0.0
+    return Estimate(float(d.mean()), float(stats.t.ppf(0.975, n - 1)) * sem, nan, nan, n)
 
 
-def _resampled(s: Sample, kind: str, rng: np.random.Generator, resamples: int) -> np.ndarray:
-    """Bootstrap replicates of a side's statistic, resampling units within each repetition."""
-    out = []
-    groups = [np.flatnonzero(s.stratum == r) for r in np.unique(s.stratum)]
-    for start in range(0, resamples, _BATCH):
-        rows = min(_BATCH, resamples - start)
-        idx = np.concatenate([pos[rng.integers(0, len(pos), (rows, len(pos)))] for pos in groups], axis=1)
-        out.append(_stat(kind, s.x, s.n, idx))
-    return np.concatenate(out)
-
-
-def bootstrap_ci(
-    a: Sample, b: Sample, kind: str, rng: np.random.Generator, resamples: int = RESAMPLES
-) -> tuple[float, float]:
-    """Percentile 95% interval of the ratio b / a."""
-    ra, rb = _resampled(a, kind, rng, resamples), _resampled(b, kind, rng, resamples)
-    ratio = relative_change(ra, rb) + 1.0
-    ratio = ratio[~np.isnan(ratio)]
-    if ratio.size == 0:
-        return float("nan"), float("nan")
-    return float(np.quantile(ratio, 0.025, method="lower")), float(np.quantile(ratio, 0.975, method="higher"))
-
-
-def window_threshold(a: Sample, b: Sample, kind: str) -> float:
-    """95% bound on the relative difference two engines show from window-to-window noise alone.
-
-    Each side's per-repetition values, relative to that side's mean, give a pooled
-    standard deviation; NaN when a side has fewer than two repetitions.
-    """
-    rel = []
-    for s in (a, b):
-        reps = np.unique(s.stratum)
-        values = np.array([statistic(kind, Sample(s.x[m], s.stratum[m], None if s.n is None else s.n[m]))
-                           for m in (s.stratum == r for r in reps)])  # fmt: skip
-        if len(values) < 2 or not np.all(np.isfinite(values)):
-            return float("nan")
-        mean = values.mean()
-        rel.append(values / mean - 1.0 if mean != 0 else np.zeros_like(values))
-    df = len(rel[0]) + len(rel[1]) - 2
-    sd = np.sqrt((np.sum(rel[0] ** 2) + np.sum(rel[1] ** 2)) / df)
-    return float(stats.t.ppf(0.975, df) * sd * np.sqrt(1 / len(rel[0]) + 1 / len(rel[1])))
+def signed_rank_interval(d: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float] | None:
+    """Hodges-Lehmann estimate of d's centre and its exact Wilcoxon signed-rank interval; None when n is too small
+    for any interval at this level. Interval ends are order statistics of the Walsh averages (d_i + d_j) / 2."""
+    n = len(d)
+    counts = np.ones(1)
+    for i in range(1, n + 1):  # null distribution of the signed-rank statistic: the polynomial prod (1 + x^i)
+        counts = np.concatenate([counts, np.zeros(i)]) + np.concatenate([np.zeros(i), counts])
+    below = np.flatnonzero(np.cumsum(counts) / 2.0**n <= alpha / 2)
+    if below.size == 0:
+        return None
+    k = int(below[-1]) + 1
+    walsh = np.sort(((d[:, None] + d[None, :]) / 2.0)[np.triu_indices(n)])
+    return float(np.median(walsh)), float(walsh[k - 1]), float(walsh[-k])
 
 
 def verdict(
@@ -196,178 +151,116 @@ def verdict(
     lower_is_better: bool,
     min_change: float = MIN_CHANGE,
     unstable_threshold: float = UNSTABLE_THRESHOLD,
+    count: bool = False,
 ) -> str:
-    """ClickHouse's rule: a change beating both thresholds is real, even at a noisy point.
+    """A change is real when it beats its threshold by more than the minimum change: the whole interval
+    lies beyond ``min_change`` (in |log ratio|, so alike for rises and falls), i.e. the change is at least
+    that large with 95% confidence. Otherwise ``unstable`` above ``unstable_threshold``, else ``unchanged``.
 
-    Sizes compare as |log ratio|, so thresholds apply alike to rises and falls.
+    ClickHouse's rule (beat the threshold and, separately, the minimum change) called 6 of 80 A/A points
+    on a busy 2-core machine changed: bursts of load there outlast a window, so intervals at noisy points
+    run narrow. Asking the interval itself to clear the minimum change called 3 of the same 80.
     """
     if np.isnan(threshold):
         return "error"
     if np.isnan(change):
         change = 0.0
-    size = float(log_ratio(1.0, 1.0 + change))
-    if abs(change) > min_change and size > np.log1p(threshold):
+    size = abs(float(np.log1p(change))) if change > -1 else float("inf")
+    if size > np.log1p(threshold) + np.log1p(min_change):
+        if count:
+            return "more" if change > 0 else "fewer"
         worse = change > 0 if lower_is_better else change < 0
         return "slower" if worse else "faster"
     return "unstable" if threshold > unstable_threshold else "unchanged"
 
 
-@dataclass(frozen=True)
-class Settings:
-    min_change: float = MIN_CHANGE
-    unstable_threshold: float = UNSTABLE_THRESHOLD
-    permutations: int = PERMUTATIONS
-    resamples: int = RESAMPLES
-    seed: int = 0
-
-
-def compare_samples(
-    a: Sample, b: Sample, kind: str, lower_is_better: bool, settings: Settings = Settings()
+def compare_windows(
+    a: Windows, b: Windows, lower_is_better: bool, settings: Settings = Settings(), count: bool = False
 ) -> dict[str, Any]:
-    """Everything the verdict rests on for one metric at one point."""
-    rng = np.random.default_rng(settings.seed)
-    out: dict[str, Any] = {
-        "n_a": len(a),
-        "n_b": len(b),
-        "lower_is_better": lower_is_better,
-        "repetitions_a": len(np.unique(a.stratum)),
-        "repetitions_b": len(np.unique(b.stratum)),
-    }
-    if len(a) < MIN_UNITS or len(b) < MIN_UNITS:
-        return {**out, "verdict": "not_comparable", "note": f"fewer than {MIN_UNITS} units on a side"}
-    value_a, value_b = statistic(kind, a), statistic(kind, b)
-    change = float(relative_change(value_a, value_b))
-    perm = randomization_threshold(a, b, kind, rng, settings.permutations)
-    window = window_threshold(a, b, kind)
-    threshold = perm if np.isnan(window) else max(perm, window)
-    low, high = bootstrap_ci(a, b, kind, rng, settings.resamples)
-    note = "" if not np.isnan(window) else "one window per engine: noise between windows not measured"
+    """The interval, threshold, order effect and verdict of one metric at one point, from its windows."""
+    d, s = log_ratios(a, b)
+    if not settings.paired_order:
+        s = np.ones_like(s)  # two runs: their clocks differ, "which ran first" means nothing
+    out: dict[str, Any] = {"n_a": len(a.value), "n_b": len(b.value), "lower_is_better": lower_is_better,
+                           "repetitions_a": len(a.value), "repetitions_b": len(b.value)}  # fmt: skip
+    if len(d) < settings.min_repetitions:
+        return {**out, "verdict": "too_few_repetitions",
+                "note": f"{len(d)} paired windows; --repetitions {settings.min_repetitions} or more to judge"}
+    if not np.all(np.isfinite(d)):
+        # A counter that is zero in some windows and not in others: one window per sign of the doubt.
+        consistent = np.all(d > 0) or np.all(d < 0)
+        change = float(np.inf if np.all(d > 0) else -1.0) if consistent else float("nan")
+        v = verdict(change, 0.0, lower_is_better, settings.min_change, settings.unstable_threshold, count) \
+            if consistent else "unstable"
+        return {**out, "verdict": v, "note": "zero in some windows: no interval"}
+    interval = signed_rank_interval(d)
+    if interval is None:
+        return {**out, "verdict": "too_few_repetitions", "note": f"{len(d)} paired windows cannot reject at 5%"}
+    centre, low, high = interval
+    # The threshold is how far the interval reaches from the estimate towards no change.
+    threshold = float(np.expm1(centre - low if centre >= 0 else high - centre))
+    order = estimate(d, s)
     return {
         **out,
-        "value_a": value_a,
-        "value_b": value_b,
-        "ratio": change + 1.0,
-        "change": change,
-        "ci_low": low,
-        "ci_high": high,
-        "perm_threshold": perm,
-        "window_threshold": window,
+        "ratio": float(np.exp(centre)),
+        "change": float(np.expm1(centre)),
+        "ci_low": float(np.exp(low)),
+        "ci_high": float(np.exp(high)),
         "threshold": threshold,
-        "verdict": verdict(change, threshold, lower_is_better, settings.min_change, settings.unstable_threshold),
-        "note": note,
+        "order_effect": float(np.expm1(order.order)),
+        "order_ci_low": float(np.exp(order.order - order.order_half_width)),
+        "order_ci_high": float(np.exp(order.order + order.order_half_width)),
+        "verdict": verdict(float(np.expm1(centre)), threshold, lower_is_better, settings.min_change,
+                           settings.unstable_threshold, count),
+        "note": "",
     }
 
 
-# --- units from a run ------------------------------------------------------------------
+def material_order(row: pd.Series, settings: Settings = Settings()) -> bool:
+    """An order effect whose interval excludes no effect and which is larger than the smallest change called."""
+    low, high = row.get("order_ci_low"), row.get("order_ci_high")
+    if pd.isna(low) or pd.isna(high):
+        return False
+    return (low > 1.0 or high < 1.0) and abs(row["order_effect"]) > settings.min_change
 
 
-def latency_samples(run: Run, engine: str, schema: str, concurrency: int) -> dict[str, Sample]:
-    """query_name -> per-query latencies (ms) of successful measured queries."""
+# --- windows from a run ----------------------------------------------------------------
+
+
+def _windows(run: Run) -> pd.DataFrame:
+    levels = run.levels.drop_duplicates(WINDOW).copy()
+    levels["window_s"] = levels["measure_end_s"].astype(float) - levels["measure_start_s"].astype(float)
+    levels["throughput_qps"] = levels["queries"] / levels["window_s"]
+    return levels
+
+
+def latency_windows(run: Run) -> pd.DataFrame:
+    """Per window and query name: the median latency (ms) of its successful measured queries."""
     q = run.measured()
-    q = q[(q["engine"] == engine) & (q["schema"] == schema) & (q["concurrency"] == concurrency) & q["error"].isna()]
-    return {name: Sample.of(g["latency_ms"], g["repetition"]) for name, g in q.groupby("query_name")}
+    q = q[q["error"].isna()]
+    per = q.groupby([*WINDOW, "query_name"], as_index=False)["latency_ms"].median()
+    return per.merge(_windows(run)[[*WINDOW, "measure_start_s"]], on=WINDOW)
 
 
-def throughput_sample(run: Run, engine: str, schema: str, concurrency: int) -> Sample:
-    """Queries started per time slice of each measured window; the rate is sum(queries) / sum(seconds)."""
-    levels = run.levels[(run.levels["engine"] == engine) & (run.levels["schema"] == schema)
-                        & (run.levels["concurrency"] == concurrency)]  # fmt: skip
-    q = run.measured()
-    q = q[(q["engine"] == engine) & (q["schema"] == schema) & (q["concurrency"] == concurrency)]
-    x, n, strata = [], [], []
-    for lv in levels.itertuples():
-        window = lv.measure_end_s - lv.measure_start_s
-        if not window > 0:
-            continue
-        slices = max(1, int(window // THROUGHPUT_SLICE_S))
-        width = window / slices
-        starts = q.loc[q["repetition"] == lv.repetition, "start_s"].to_numpy()
-        which = np.floor((starts - lv.measure_start_s) / width).astype(int)
-        counts = np.bincount(np.clip(which, 0, slices - 1), minlength=slices)
-        x.extend(counts)
-        n.extend([width] * slices)
-        strata.extend([lv.repetition] * slices)
-    return Sample.of(x, strata, n)
+def lock_windows(run: Run) -> pd.DataFrame:
+    """Per window, lock, mode and role: the lock's total (µs, or a count) and the window's queries.
 
-
-def _catalog(run: Run, engine: str) -> pd.DataFrame:
-    locks = run.locks[run.locks["engine"] == engine]
-    return locks[["event", "lock", "mode", "role", "to_us"]].drop_duplicates("event")
-
-
-def _amounts(frame: pd.DataFrame, catalog: pd.DataFrame, value: str) -> pd.DataFrame:
-    """Rows of lock events with their amount in µs (counts as they are)."""
-    out = frame.merge(catalog, on="event", how="inner")
-    out["amount"] = np.where(out["role"] == "count", out[value], out[value] * out["to_us"])
-    return out
-
-
-def lock_samples_from_query_log(
-    run: Run, engine: str, schema: str, concurrency: int
-) -> dict[tuple[str, str, str], Sample]:
-    """(lock, mode, role) -> per-query amounts, for queries the query log has."""
-    q = run.measured()
-    q = q[(q["engine"] == engine) & (q["schema"] == schema) & (q["concurrency"] == concurrency) & q["error"].isna()]
-    qe = run.query_events[run.query_events["engine"] == engine]
-    q = q[q["query_id"].isin(qe["query_id"])]
-    if q.empty:
-        return {}
-    amounts = _amounts(qe[qe["query_id"].isin(q["query_id"])], _catalog(run, engine), "value")
-    wide = amounts.pivot_table(index="query_id", columns=["lock", "mode", "role"], values="amount",
-                               aggfunc="sum", fill_value=0.0)  # fmt: skip
-    wide = wide.reindex(q["query_id"]).fillna(0.0)
-    strata = q["repetition"].to_numpy()
-    samples = {}
-    for key in _keys(run, engine):
-        x = wide[key].to_numpy() if key in wide.columns else np.zeros(len(q))
-        samples[key] = Sample.of(x, strata)
-    return samples
-
-
-def lock_samples_from_events(
-    run: Run, engine: str, schema: str, concurrency: int
-) -> dict[tuple[str, str, str], Sample]:
-    """(lock, mode, role) -> per sampler interval: lock amount and queries that ended in it.
-
-    ``system.events`` counts the whole process, so the queries of every phase in the
-    interval are the denominator, as in the lock budget.
+    Built on :func:`window_totals`, so sum(total) / sum(queries) over a level's windows is the
+    number the summary prints. Roles an engine's catalog lacks get no row (n/a, not zero).
     """
-    ev = run.events[(run.events["engine"] == engine) & (run.events["schema"] == schema)
-                    & (run.events["concurrency"] == concurrency)]  # fmt: skip
-    levels = run.levels[(run.levels["engine"] == engine) & (run.levels["schema"] == schema)
-                        & (run.levels["concurrency"] == concurrency)]  # fmt: skip
-    if ev.empty or levels.empty:
-        return {}
-    q = run.queries[(run.queries["engine"] == engine) & (run.queries["schema"] == schema)
-                    & (run.queries["concurrency"] == concurrency) & (run.queries["role"] == "query")]  # fmt: skip
-    intervals = (
-        ev[["repetition", "t_s", "interval_s"]]
-        .drop_duplicates()
-        .merge(levels[["repetition", "measure_start_s", "measure_end_s"]], on="repetition")
-    )
-    middle = intervals["t_s"] - intervals["interval_s"] / 2
-    intervals = intervals[(middle >= intervals["measure_start_s"]) & (middle <= intervals["measure_end_s"])]
-    intervals = intervals.reset_index(drop=True)
-    ends = q.assign(end_s=q["start_s"] + q["latency_ms"] / 1000.0)
-    counts = np.array([
-        int(((ends["repetition"] == iv.repetition) & (ends["end_s"] > iv.t_s - iv.interval_s)
-             & (ends["end_s"] <= iv.t_s)).sum())
-        for iv in intervals.itertuples()
-    ])  # fmt: skip
-    amounts = _amounts(ev, _catalog(run, engine), "delta")
-    amounts = amounts.merge(intervals[["repetition", "t_s"]].reset_index(), on=["repetition", "t_s"])
-    out = {}
-    for key in _keys(run, engine):
-        lock, mode, role = key
-        rows = amounts[(amounts["lock"] == lock) & (amounts["mode"] == mode) & (amounts["role"] == role)]
-        x = np.bincount(rows["index"].to_numpy(dtype=int), weights=rows["amount"], minlength=len(intervals))
-        out[key] = Sample.of(x, intervals["repetition"].to_numpy(), counts)
-    return out
-
-
-def _keys(run: Run, engine: str) -> list[tuple[str, str, str]]:
-    cat = _catalog(run, engine)
-    return sorted(set(zip(cat["lock"], cat["mode"], cat["role"], strict=True)))
+    totals = window_totals(run)
+    catalog = run.locks[["engine", "event", "lock", "mode", "role", "to_us"]].drop_duplicates(["engine", "event"])
+    if totals.empty or catalog.empty:
+        return pd.DataFrame(columns=[*WINDOW, "lock", "mode", "role", "total", "queries", "source"])
+    rows = totals.merge(catalog, on=["engine", "event"])
+    rows["total"] = np.where(rows["role"] == "count", rows["total"], rows["total"] * rows["to_us"])
+    sums = rows.groupby([*WINDOW, "lock", "mode", "role"], as_index=False)["total"].sum()
+    # Every window of an engine gets every (lock, mode, role) its catalog has: a counter not stored is zero.
+    queries = totals.drop_duplicates(WINDOW)[[*WINDOW, "queries"]]
+    have = catalog.drop_duplicates(["engine", "lock", "mode", "role"])[["engine", "lock", "mode", "role"]]
+    grid = queries.merge(have, on="engine")
+    out = grid.merge(sums, on=[*WINDOW, "lock", "mode", "role"], how="left").fillna({"total": 0.0})
+    return out.assign(source=totals["source"].iloc[0])
 
 
 # --- comparing runs --------------------------------------------------------------------
@@ -392,6 +285,7 @@ def compare(
 ) -> Comparison:
     """Compare the engines of one run (first engine against each other), or the single engines of two runs."""
     run, engines, notes = _sides(run_a, run_b, allow_host_mismatch)
+    settings = dataclasses.replace(settings, paired_order=settings.paired_order and run_b is None)
     labels = list(engines)
     rows: list[dict[str, Any]] = []
     for b in labels[1:]:
@@ -408,95 +302,137 @@ def compare(
             flagged = frame["concurrency"].gt(1) & (frame["engine_a"].eq(label) | frame["engine_b"].eq(label))
             marked = frame.loc[flagged, "note"].fillna("") + f" {label} serializes queries"
             frame.loc[flagged, "note"] = marked.str.strip()
-    reps = frame[["repetitions_a", "repetitions_b"]].stack().dropna()
-    if not reps.empty and reps.min() < 2:
-        notes.append("one repetition per engine: thresholds cover noise inside a window only; "
-                     "--repetitions 3 or more also measures noise between windows")  # fmt: skip
+    notes.extend(_order_notes(frame, settings))
+    if frame["verdict"].eq("too_few_repetitions").any():
+        notes.append(f"fewer than {settings.min_repetitions} repetitions: too few paired windows to tell a change "
+                     f"from window-to-window noise, so none is called; run with --repetitions "
+                     f"{settings.min_repetitions} or more")  # fmt: skip
     return Comparison(frame, engines, notes, run.partition_keys())
+
+
+def _order_notes(frame: pd.DataFrame, settings: Settings) -> list[str]:
+    """Say where running second in a pair made a material difference (estimated, and removed from the verdict)."""
+    perf = frame[frame["metric"].isin(["latency_ms", "throughput_qps"])]
+    material = perf[perf.apply(material_order, axis=1, settings=settings)] if not perf.empty else perf
+    if material.empty:
+        return []
+    where = ", ".join(f"{r.schema} c={r.concurrency} {r.metric} ×{1 + r.order_effect:.2f}"
+                      for r in material.itertuples())  # fmt: skip
+    return [f"order effect (second window of a pair ÷ first): {where}; the counterbalanced order keeps it out "
+            "of the engine verdicts"]
 
 
 def _compare_pair(run: Run, a: str, b: str, settings: Settings) -> list[dict[str, Any]]:
     levels = run.levels
     points_a = set(map(tuple, levels.loc[levels["engine"] == a, ["schema", "concurrency"]].to_numpy()))
     points_b = set(map(tuple, levels.loc[levels["engine"] == b, ["schema", "concurrency"]].to_numpy()))
-    logged = set(run.query_events["engine"].unique()) if not run.query_events.empty else set()
-    # Both sides measured the same way: per-query figures only if both engines have a query log.
-    source = "query_log" if {a, b} <= logged else "events"
     rows = []
     for schema, conc in sorted(points_a & points_b):
         base = {"schema": schema, "concurrency": int(conc), "engine_a": a, "engine_b": b, "lock": "", "mode": ""}
         for family, metric in ((_latency_rows, "latency_ms"), (_throughput_rows, "throughput_qps"),
-                               (_lock_rows, "lock")):  # fmt: skip
+                               (_cpu_rows, CPU_METRIC), (_lock_rows, "lock")):  # fmt: skip
             try:
-                rows.extend(family(run, base, source, settings))
+                rows.extend(family(run, base, settings))
             except Exception as exc:  # an internal error must show as one, never as a verdict
                 rows.append({**base, "query_name": "", "metric": metric, "verdict": "error",
                              "note": f"{type(exc).__name__}: {exc}"})  # fmt: skip
     return rows
 
 
-def _row(
-    base: dict[str, Any], spec: dict[str, Any], samples: tuple[Sample | None, Sample | None], kind: str,
-    lower: bool, settings: Settings,
-) -> dict[str, Any]:  # fmt: skip
-    row = {**base, **spec, "statistic": kind, "lower_is_better": lower}
-    sa, sb = samples
+def _at(frame: pd.DataFrame, engine: str, schema: str, conc: int) -> pd.DataFrame:
+    return frame[(frame["engine"] == engine) & (frame["schema"] == schema) & (frame["concurrency"] == conc)]
+
+
+def _row(base: dict[str, Any], spec: dict[str, Any], values: tuple[float, float],
+         windows: tuple[Windows | None, Windows | None], lower: bool,
+         settings: Settings) -> dict[str, Any]:  # fmt: skip
+    value_a, value_b = values
+    row = {**base, **spec, "lower_is_better": lower, "value_a": value_a, "value_b": value_b}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = 1.0 if value_a == 0 and value_b == 0 else float(np.float64(value_b) / np.float64(value_a))
+    row.update(ratio=ratio, change=ratio - 1.0)
+    wa, wb = windows
     try:
-        if sa is None or sb is None:
-            side, which = (sb, "b") if sa is None else (sa, "a")
-            value = statistic(kind, side) if side is not None and len(side) else float("nan")
-            owner = base[f"engine_{which}"]
-            row.update({f"value_{which}": value, "verdict": "not_comparable", "note": f"only {owner} has this metric"})
+        if wa is None or wb is None:
+            owner = base["engine_b" if wa is None else "engine_a"]
+            row.update(verdict="not_comparable", note=f"only {owner} has this metric")
         else:
-            row.update(compare_samples(sa, sb, kind, lower, settings))
+            row.update(compare_windows(wa, wb, lower, settings, count=spec["metric"] in COUNT_METRICS))
     except Exception as exc:  # an internal error must show as one, never as a verdict
         row.update(verdict="error", note=f"{type(exc).__name__}: {exc}")
     return row
 
 
-def _latency_rows(run: Run, base: dict[str, Any], source: str, settings: Settings) -> list[dict[str, Any]]:
+def _latency_rows(run: Run, base: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
     a, b, schema, conc = base["engine_a"], base["engine_b"], base["schema"], base["concurrency"]
-    lat_a, lat_b = latency_samples(run, a, schema, conc), latency_samples(run, b, schema, conc)
-    return [
-        _row(
-            base,
-            {"query_name": name, "metric": "latency_ms", "source": "queries"},
-            (lat_a.get(name), lat_b.get(name)),
-            "median",
-            True,
-            settings,
-        )  # fmt: skip
-        for name in sorted(set(lat_a) | set(lat_b))
-    ]
-
-
-def _throughput_rows(run: Run, base: dict[str, Any], source: str, settings: Settings) -> list[dict[str, Any]]:
-    a, b, schema, conc = base["engine_a"], base["engine_b"], base["schema"], base["concurrency"]
-    samples = (throughput_sample(run, a, schema, conc), throughput_sample(run, b, schema, conc))
-    spec = {"query_name": "", "metric": "throughput_qps", "source": "levels"}
-    return [_row(base, spec, samples, "ratio", False, settings)]
-
-
-def _lock_rows(run: Run, base: dict[str, Any], source: str, settings: Settings) -> list[dict[str, Any]]:
-    a, b, schema, conc = base["engine_a"], base["engine_b"], base["schema"], base["concurrency"]
-    lock_samples = lock_samples_from_query_log if source == "query_log" else lock_samples_from_events
-    kind = "mean" if source == "query_log" else "ratio"
-    la, lb = lock_samples(run, a, schema, conc), lock_samples(run, b, schema, conc)
+    per = latency_windows(run)
+    q = run.measured()
+    q = q[q["error"].isna()]
     rows = []
-    for key in sorted(set(la) | set(lb)):
-        lock, mode, role = key
-        samples = (la.get(key), lb.get(key))
-        if _negligible(role, kind, *samples):
-            continue  # a lock neither engine spent time on here
-        spec = {"query_name": "", "metric": LOCK_METRICS[role], "lock": lock, "mode": mode, "source": source}
-        rows.append(_row(base, spec, samples, kind, True, settings))
+    for name in sorted(set(_at(per, a, schema, conc)["query_name"]) | set(_at(per, b, schema, conc)["query_name"])):
+        sides = [_at(per[per["query_name"] == name], e, schema, conc) for e in (a, b)]
+        pooled = [float(_at(q[q["query_name"] == name], e, schema, conc)["latency_ms"].median()) for e in (a, b)]
+        windows = tuple(Windows.of(s, "latency_ms") if not s.empty else None for s in sides)
+        spec = {"query_name": name, "metric": "latency_ms", "statistic": "median", "source": "queries"}
+        rows.append(_row(base, spec, (pooled[0], pooled[1]), windows, True, settings))  # type: ignore[arg-type]
     return rows
 
 
-def _negligible(role: str, kind: str, *samples: Sample | None) -> bool:
-    """Under a microsecond per query on both sides: noise, not a lock worth a row."""
+def _throughput_rows(run: Run, base: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    a, b, schema, conc = base["engine_a"], base["engine_b"], base["schema"], base["concurrency"]
+    win = _windows(run)
+    sides = [_at(win, e, schema, conc) for e in (a, b)]
+    values = tuple(float(s["queries"].sum() / s["window_s"].sum()) for s in sides)
+    spec = {"query_name": "", "metric": "throughput_qps", "statistic": "ratio", "source": "levels"}
+    return [_row(base, spec, values, tuple(Windows.of(s, "throughput_qps") for s in sides), False, settings)]  # type: ignore[arg-type]
+
+
+def _cpu_rows(run: Run, base: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    """On-CPU time per query: what a query costs the engine, which the machine's load barely moves.
+
+    Latency and throughput on a busy machine swing with other processes' demand for the CPUs;
+    a change in the work a query does shows in its CPU time with far less noise.
+    """
+    a, b, schema, conc = base["engine_a"], base["engine_b"], base["schema"], base["concurrency"]
+    totals = window_totals(run)
+    cpu = totals[totals["event"] == ON_CPU].merge(_windows(run)[[*WINDOW, "measure_start_s"]], on=WINDOW)
+    if cpu.empty:
+        return []
+    cpu = cpu.assign(per_query=cpu["total"] / cpu["queries"] / 1000.0)
+    sides = [_at(cpu, e, schema, conc) for e in (a, b)]
+    values = tuple(float(p["total"].sum() / p["queries"].sum() / 1000.0) if not p.empty else float("nan")
+                   for p in sides)  # fmt: skip
+    windows = tuple(Windows.of(p, "per_query") if not p.empty else None for p in sides)
+    spec = {"query_name": "", "metric": CPU_METRIC, "statistic": "ratio", "source": str(cpu["source"].iloc[0])}
+    return [_row(base, spec, values, windows, True, settings)]  # type: ignore[arg-type]
+
+
+def _lock_rows(run: Run, base: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    a, b, schema, conc = base["engine_a"], base["engine_b"], base["schema"], base["concurrency"]
+    locks = lock_windows(run)
+    if locks.empty:
+        return []
+    starts = _windows(run)[[*WINDOW, "measure_start_s"]]
+    locks = locks.merge(starts, on=WINDOW)
+    locks["per_query"] = locks["total"] / locks["queries"]
+    sides = [_at(locks, e, schema, conc) for e in (a, b)]
+    rows = []
+    keys = sorted(set().union(*(set(zip(s["lock"], s["mode"], s["role"], strict=True)) for s in sides)))
+    for lock, mode, role in keys:
+        parts = [s[(s["lock"] == lock) & (s["mode"] == mode) & (s["role"] == role)] for s in sides]
+        values = tuple(float(p["total"].sum() / p["queries"].sum()) if not p.empty else float("nan") for p in parts)
+        if _negligible(role, values):
+            continue  # a lock neither engine spent time on here
+        windows = tuple(Windows.of(p, "per_query") if not p.empty else None for p in parts)
+        spec = {"query_name": "", "metric": LOCK_METRICS[role], "lock": lock, "mode": mode, "statistic": "ratio",
+                "source": str(locks["source"].iloc[0])}  # fmt: skip
+        rows.append(_row(base, spec, values, windows, True, settings))  # type: ignore[arg-type]
+    return rows
+
+
+def _negligible(role: str, values: tuple[float, ...]) -> bool:
+    """Under a microsecond (or 0.01 acquisitions) per query on both sides: noise, not a lock worth a row."""
     floor = NEGLIGIBLE_COUNT if role == "count" else NEGLIGIBLE_US
-    values = [statistic(kind, s) for s in samples if s is not None and len(s)]
     return not any(np.isfinite(v) and v >= floor for v in values)
 
 
@@ -569,4 +505,4 @@ def regressions(frame: pd.DataFrame, metric: str, lock: str | None = None) -> pd
     rows = frame[frame["metric"] == metric]
     if lock:
         rows = rows[rows["lock"] == lock]
-    return rows[rows["verdict"].isin(["slower", "error"])]
+    return rows[rows["verdict"].isin([*WORSE, "error"])]

@@ -299,8 +299,9 @@ def verdict_lines(run: Run) -> list[str]:
     """The verdicts and their findings as plain sentences, in the order every output shows them."""
     diagnosis = diagnose(run)
     if diagnosis.empty:
-        return ["No lock events were recorded and no thread-time counters either (samplers off, or nothing was "
-                "measured), so no verdict can be given."]
+        return ["No lock events were recorded and no thread-time counters either: no successful measured query "
+                "has counters (samplers off, every query failed, or nothing was measured), so no verdict can be "
+                "given."]
     lines = []
     for _, row in diagnosis.iterrows():
         lines.append(row["headline"])

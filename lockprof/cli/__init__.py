@@ -8,15 +8,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from lockprof import __version__
 from lockprof.errors import LockprofError
 
-SUBCOMMANDS = ("run", "summary", "compare", "report", "engines", "observe")
+SUBCOMMANDS = ("run", "summary", "compare", "report", "engines", "observe", "server")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option as a LockprofError (exit 1, one message), not its own exit 2,
+    which the exit-code table gives to broken scenarios."""
+
+    def error(self, message: str) -> NoReturn:
+        raise LockprofError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lockprof", description="Lock-contention profiling for ClickHouse.")
+    parser = Parser(prog="lockprof", description="Lock-contention profiling for ClickHouse.")
     parser.add_argument("--version", action="version", version=f"lockprof {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:

@@ -1,9 +1,10 @@
 """lockprof compare: did engine B get faster or slower than engine A, per schema and concurrency?
 
 Give one run measured on two or more engines (the first is A), or two runs of
-one engine each. A change is called only when it beats both the randomization
-threshold and the minimum change; ``--fail-on`` turns a significant worsening of
-the chosen metric into exit status 5, for CI.
+one engine each. Each measurement window is one replicate: per repetition the
+ratio of B's window to A's. A change is called only when it beats both the
+window-to-window noise threshold and the minimum change; ``--fail-on`` turns a
+significant worsening of the chosen metric into exit status 5, for CI.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.table import Table
 
 from lockprof.analysis import load_run
 from lockprof.analysis.ab import Comparison, Settings, compare, regressions
+from lockprof.analysis.ab_text import ab_headlines
 from lockprof.errors import LockprofError
 
 REGRESSION_EXIT = 5
@@ -28,8 +30,10 @@ GATES = {
     "lock_wait": "lock_wait_us_per_query",
     "lock_hold": "lock_hold_us_per_query",
     "lock_acquisitions": "lock_acquisitions_per_query",
+    "cpu": "cpu_ms_per_query",
 }
-STYLE = {"faster": "green", "slower": "red", "unstable": "yellow", "error": "bold red", "not_comparable": "dim"}
+STYLE = {"faster": "green", "slower": "red", "fewer": "green", "more": "red", "unstable": "yellow",
+         "too_few_repetitions": "yellow", "error": "bold red", "not_comparable": "dim"}
 ROLES = (("lock_wait_us_per_query", "wait µs/query"), ("lock_hold_us_per_query", "hold µs/query"),
          ("lock_acquisitions_per_query", "acquisitions/query"))  # fmt: skip
 
@@ -73,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
         bad = regressions(result.frame, metric, lock)
         for r in bad.itertuples():
             where = f"{r.schema} c={r.concurrency}" + (f" {r.lock} {r.mode}" if r.lock else "")
-            what = "could not be computed" if r.verdict == "error" else f"got worse ({_change(r.change)})"
+            what = "could not be computed" if r.verdict == "error" else f"got worse ({_ratio(r.ratio)})"
             print(f"lockprof: {metric} {what} at {where}: {r.engine_a} -> {r.engine_b}", file=sys.stderr)
         failed |= not bad.empty
     return REGRESSION_EXIT if failed else 0
@@ -89,6 +93,8 @@ def render(result: Comparison, console: Console) -> None:
                       highlight=False)  # fmt: skip
     if frame.empty:
         console.print("No point was measured on both sides.")
+    for line in ab_headlines(frame):
+        console.print(f"[bold]{line}[/]", highlight=False)
     for (a, b), pair in frame.groupby(["engine_a", "engine_b"], sort=False):
         for schema, rows in pair.groupby("schema", sort=True):
             key = result.partition_keys.get(schema)
@@ -100,10 +106,11 @@ def render(result: Comparison, console: Console) -> None:
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     console.print(
-        f"Verdicts: a change counts only if it beats both the randomization threshold (95th percentile of the change "
-        f"under shuffled engine labels, raised to the window-to-window noise when repetitions allow) and "
-        f"{Settings.min_change:.0%}; 'unstable' when that threshold is above {Settings.unstable_threshold:.0%}. "
-        f"Lock times: less is 'faster'.",
+        "Each measurement window is one replicate; per repetition the ratio of B's window to A's, whose order "
+        f"turns from one repetition to the next. A change counts only if it beats both the threshold (half width of "
+        f"the 95% t interval of those ratios) and {Settings.min_change:.0%}; 'unstable' when the threshold is above "
+        f"{Settings.unstable_threshold:.0%}. Ratios are B ÷ A. Lock times: less is 'faster'; acquisitions are "
+        f"'more' or 'fewer'; n/a: the engine has no such counter.",
         style="dim",
         highlight=False,
     )
@@ -111,13 +118,14 @@ def render(result: Comparison, console: Console) -> None:
 
 def _performance_table(rows: pd.DataFrame, a: str, b: str, title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("conc", "metric", a, b, "change", "95% CI of ratio", "threshold", "verdict"):
+    for col in ("conc", "metric", a, b, "ratio", "95% CI", "threshold", "verdict"):
         table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
-    perf = rows[rows["metric"].isin(["throughput_qps", "latency_ms"])]
-    perf = perf.assign(order=perf["metric"].map({"throughput_qps": 0, "latency_ms": 1}))
+    names = {"throughput_qps": "throughput q/s", "latency_ms": "median latency ms", "cpu_ms_per_query": "CPU ms/query"}
+    perf = rows[rows["metric"].isin(list(names))]
+    perf = perf.assign(order=perf["metric"].map({m: i for i, m in enumerate(names)}))
     for r in perf.sort_values(["concurrency", "order", "query_name"]).itertuples():
-        name = "throughput q/s" if r.metric == "throughput_qps" else f"median latency ms {r.query_name}"
-        table.add_row(str(r.concurrency), name, _num(r.value_a), _num(r.value_b), _change(r.change),
+        name = f"{names[r.metric]} {r.query_name}".strip()
+        table.add_row(str(r.concurrency), name, _num(r.value_a), _num(r.value_b), _ratio(r.ratio),
                       _ci(r.ci_low, r.ci_high), _pct(r.threshold), _verdict(r.verdict, r.note))  # fmt: skip
     return table
 
@@ -137,29 +145,30 @@ def _lock_table(rows: pd.DataFrame, a: str, b: str) -> Table | None:
     return table
 
 
-def _lock_cell(r) -> str:
+def _lock_cell(r) -> str:  # noqa: ANN001  (a row of the comparison frame)
     if r is None:
         return ""
     text = f"{_num(r.value_a)} → {_num(r.value_b)}"
     if r.verdict == "not_comparable":
-        return f"{text} [dim](only in {r.engine_a if pd.isna(r.value_b) else r.engine_b})[/]"
-    return f"{text} {_change(r.change)} {_verdict(r.verdict, r.note)}"
+        return text
+    return f"{text} {_ratio(r.ratio)} {_verdict(r.verdict, r.note)}"
 
 
 def _num(v: float) -> str:
     if v is None or pd.isna(v):
-        return "—"
+        return "n/a"
     if v == 0:
         return "0"
     return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
 
 
-def _change(v: float) -> str:
+def _ratio(v: float) -> str:
+    """B ÷ A as a factor: 1.13×, 0.87×; 'new' where A had none."""
     if v is None or pd.isna(v):
         return ""
     if math.isinf(v):
         return "new"
-    return f"{v:+.1%}"
+    return f"{v:.2f}×" if v < 100 else f"{v:,.0f}×"
 
 
 def _pct(v: float) -> str:
@@ -169,12 +178,12 @@ def _pct(v: float) -> str:
 def _ci(low: float, high: float) -> str:
     if pd.isna(low) or pd.isna(high):
         return ""
-    return f"{low:.2f}–{'∞' if math.isinf(high) else f'{high:.2f}'}"
+    return f"{low:.2f}–{'∞' if math.isinf(high) else f'{high:.2f}'}×"
 
 
 def _verdict(v: str, note: object = None) -> str:
     style = STYLE.get(v)
-    text = f"[{style}]{v}[/]" if style else v
+    text = f"[{style}]{v.replace('_', ' ')}[/]" if style else v
     if v == "error" and isinstance(note, str):
         text += f" ({note})"
     return text

@@ -46,19 +46,38 @@ def parse_spec(text: str, progress: Callable[[str], None] | None = _stderr) -> E
     from lockprof.engines import managed
 
     text = text.strip()
-    if text == "embedded":
-        return EngineSpec("embedded", "embedded", {}, "embedded")
-    if VERSION_SPEC.match(text):
-        env = managed.ensure_env(text, progress=progress)
-        return EngineSpec("embedded", text, {"python": str(env.python)}, text)
+    base, _, query = text.partition("?")
+    if base == "embedded" or VERSION_SPEC.match(base):
+        settings = _settings(query, text)
+        label = "+".join([base, *(f"{k}={v}" for k, v in settings.items())])
+        options: dict[str, Any] = {"settings": settings} if settings else {}
+        if base != "embedded":
+            options["python"] = str(managed.ensure_env(base, progress=progress).python)
+        return EngineSpec("embedded", label, options, text)
     if text.startswith(("http://", "https://", "binary:")):
         from lockprof.engines.launch import parse_server_spec  # a real server: see engines/server.py
 
         return parse_server_spec(text)
+    if text.startswith("server:"):
+        from lockprof.engines.local_server import parse_local_spec  # a launched server: engines/local_server.py
+
+        return parse_local_spec(text, progress)
     raise EngineError(
         f"unknown engine {text!r}; known engines: embedded, {', '.join(managed.known_versions())}, "
-        "http(s)://user@host:port, binary:/path/to/clickhouse"
+        "server:VERSION (26.7, 26.9), http(s)://user@host:port, binary:/path/to/clickhouse"
     )
+
+
+SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[^&=]*$")
+
+
+def _settings(query: str, text: str) -> dict[str, str]:
+    """``embedded?max_threads=1&...``: ClickHouse settings for every query of that engine (an A/B of a setting)."""
+    items = [item for item in query.split("&") if item]
+    bad = [item for item in items if not SETTING.match(item)]
+    if bad:
+        raise EngineError(f"engine {text!r}: {bad[0]!r} is not SETTING=VALUE (e.g. embedded?max_threads=1)")
+    return dict(item.split("=", 1) for item in items)
 
 
 def open_engine(request: dict[str, Any]) -> Any:
@@ -66,11 +85,15 @@ def open_engine(request: dict[str, Any]) -> Any:
     if kind == "embedded":
         from lockprof.engines.embedded import EmbeddedEngine
 
-        return EmbeddedEngine(root=_claim_instance_root())
+        return EmbeddedEngine(root=_claim_instance_root(), settings=request.get("settings"))
     if kind in ("server", "binary"):
         from lockprof.engines.launch import open_server_engine
 
         return open_server_engine(request)
+    if kind == "local_server":
+        from lockprof.engines.local_server import open_local_server
+
+        return open_local_server(request)
     raise EngineError(f"unknown engine kind {kind!r}")
 
 

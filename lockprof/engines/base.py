@@ -25,8 +25,15 @@ class EngineInfo:
 class Connection(Protocol):
     """One connection, used by one thread at a time."""
 
-    def execute(self, sql: str, params: dict[str, Any] | None = None, query_id: str | None = None) -> None:
-        """Run a statement to completion, discarding its result."""
+    def execute(
+        self,
+        sql: str,
+        params: dict[str, Any] | None = None,
+        query_id: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        """Run a statement to completion, discarding its result. ``query_id`` and ``settings`` reach the
+        engine beside the text (never edited into it); query_log finds the query by ``log_comment = query_id``."""
 
     def frame(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Run a query and return its result as a DataFrame."""

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from lockprof.engines.base import EngineInfo
-from lockprof.engines.sql import with_settings
+from lockprof.engines.sql import session_settings
 from lockprof.errors import EngineError
 
 QUERY_LOG_CONFIG = """<clickhouse>
@@ -28,6 +28,8 @@ QUERY_LOG_CONFIG = """<clickhouse>
     </query_log>
 </clickhouse>
 """
+# What a session setting lockprof changed goes back to when a later query does not want it.
+SESSION_RESET = {"log_comment": "", "max_execution_time": "0"}
 
 
 def cache_root() -> Path:
@@ -51,16 +53,36 @@ def chdb_package() -> tuple[str, str]:
 
 
 class EmbeddedConnection:
+    """One chDB connection (a session). The query text is sent exactly as written: lockprof's own
+    settings (the driver's id as ``log_comment``, a time limit) travel in a ``SET`` on this session
+    before the query, and only when they change."""
+
     def __init__(self, raw: Any) -> None:
         self._raw = raw
+        self._session: dict[str, str] = dict(SESSION_RESET)
 
-    def execute(self, sql: str, params: dict[str, Any] | None = None, query_id: str | None = None) -> None:
+    def execute(
+        self,
+        sql: str,
+        params: dict[str, Any] | None = None,
+        query_id: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         # chDB cannot set query_id, so lockprof's id travels in log_comment, which query_log keeps.
-        if query_id:
-            sql = with_settings(sql, {"log_comment": query_id})
+        self._apply({**(settings or {}), "log_comment": query_id or ""})
         self._raw.query(sql, "Null", params=params or None)
 
+    def _apply(self, wanted: dict[str, Any]) -> None:
+        """Bring the session's settings to ``wanted``; the driver's id and time limit, when not wanted, are reset
+        (other settings lockprof set, such as the populate limits, only relax checks and may stay)."""
+        target = SESSION_RESET | {k: str(v) for k, v in wanted.items()}
+        changed = {k: v for k, v in target.items() if self._session.get(k) != v}
+        if changed:
+            self._raw.query(session_settings(changed), "Null")
+            self._session.update(changed)
+
     def frame(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        self._apply({})  # lockprof's own queries carry no driver id and no time limit
         return self._raw.query(sql, "DataFrame", params=params or None)
 
     def close(self) -> None:
@@ -70,7 +92,7 @@ class EmbeddedConnection:
 class EmbeddedEngine:
     """chDB with a generated config that turns on system.query_log."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, settings: dict[str, str] | None = None) -> None:
         try:
             import chdb  # noqa: F401  (imported here so a missing chDB is one clear error)
         except ImportError as exc:
@@ -84,7 +106,9 @@ class EmbeddedEngine:
             tmp = config.with_suffix(".tmp")
             tmp.write_text(QUERY_LOG_CONFIG)
             tmp.replace(config)
-        self._dsn = f"{self.data_path}?config-file={config}"
+        # Settings in the connection string apply to every query of every connection.
+        extra = [f"{k}={v}" for k, v in (settings or {}).items()]
+        self._dsn = "&".join([f"{self.data_path}?config-file={config}", *extra])
         self._lock = threading.Lock()
         self._connections: list[EmbeddedConnection] = []
         self._admin = self.connect()

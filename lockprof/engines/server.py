@@ -17,6 +17,7 @@ databases lockprof created.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from dataclasses import dataclass, field
@@ -73,7 +74,11 @@ class ServerTarget:
 
 def parse_url(text: str) -> ServerTarget:
     """``http(s)://user@host:port[?options]`` -> ServerTarget; a password in the URL is refused."""
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port, parts.hostname, parts.username  # noqa: B018  (they parse lazily; a bad one raises here)
+    except ValueError as exc:
+        raise EngineError(f"malformed server spec {text!r}: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise EngineError(f"a server spec starts with http:// or https://, got {parts.scheme!r}")
     if parts.password is not None:
@@ -91,7 +96,7 @@ def parse_url(text: str) -> ServerTarget:
     if unknown:
         raise EngineError(f"unknown server options {sorted(unknown)}; known: {', '.join(sorted(SPEC_OPTIONS))}")
     try:
-        return ServerTarget(
+        target = ServerTarget(
             scheme=parts.scheme,
             user=parts.username or "default",
             host=parts.hostname,
@@ -104,6 +109,11 @@ def parse_url(text: str) -> ServerTarget:
         )
     except ValueError as exc:
         raise EngineError(f"bad option in server spec: {exc}") from None
+    if not (math.isfinite(target.timeout_s) and 0 < target.timeout_s <= 3600):
+        raise EngineError(f"?timeout= takes seconds above 0 up to 3600, got {options.get('timeout')!r}")
+    if not (math.isfinite(target.stack_period_ms) and target.stack_period_ms >= 0):
+        raise EngineError(f"?stacks= takes a period in milliseconds (0 = off), got {options.get('stacks')!r}")
+    return target
 
 
 def read_password(password_file: str | None = None) -> str:
@@ -187,9 +197,15 @@ class ServerConnection:
         self._engine = engine
         self._client = client
 
-    def execute(self, sql: str, params: dict[str, Any] | None = None, query_id: str | None = None) -> None:
+    def execute(
+        self,
+        sql: str,
+        params: dict[str, Any] | None = None,
+        query_id: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self._engine.guard.check(sql)
-        settings = dict(self._engine.query_settings)
+        settings = {**self._engine.query_settings, **(settings or {})}
         if query_id:
             settings.update(self._engine.profile_settings)
             settings.update(query_id=query_id, log_comment=query_id)
@@ -205,7 +221,11 @@ class ServerConnection:
 
 
 class ServerEngine:
-    """A ClickHouse server; ``readonly`` makes every query carry ``readonly = 1`` and refuses writes here too."""
+    """A ClickHouse server; ``readonly`` makes every query carry ``readonly = 2`` and refuses writes here too.
+
+    2, not 1: a real server under ``readonly = 1`` also refuses the per-query settings the samplers send
+    (code 164 for ``system_events_show_zero_values``); under 2 it still refuses every write with code 164.
+    """
 
     def __init__(self, target: ServerTarget, password: str | None = None, readonly: bool = False) -> None:
         self.target = target
@@ -214,7 +234,7 @@ class ServerEngine:
         self.readonly = readonly
         self.query_settings: dict[str, str] = dict(target.settings)
         if readonly:
-            self.query_settings["readonly"] = "1"
+            self.query_settings["readonly"] = "2"
         self.profile_settings = stack_settings(target.stack_period_ms)
         self._lock = threading.Lock()
         self._connections: list[ServerConnection] = []
@@ -257,11 +277,16 @@ class ServerEngine:
         return self._info
 
     def _probe_query_log(self) -> bool:
-        """A server may run without query_log, or deny reading it; find out rather than assume."""
+        """A server may run without query_log, or deny reading it; find out rather than assume.
+
+        A fresh server creates its log tables at their first flush, so one is asked for before
+        concluding there is none (not in read-only mode, which sends nothing but reads)."""
+        exists = "SELECT count() AS n FROM system.tables WHERE database = 'system' AND name = 'query_log'"
         try:
-            found = self._admin.frame("SELECT count() AS n FROM system.tables WHERE database = 'system' "
-                                      "AND name = 'query_log'")
-            if int(found["n"].iloc[0]) == 0:
+            if int(self._admin.frame(exists)["n"].iloc[0]) == 0 and not self.readonly:
+                with contextlib.suppress(Exception):  # a user without SYSTEM FLUSH LOGS: the answer stays no
+                    self._admin.execute("SYSTEM FLUSH LOGS")
+            if int(self._admin.frame(exists)["n"].iloc[0]) == 0:
                 return False
             self._admin.frame("SELECT query_id FROM system.query_log LIMIT 0")
             return True

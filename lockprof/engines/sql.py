@@ -1,20 +1,16 @@
-"""Small SQL text helpers shared by the engines."""
+"""Small SQL text helpers shared by the engines. lockprof never edits a user's query text:
+its own settings go in a separate ``SET`` statement on the session (or in the client's settings)."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
+from typing import Any
 
-_SETTINGS = re.compile(r"\bSETTINGS\b", re.IGNORECASE)
 
-
-def with_settings(sql: str, settings: dict[str, str]) -> str:
-    """Append query-level settings; a query's own SETTINGS clause, if any, must be its last clause."""
-    if not settings:
-        return sql
-    body = sql.rstrip().rstrip(";")
-    items = ", ".join(f"{k} = {quote(v)}" for k, v in settings.items())
-    joiner = ", " if _SETTINGS.search(body) else " SETTINGS "
-    return f"{body}{joiner}{items}"
+def session_settings(settings: Mapping[str, Any]) -> str:
+    """A ``SET`` statement for the given settings (names are lockprof's own, values quoted)."""
+    items = ", ".join(f"{k} = {quote(str(v))}" for k, v in settings.items())
+    return f"SET {items}"
 
 
 def quote(value: str) -> str:

@@ -6,12 +6,13 @@ either
 
 - one server: ``{replica}`` becomes ``''`` (so runs of one server and of the
   embedded engine carry an empty ``replica`` column), or
-- a cluster: ``{replica}`` becomes ``hostName()`` and the whole SELECT runs on every
+- a cluster: ``{replica}`` becomes ``displayName()`` and the whole SELECT runs on every
   replica as ``SELECT * FROM clusterAllReplicas('NAME', view(SELECT …))``.
 
 The whole SELECT goes inside ``view()`` rather than only the table
 (``clusterAllReplicas('NAME', system.events)``) so that everything in it is
-computed on the replica that holds the rows: ``hostName()`` names that replica,
+computed on the replica that holds the rows: ``displayName()`` names that replica
+(its ``display_name`` setting, else its FQDN: servers sharing a host differ only there),
 and in the trace_log reader ``addressToSymbol`` resolves addresses in that
 replica's own process and binary, and the GROUP BY happens there too. With only
 the table wrapped, expressions over grouping keys may be computed on the
@@ -47,7 +48,7 @@ def on_replicas(select: str, cluster: str | None = None, settings: str = "") -> 
     if check_name(cluster) is None:
         sql = select.replace(REPLICA, "''")
     else:
-        sql = f"SELECT * FROM clusterAllReplicas('{cluster}', view({select.replace(REPLICA, 'hostName()')}))"
+        sql = f"SELECT * FROM clusterAllReplicas('{cluster}', view({select.replace(REPLICA, 'displayName()')}))"
     return f"{sql}\nSETTINGS {settings}" if settings else sql
 
 

@@ -13,6 +13,7 @@ means the driver, not the engine, limits the load.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -24,10 +25,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from lockprof.workerproc import die_with_parent
+
 RAW_LINE = re.compile(r"^thread \((?P<tid>\w+)\)(?:: (?P<name>[^;]*))?;(?P<stack>.*) (?P<count>\d+)$")
 ENGINE_FILES = ("chdb/", "clickhouse_connect/")
 WAITING = ("(threading.py:", "(queue.py:", "(selectors.py:")
 SATURATED_GIL_DEMAND = 0.8
+TEMP_PREFIX = "lockprof-pyspy-"  # + the owning process id, so a directory whose owner died can be removed
+
+
+def remove_stale_dirs() -> None:
+    """Remove py-spy directories left by lockprof processes that were killed before they could clean up."""
+    for path in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        pid = path.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def py_spy_path() -> str | None:
@@ -109,7 +121,8 @@ class PySpySampler:
         self.stacks = pd.DataFrame(columns=["thread", "stack", "samples", "category"])
         self.seconds = 0.0
         self._proc: subprocess.Popen | None = None
-        self._dir = Path(tempfile.mkdtemp(prefix="lockprof-pyspy-"))
+        remove_stale_dirs()
+        self._dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
 
     def __enter__(self) -> PySpySampler:
         exe = py_spy_path()
@@ -123,6 +136,7 @@ class PySpySampler:
              "--rate", str(self.rate_hz), "--threads", "--idle", "--nonblocking"],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # a terminal's Ctrl-C must not stop it before we read it
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,  # ... but our death does
         )
         self._started = time.monotonic()
         return self

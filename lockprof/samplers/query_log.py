@@ -1,7 +1,9 @@
 """Per-query figures from ``system.query_log``, matched to the driver's records by query id.
 
 The driver's id travels in ``log_comment`` (chDB cannot set ``query_id``), so the
-reader selects this level's queries by the id prefix after flushing the log.
+reader selects this level's queries by the id prefix after flushing the log. On the
+embedded engine the id is set by a ``SET`` before each query (the query text is never
+edited); a ``SET`` is logged with the comment it replaces, so ``Set`` rows are skipped.
 
 On a cluster the rows come from every replica (``log_comment`` is a setting, so a
 distributed query's secondary queries carry it too): ProfileEvents are kept per
@@ -22,14 +24,14 @@ SELECT {replica} AS replica, is_initial_query, log_comment AS query_id, query_id
        query_duration_ms AS engine_duration_ms,
        read_rows, result_rows, memory_usage, exception_code
 FROM system.query_log
-WHERE type != 'QueryStart' AND startsWith(log_comment, {prefix:String})
+WHERE type != 'QueryStart' AND query_kind != 'Set' AND startsWith(log_comment, {prefix:String})
 """
 
 EVENTS_SQL = """
 SELECT {replica} AS replica, log_comment AS query_id, k AS event, v AS value
 FROM system.query_log
 ARRAY JOIN mapKeys(ProfileEvents) AS k, mapValues(ProfileEvents) AS v
-WHERE type != 'QueryStart' AND startsWith(log_comment, {prefix:String}) AND v != 0
+WHERE type != 'QueryStart' AND query_kind != 'Set' AND startsWith(log_comment, {prefix:String}) AND v != 0
 """
 
 

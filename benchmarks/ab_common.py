@@ -1,0 +1,102 @@
+"""What the A/A and power benchmarks share: one interleaved run cut into independent A/B comparisons.
+
+A run of ``blocks x repetitions`` repetitions is cut into blocks of consecutive
+repetitions; each block is one A/B comparison at the default repetitions, judged by
+``lockprof.analysis.ab.compare`` exactly as ``lockprof compare`` would judge it. Cutting
+one long run (rather than starting one run per comparison) saves the start-up and
+dataset preparation of every comparison; the windows of a block are still measured
+between the other blocks' windows, on a busy machine, as a user's run is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+
+import pandas as pd
+from scipy import stats
+
+from benchmarks.common import SCENARIOS, TINY_SCENARIO
+from lockprof.analysis.load import Run
+
+PERF = ("latency_ms", "throughput_qps")
+CPU = "cpu_ms_per_query"
+CHANGED = ("faster", "slower")
+# The default A/B: what `lockprof run` does with two or more engines unless told otherwise.
+DEFAULT = {"repetitions": 6, "warmup_s": 0.5, "duration_s": 2.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    scenario: Path
+    schemas: list[str]
+    concurrency: list[int]
+    warmup_s: float
+    duration_s: float
+    repetitions: int  # per comparison
+    blocks: int  # comparisons
+
+
+def plan(quick: bool, blocks: int) -> Plan:
+    if quick:
+        return Plan(TINY_SCENARIO, ["day"], [1], 0.1, 0.3, 3, 2)
+    return Plan(SCENARIOS / "namespace_partitioning.py", ["namespace_day"], [1, 2], DEFAULT["warmup_s"],
+                DEFAULT["duration_s"], DEFAULT["repetitions"], blocks)
+
+
+def measure(p: Plan, engines: list[str], out: Path) -> Run:
+    """Build the first engine's datasets in a run of their own, then the interleaved A/B run.
+
+    The first worker then reuses a cached dataset while the second builds its copy in the
+    A/B run itself: the situation that made A/A runs biased.
+    """
+    from lockprof.analysis import load_run
+    from lockprof.progress import PlainReporter
+    from lockprof.run import RunOptions, run
+
+    quiet = PlainReporter(io.StringIO())
+    run(RunOptions(scenario_path=p.scenario, engines=[engines[0]], schemas=p.schemas, concurrency=[1],
+                   warmup_s=0.0, duration_s=0.2, samplers=(), out=out / "prepare"), reporter=quiet)  # fmt: skip
+    path = run(RunOptions(scenario_path=p.scenario, engines=engines, schemas=p.schemas, concurrency=p.concurrency,
+                          warmup_s=p.warmup_s, duration_s=p.duration_s, repetitions=p.repetitions * p.blocks,
+                          out=out / "ab"), reporter=quiet)  # fmt: skip
+    return load_run(path)
+
+
+def block(run: Run, reps: range) -> Run:
+    """The run restricted to some repetitions, renumbered from 0, as if it had been run alone."""
+    frames = {}
+    for f in dataclasses.fields(run):
+        frame = getattr(run, f.name)
+        if not isinstance(frame, pd.DataFrame):
+            continue
+        if "repetition" in frame:
+            frame = frame[frame["repetition"].isin(reps)].assign(repetition=lambda d: d["repetition"] - reps.start)
+        frames[f.name] = frame
+    ids = set(frames["queries"]["query_id"])
+    frames["query_events"] = run.query_events[run.query_events["query_id"].isin(ids)]
+    return dataclasses.replace(run, cache={}, **frames)
+
+
+def verdicts(run: Run, p: Plan) -> pd.DataFrame:
+    """Every latency, throughput and CPU-time point of every block comparison."""
+    from lockprof.analysis.ab import compare
+
+    rows = []
+    for k in range(p.blocks):
+        frame = compare(block(run, range(k * p.repetitions, (k + 1) * p.repetitions))).frame
+        rows.append(frame[frame["metric"].isin([*PERF, CPU])].assign(block=k))
+    return pd.concat(rows, ignore_index=True)
+
+
+def rate_line(name: str, hits: int, n: int, target: float, at_most: bool) -> str:
+    """``RATE name: k/n = p (95% CI lo-hi, Clopper-Pearson) target <= t: met|not met|unclear``."""
+    if n == 0:
+        return f"RATE {name}: 0/0 (nothing measured)"
+    ci = stats.binomtest(hits, n).proportion_ci(0.95, method="exact")
+    sign = "<=" if at_most else ">="
+    ok = [ci.high <= target, ci.low <= target] if at_most else [ci.low >= target, ci.high >= target]
+    state = "met" if all(ok) else "not met" if not any(ok) else "unclear (interval spans the target)"
+    return (f"RATE {name}: {hits}/{n} = {hits / n:.3f} (95% CI {ci.low:.3f}-{ci.high:.3f}) "
+            f"target {sign} {target:g}: {state}")

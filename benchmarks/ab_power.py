@@ -1,0 +1,60 @@
+"""Power: how often an A/B at the default repetitions calls a known ~10% slowdown "slower".
+
+The slowdown is made by the engine, never by editing numbers: side B is the same
+embedded engine with the ClickHouse setting ``max_untracked_memory=128`` (every
+allocation above 128 bytes goes through the memory tracker; measured alone on
+namespace_day it costs ~10% more CPU per query). One interleaved run is cut into
+``--blocks`` comparisons of the default repetitions; the whole run, compared at once,
+gives the size of the injected change with its interval.
+
+    python -m benchmarks.ab_power [--quick] [--blocks N] [--setting NAME=VALUE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from benchmarks.ab_common import CPU, PERF, measure, plan, rate_line, verdicts
+from benchmarks.common import host_line, private_cache
+
+TARGET = 0.80
+SETTING = "max_untracked_memory=128"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, measures nothing")
+    parser.add_argument("--blocks", type=int, default=10, help="A/B comparisons (default 10)")
+    parser.add_argument("--setting", default=SETTING, help=f"the slowing setting of side B (default {SETTING})")
+    args = parser.parse_args(argv)
+    from lockprof.analysis.ab import compare
+
+    p = plan(args.quick, args.blocks)
+    cache = private_cache("power")
+    print(host_line(), flush=True)
+    print(f"# {p.scenario.name} {', '.join(p.schemas)}, concurrency {p.concurrency}, {p.warmup_s} s warm-up + "
+          f"{p.duration_s} s per window; {p.blocks} comparisons of {p.repetitions} repetitions; "
+          f"B = embedded?{args.setting}", flush=True)
+    started = time.perf_counter()
+    run = measure(p, ["embedded", f"embedded?{args.setting}"], cache / "runs")
+    elapsed = time.perf_counter() - started
+    whole = compare(run).frame
+    for r in whole[whole["metric"].isin([*PERF, CPU])].itertuples():
+        print(f"RESULT ab_power injected change {r.schema} c={r.concurrency} {r.metric}: {r.ratio:.3f}x "
+              f"(95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, all {r.repetitions_a} repetitions)", flush=True)
+    points = verdicts(run, p)
+    for metric, rows in points.groupby("metric"):
+        print(f"# {metric}: " + ", ".join(f"{v} {n}" for v, n in rows["verdict"].value_counts().items()))
+        print(rate_line(f"ab_power {metric} points called slower", int(rows["verdict"].eq("slower").sum()),
+                        len(rows), TARGET, at_most=False), flush=True)  # fmt: skip
+    perf = points[points["metric"].isin(PERF)]
+    print(rate_line("ab_power latency+throughput points called slower", int(perf["verdict"].eq("slower").sum()),
+                    len(perf), TARGET, at_most=False), flush=True)  # fmt: skip
+    print(f"RESULT ab_power time: {elapsed:.0f} s for {p.blocks} comparisons", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
