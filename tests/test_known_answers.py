@@ -94,8 +94,10 @@ def test_the_ab_report_states_first_that_the_fix_is_faster(pre_fix_ab):
     assert result.returncode == 0, result.stderr
     html = (pre_fix_ab / "report.html").read_text(encoding="utf-8")
     verdict = html[html.index("<h2>Verdict"):html.index("<h2>", html.index("<h2>Verdict") + 4)]
-    assert "namespace_day: embedded is faster than 25.8 at every concurrency" in verdict
-    assert "95% intervals" in verdict
+    headline = next(line for line in verdict.split("<li>") if line.startswith("<b>namespace_day:"))
+    # a 2-5x effect: faster wherever the noise lets the method judge, and never slower
+    assert "faster" in headline and "slower" not in headline, headline
+    assert "95% intervals" in headline
     assert "take the parts lock exclusively" in verdict
     assert html.index("<h2>Verdict") < html.index("<img")  # before any figure
 

@@ -38,7 +38,7 @@ CPU_CONTRAST = 1.5  # one schema needs this many times the CPU per query of anot
 EXCLUSIVE_USE = 0.5  # acquisitions per query from which a lock counts as taken exclusively by the queries
 EXCLUSIVE_HOLD_US = 1.0  # hold per query from which it does, where the engine does not count acquisitions
 CONTENDED_SHARE = 0.002  # of thread time: a table lock waited for this much (and CONTENDED_US) is named
-CONTENDED_US = 20.0  # per query; an uncontended parts lock costs readers well under a microsecond
+CONTENDED_US = 5.0  # per query; an uncontended parts lock costs readers well under a microsecond
 INTERNAL_LOCKS = ("global_thread_pool", "local_thread_pool", "context")  # mutexes every query takes briefly
 
 VERDICTS = {"lock": "a lock", "cpu_queueing": "CPU (queueing for the cores)", "cpu": "CPU (work per query)",
