@@ -76,7 +76,8 @@ def write_synthetic_run(path: Path, queries: int, repetitions: int = 3, seed: in
         write_part(run.path, "events", part, _samples(rng, t, end, PROFILE_EVENTS, "event", "delta", keys))
         write_part(run.path, "metrics", part, _samples(rng, t, end, METRICS, "metric", "value", keys))
         write_part(run.path, "levels", part, pd.DataFrame([{
-            **keys, "seq": seq, "measure_start_s": start, "measure_end_s": end, "target_qps": float("nan"),
+            **keys, "seq": seq, "position": 0, "measure_start_s": start, "measure_end_s": end,
+            "target_qps": float("nan"),
             "queries": per_level, "errors": 0, "active_parts_before": 100, "active_parts_after": 100,
             "interrupted": False, "sampler_errors": None, "scheduled": None, "cancelled": 0,
             "error_share": 0.0, "failed": False, "first_error": None}]))
