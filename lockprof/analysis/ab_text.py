@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lockprof.analysis.ab import MIN_REPETITIONS
+
 PERFORMANCE = ("latency_ms", "throughput_qps")
 _BETTER = {"faster"}
 _WORSE = {"slower"}
@@ -32,6 +34,10 @@ def _headline(a: str, b: str, schema: str, rows: pd.DataFrame) -> str:
         state = f"{b} is slower than {a} {at}"
     elif verdicts <= {"unchanged"}:
         state = f"{b} and {a} perform the same within the noise {at}"
+    elif verdicts <= {"too_few_repetitions"}:
+        reps = int(rows[["repetitions_a", "repetitions_b"]].min().min()) if "repetitions_a" in rows else 0
+        state = (f"{b} vs {a}: too few repetitions to judge ({reps} paired windows per point; run with "
+                 f"--repetitions {MIN_REPETITIONS} or more)")
     else:
         state = f"{b} vs {a}: " + "; ".join(
             f"{label} {_by_verdict(rows[rows['metric'] == metric])}"
@@ -42,7 +48,7 @@ def _headline(a: str, b: str, schema: str, rows: pd.DataFrame) -> str:
 
 def _by_verdict(rows: pd.DataFrame) -> str:
     by = rows.groupby("verdict")["concurrency"].agg(lambda c: ", ".join(map(str, sorted(set(c)))))
-    return ", ".join(f"{v} at c={c}" for v, c in by.items())
+    return ", ".join(f"{v.replace('_', ' ')} at c={c}" for v, c in by.items())
 
 
 def _ranges(rows: pd.DataFrame) -> str:
