@@ -103,7 +103,7 @@ def test_the_ab_report_states_first_that_the_fix_is_faster(pre_fix_ab):
 
 
 def test_a_writer_racing_readers_names_the_parts_lock(tmp_path):
-    out = run_scenario(tmp_path / "race", "insert_race.py", "--schema", "month", "--concurrency", "1,2",
+    out = run_scenario(tmp_path / "race", "insert_race.py", "--schema", "month", "--concurrency", "1,4",
                        "--duration", "2", "--warmup", "0.3")
     row = diagnose(load_run(out)).iloc[0]
     said = [row["headline"], *row["findings"]]

@@ -39,6 +39,7 @@ EXCLUSIVE_USE = 0.5  # acquisitions per query from which a lock counts as taken 
 EXCLUSIVE_HOLD_US = 1.0  # hold per query from which it does, where the engine does not count acquisitions
 CONTENDED_SHARE = 0.002  # of thread time: a table lock waited for this much (and CONTENDED_US) is named
 CONTENDED_US = 5.0  # per query; an uncontended parts lock costs readers well under a microsecond
+SHARED_BESIDE_WRITER_US = 1.0  # per query: readers waiting this long in shared mode while a writer ran
 INTERNAL_LOCKS = ("global_thread_pool", "local_thread_pool", "context")  # mutexes every query takes briefly
 
 VERDICTS = {"lock": "a lock", "cpu_queueing": "CPU (queueing for the cores)", "cpu": "CPU (work per query)",
@@ -225,7 +226,10 @@ def _contention_findings(where: str, at_lo: pd.DataFrame, at_hi: pd.DataFrame, l
     out = []
     for (name, mode), lock in at_hi.iterrows():
         share = lock["wait_share_of_thread_time"]
-        contended = share >= CONTENDED_SHARE and lock["wait_us_per_query"] >= CONTENDED_US
+        # A shared mode waits only while someone holds the lock exclusively: beside a writer any such wait is
+        # contention with it (an uncontended reader waits well under a microsecond).
+        beside_writer = bool(background) and mode == "shared" and lock["wait_us_per_query"] >= SHARED_BESIDE_WRITER_US
+        contended = (share >= CONTENDED_SHARE and lock["wait_us_per_query"] >= CONTENDED_US) or beside_writer
         if name in INTERNAL_LOCKS or not contended or (culprit and culprit[0] == (name, mode)):
             continue
         before = at_lo["wait_us_per_query"].get((name, mode), 0.0) if (name, mode) in at_lo.index else 0.0
