@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from benchmarks.ab_common import CHANGED, CPU, PERF, measure, plan, rate_line, verdicts
 from benchmarks.common import host_line, private_cache
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, measures nothing")
     parser.add_argument("--blocks", type=int, default=20, help="A/A comparisons (default 20)")
+    parser.add_argument("--keep", type=Path, help="keep the measured run directories here (else removed)")
     args = parser.parse_args(argv)
     p = plan(args.quick, args.blocks)
     cache = private_cache("aa")
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {p.scenario.name} {', '.join(p.schemas)}, concurrency {p.concurrency}, {p.warmup_s} s warm-up + "
           f"{p.duration_s} s per window; {p.blocks} A/A comparisons of {p.repetitions} repetitions", flush=True)
     started = time.perf_counter()
-    run = measure(p, ["embedded", "embedded"], cache / "runs")
+    run = measure(p, ["embedded", "embedded"], args.keep or cache / "runs")
     elapsed = time.perf_counter() - started
     points = verdicts(run, p)
     for metric, rows in points.groupby("metric"):

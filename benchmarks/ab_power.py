@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from benchmarks.ab_common import CPU, PERF, measure, plan, rate_line, verdicts
 from benchmarks.common import host_line, private_cache
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, measures nothing")
     parser.add_argument("--blocks", type=int, default=10, help="A/B comparisons (default 10)")
     parser.add_argument("--setting", default=SETTING, help=f"the slowing setting of side B (default {SETTING})")
+    parser.add_argument("--keep", type=Path, help="keep the measured run directories here (else removed)")
     args = parser.parse_args(argv)
     from lockprof.analysis.ab import compare
 
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{p.duration_s} s per window; {p.blocks} comparisons of {p.repetitions} repetitions; "
           f"B = embedded?{args.setting}", flush=True)
     started = time.perf_counter()
-    run = measure(p, ["embedded", f"embedded?{args.setting}"], cache / "runs")
+    run = measure(p, ["embedded", f"embedded?{args.setting}"], args.keep or cache / "runs")
     elapsed = time.perf_counter() - started
     whole = compare(run).frame
     for r in whole[whole["metric"].isin([*PERF, CPU])].itertuples():

@@ -15,7 +15,7 @@ COLUMNS = "sensor UInt32, ts DateTime, reading Float64"
 POPULATE = f"""
 INSERT INTO {{table}}
 SELECT number % {SENSORS}, toDateTime('2026-03-01') + intDiv(number, {SENSORS}) % {DAYS} * 86400
-       + intDiv(number, {SENSORS * DAYS}), randCanonical()
+       + intDiv(number, {SENSORS * DAYS}), intHash64(number) % 100000 / 1000
 FROM numbers({SENSORS * DAYS * 20})
 """
 
@@ -43,8 +43,8 @@ scenario = Scenario(
     background=[
         Background(
             "ingest",
-            "INSERT INTO {table} SELECT {sensor:UInt32}, toDateTime('2026-03-01') + number, randCanonical() "
-            "FROM numbers(100)",
+            "INSERT INTO {table} SELECT {sensor:UInt32}, toDateTime('2026-03-01') + number, "
+            "intHash64(number) % 100000 / 1000 FROM numbers(100)",
             params=one_sensor,
             pause_s=0.02,
         )

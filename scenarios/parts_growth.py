@@ -23,7 +23,7 @@ SELECT
     number % {TENANTS} AS namespace,
     toDateTime('{FIRST_DAY:%Y-%m-%d %H:%M:%S}') + intDiv(number, {TENANTS}) % {DAYS} * 86400
         + intDiv(number, {TENANTS * DAYS}) AS ts,
-    randCanonical() * 100 AS value
+    intHash64(number) % 100000 / 1000 AS value
 FROM numbers({TENANTS * DAYS * ROWS_PER_TENANT_DAY})
 """
 

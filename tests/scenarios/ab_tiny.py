@@ -19,7 +19,7 @@ SELECT
     number % {NAMESPACES} AS namespace,
     toDateTime('{FIRST_DAY:%Y-%m-%d %H:%M:%S}') + intDiv(number, {NAMESPACES}) % {DAYS} * 86400
         + intDiv(number, {NAMESPACES * DAYS}) AS ts,
-    randCanonical() * 100 AS value
+    intHash64(number) % 100000 / 1000 AS value
 FROM numbers({NAMESPACES * DAYS * ROWS_PER_TENANT_DAY})
 """
 
