@@ -117,11 +117,20 @@ CATEGORICAL = {
 }
 
 
+def table_parts(run_dir: Path, table: str) -> list[Path]:
+    """The Parquet parts of a table, in the order every reader concatenates them."""
+    folder = Path(run_dir) / table
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
 def read_table(run_dir: Path, table: str) -> pd.DataFrame:
     """All parts of a table, concatenated; an empty frame if the run has none. A damaged part
     (truncated, not Parquet, unreadable) is a :class:`RunDirError` that names the file."""
-    folder = Path(run_dir) / table
-    parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    return read_parts(table, table_parts(run_dir, table))
+
+
+def read_parts(table: str, parts: list[Path]) -> pd.DataFrame:
+    """The given parts of a table (see :func:`read_table`)."""
     if not parts:
         return pd.DataFrame()
     try:
@@ -145,6 +154,31 @@ def _read_parts(table: str, parts: list[Path]) -> pd.DataFrame:
         pieces.append(piece)
     merged = pa.concat_tables(pieces, promote_options="permissive").unify_dictionaries()
     return merged.to_pandas()
+
+
+def check_parts(table: str, parts: list[Path]) -> None:
+    """Read only the parts' footers: a truncated or foreign file, or parts whose columns do not fit
+    together, are a :class:`RunDirError` naming the file before anything reads the rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not parts:
+        return
+    schemas = []
+    for p in parts:
+        try:
+            schemas.append(pq.read_schema(p))
+        except Exception as bad:
+            raise RunDirError(f"{p}: damaged run file: {_first_line(bad)}") from None
+    try:
+        pa.unify_schemas(schemas, promote_options="permissive")
+    except Exception as exc:
+        raise RunDirError(f"{parts[0].parent}: the parts of table {table!r} do not fit together: "
+                          f"{_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _damaged_part(table: str, parts: list[Path], exc: Exception) -> str:

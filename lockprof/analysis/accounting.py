@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lockprof.analysis.columnar import event_sums
 from lockprof.analysis.levels import level_summary
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
@@ -46,7 +47,11 @@ TOTAL_COLUMNS = [*WINDOW, "event", "total", "queries", "source"]
 def choose_source(run: Run) -> str:
     """``query_log`` when every engine of the run has per-query ProfileEvents, else ``events``."""
     engines = set(run.levels["engine"].astype(str).unique())
-    logged = set(run.query_events["engine"].astype(str).unique()) if not run.query_events.empty else set()
+    disk = run.query_events_on_disk()
+    if disk is not None:
+        logged = disk.distinct("engine")
+    else:
+        logged = set(run.query_events["engine"].astype(str).unique()) if not run.query_events.empty else set()
     return QUERY_LOG if engines and engines <= logged else EVENTS
 
 
@@ -72,36 +77,48 @@ def _measured_windows(run: Run) -> tuple[pd.DataFrame, pd.Series]:
 
 def _from_query_log(run: Run) -> pd.DataFrame:
     measured, window = _measured_windows(run)
-    events = run.query_events
-    if measured.empty or events.empty:
+    disk = run.query_events_on_disk()
+    if measured.empty or (disk.empty if disk is not None else run.query_events.empty):
         return pd.DataFrame()
     ids = pd.Index(measured["query_id"].astype(str))
     keep = ~ids.duplicated()
     ids, window = ids[keep], window.to_numpy()[keep]
+    n_windows = int(window.max()) + 1
+    if disk is not None:  # aggregated in the files, part by part; only the sums reach pandas
+        sums, names, logged = event_sums(disk, ids, window, n_windows)
+    else:
+        sums, names, logged = _event_sums_in_memory(run.query_events, ids, window, n_windows)
+    # Only queries the log has count: a query whose row was lost says nothing about where time went.
+    queries = np.bincount(window[logged], minlength=n_windows)
+    labels = measured.groupby(WINDOW, sort=True).size().reset_index()[WINDOW]  # window number -> its keys
+    # Events in name order within each window, whichever order the files or the frame hold them in.
+    order = np.argsort(np.asarray(names, dtype=object), kind="stable")
+    sums, names = sums[:, order], np.asarray(names, dtype=object)[order]
+    win_of, event_of = np.nonzero(sums)
+    out = labels.iloc[win_of].reset_index(drop=True)
+    out["event"] = names[event_of].astype(str) if len(names) else np.array([], dtype=str)
+    out["total"] = sums[win_of, event_of]
+    out["queries"] = queries[win_of]
+    return out[out["queries"] > 0]
+
+
+def _event_sums_in_memory(events: pd.DataFrame, ids: pd.Index, window: np.ndarray, n_windows: int
+                          ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """What :func:`lockprof.analysis.columnar.event_sums` computes from the files, from a frame in memory."""
     # Match through the categories: a run holds dozens of ProfileEvents per query, and their ids are
     # read as a categorical, so each distinct id is looked up once.
     query_id = pd.Categorical(events["query_id"])
-    per_category = ids.get_indexer(query_id.categories.astype(str))
-    codes = np.asarray(query_id.codes)
-    position = np.where(codes >= 0, per_category[codes], -1)
-    found = position >= 0
-    # Only queries the log has count: a query whose row was lost says nothing about where time went.
+    per_category = np.append(ids.get_indexer(query_id.categories.astype(str)), -1)
+    position = per_category[np.asarray(query_id.codes)]
+    event = pd.Categorical(events["event"])  # a no-op for the categorical column load_run gives
+    codes = np.asarray(event.codes)
+    found = (position >= 0) & (codes >= 0)
     logged = np.zeros(len(ids), dtype=bool)
     logged[position[found]] = True
-    queries = np.bincount(window[logged], minlength=int(window.max()) + 1 if len(window) else 0)
-    event = pd.Categorical(events["event"])  # a no-op for the categorical column load_run gives
-    event_codes = np.asarray(event.codes)[found]
-    categories = event.categories
-    key = window[position[found]].astype(np.int64) * len(categories) + event_codes
-    sums = np.bincount(key, weights=events["value"].to_numpy(dtype=float)[found])
-    nonzero = np.flatnonzero(sums)
-    labels = measured.groupby(WINDOW, sort=True).size().reset_index()[WINDOW]  # window number -> its keys
-    win_of = nonzero // len(categories)
-    out = labels.iloc[win_of].reset_index(drop=True)
-    out["event"] = np.asarray(categories)[nonzero % len(categories)]
-    out["total"] = sums[nonzero]
-    out["queries"] = queries[win_of]
-    return out[out["queries"] > 0]
+    k = len(event.categories)
+    key = window[position[found]].astype(np.int64) * k + codes[found]
+    sums = np.bincount(key, weights=events["value"].to_numpy(dtype=float)[found], minlength=n_windows * k)
+    return sums.reshape(n_windows, k), [str(c) for c in event.categories], logged
 
 
 def _from_events(run: Run) -> pd.DataFrame:

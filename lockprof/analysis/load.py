@@ -10,11 +10,19 @@ from typing import Any
 import pandas as pd
 
 from lockprof import store
+from lockprof.analysis.columnar import ParquetTable, Source
 
 
 @dataclass
 class Run:
-    """One run directory (or several, concatenated with a ``run_id`` column)."""
+    """One run directory (or several, concatenated with a ``run_id`` column).
+
+    Every table is a pandas frame, as analysts and notebooks use them. ``query_events`` (dozens of
+    rows per query) is the exception in how it is held: a run loaded from disk leaves it in its
+    Parquet files until something reads the attribute, and the analysis aggregates it there
+    (:mod:`lockprof.analysis.columnar`), so the summary and the report never hold it whole.
+    Assigning a frame to it (or building a Run from frames) makes the analysis use that frame.
+    """
 
     paths: list[Path]
     manifests: list[dict[str, Any]]
@@ -22,13 +30,17 @@ class Run:
     levels: pd.DataFrame
     events: pd.DataFrame
     metrics: pd.DataFrame
-    query_events: pd.DataFrame
+    query_events: pd.DataFrame = field(repr=False)  # a property below: read from disk on first access
     locks: pd.DataFrame
     driver: pd.DataFrame
     driver_stacks: pd.DataFrame
     stacks: pd.DataFrame  # server engines only: folded stacks from system.trace_log
     # Results of the analysis functions, computed once per Run (see lockprof.analysis.memo).
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def query_events_on_disk(self) -> ParquetTable | None:
+        """The Parquet parts of ``query_events`` while they have not been read into pandas, else None."""
+        return self.__dict__.get("_query_events_disk")
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -55,22 +67,55 @@ class Run:
 
 
 def load_run(paths: str | Path | Iterable[str | Path]) -> Run:
-    """Load one run directory, or several into one set of frames keyed by ``run_id``."""
+    """Load one run directory, or several into one set of frames keyed by ``run_id``.
+
+    ``query_events`` stays in its files (see :class:`Run`); their footers are checked here, so a
+    damaged part is still refused on loading, naming the file."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     paths = [Path(p) for p in paths]
     manifests = [store.read_manifest(p) for p in paths]
-    tables: dict[str, list[pd.DataFrame]] = {t: [] for t in store.TABLES}
+    tables: dict[str, list[pd.DataFrame]] = {t: [] for t in store.TABLES if t not in LAZY_TABLES}
+    sources = []
     for path, manifest in zip(paths, manifests):
-        for table in store.TABLES:
+        for table in tables:
             frame = store.read_table(path, table)
             if not frame.empty:
                 if table in REPLICA_TABLES and "replica" not in frame:
                     frame = frame.assign(replica="")  # written before --cluster: one server or embedded
                 tables[table].append(frame.assign(run_id=manifest["run_id"]))
-    frames = {t: (pd.concat(parts, ignore_index=True) if parts else _empty(t)) for t, parts in tables.items()}
+        parts = store.table_parts(path, "query_events")
+        store.check_parts("query_events", parts)
+        sources.append(Source(run_dir=path, run_id=manifest["run_id"], parts=tuple(parts)))
+    frames: dict[str, Any] = {t: (pd.concat(parts, ignore_index=True) if parts else _empty(t))
+                              for t, parts in tables.items()}
+    frames["query_events"] = ParquetTable("query_events", tuple(sources))
     return Run(paths=paths, manifests=manifests, **frames)
 
+
+def _get_query_events(run: Run) -> pd.DataFrame:
+    frame = run.__dict__.get("_query_events")
+    if frame is None:
+        disk = run.query_events_on_disk()
+        frame = disk.load() if disk is not None else _empty("query_events")
+        run.__dict__["_query_events"] = frame
+        run.__dict__["_query_events_disk"] = None  # from now on the analysis uses the frame the analyst sees
+    return frame
+
+
+def _set_query_events(run: Run, value: pd.DataFrame | ParquetTable) -> None:
+    if isinstance(value, ParquetTable):
+        run.__dict__["_query_events"], run.__dict__["_query_events_disk"] = None, value
+    else:
+        run.__dict__["_query_events"], run.__dict__["_query_events_disk"] = value, None
+
+
+# Installed after the dataclass is made: ``Run(query_events=...)`` and ``run.query_events = frame`` go
+# through the setter, reading the attribute through the getter.
+Run.query_events = property(_get_query_events, _set_query_events)  # type: ignore[assignment]
+
+# Tables load_run leaves in their files until asked for.
+LAZY_TABLES = ("query_events",)
 
 # Sampled tables that say which replica a row came from ('' on one server or the embedded engine).
 REPLICA_TABLES = ("events", "metrics", "query_events", "stacks")

@@ -1,0 +1,161 @@
+"""The per-query ProfileEvents aggregated where they live: in the run's Parquet files, never whole in pandas.
+
+A run keeps dozens of ProfileEvents per query (``query_events``, ~66 long-format rows per query:
+66 M rows for a million queries). Every figure lockprof prints from them is a sum per measurement
+window and event (see :func:`lockprof.analysis.accounting.window_totals`), a table of a few
+thousand numbers. So the files are read one part at a time and folded into that table, and only
+the table reaches pandas; :attr:`Run.query_events <lockprof.analysis.load.Run.query_events>` is
+read whole only when someone asks for it (a notebook), and the summary never does.
+
+Why pyarrow and numpy, not chDB, although chDB reads Parquet in place: chDB is the engine
+under test. The embedded engine is one per process (lockprof opens it once per test process,
+and a run's summary is printed by the process that ran it), and the fast test layer forbids
+importing it at all (tests/engine_guard); an analysis that needed chDB would have to share or
+fork it. The join that matters is cheap without an engine anyway: each part stores ``query_id``
+and ``event`` dictionary-encoded, so matching a row to its window is one lookup per *distinct*
+id in the part's dictionary plus an integer gather per row, and the sum is a ``numpy.bincount``.
+Measured on a synthetic million-query run: see the README's Performance section.
+
+Sums are ``float64`` accumulated part by part. ProfileEvents are integer counters, so while a
+window's total stays below 2**53 every sum is exact and equal, bit for bit, to summing the rows
+of one pandas frame in any order (the in-memory path of :mod:`lockprof.analysis.accounting`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lockprof import store
+from lockprof.errors import RunDirError
+
+# Rows folded at once: bounded memory per step whatever the size of a part (~40 MB of codes and values).
+BATCH_ROWS = 2_000_000
+
+
+@dataclass(frozen=True)
+class Source:
+    """The parts of one table of one run directory, and how ``load_run`` labels their rows."""
+
+    run_dir: Path
+    run_id: str
+    parts: tuple[Path, ...]
+    engine_suffix: str = ""  # "@run_id" where several runs with the same engine labels are loaded together
+
+
+@dataclass(frozen=True)
+class ParquetTable:
+    """A run table left in its Parquet files (one or several runs, in load order)."""
+
+    table: str
+    sources: tuple[Source, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not any(s.parts for s in self.sources)
+
+    def load(self) -> pd.DataFrame:
+        """The whole table as ``load_run`` always built it: every part, a ``replica`` and a ``run_id`` column."""
+        from lockprof.analysis.load import REPLICA_TABLES, _empty
+
+        frames = []
+        for s in self.sources:
+            frame = store.read_parts(self.table, list(s.parts))
+            if frame.empty:
+                continue
+            if self.table in REPLICA_TABLES and "replica" not in frame:
+                frame = frame.assign(replica="")  # written before --cluster: one server or embedded
+            frame = frame.assign(run_id=s.run_id)
+            if s.engine_suffix and "engine" in frame:
+                frame = frame.assign(engine=frame["engine"].astype(str) + s.engine_suffix)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else _empty(self.table)
+
+    def distinct(self, column: str) -> set[str]:
+        """The distinct values of a string column, from the files' statistics where they settle it."""
+        out: set[str] = set()
+        for s in self.sources:
+            for part in s.parts:
+                out |= {v + s.engine_suffix if column == "engine" else v for v in _distinct(part, column)}
+        return out
+
+    def batches(self, columns: list[str]) -> Iterator[tuple[Path, dict[str, object]]]:
+        """(part, {column: pyarrow array}) for every batch of every part, dictionary columns kept encoded."""
+        import pyarrow.parquet as pq
+
+        for s in self.sources:
+            for part in s.parts:
+                try:
+                    reader = pq.ParquetFile(part, read_dictionary=[c for c in columns if c != "value"])
+                    for batch in reader.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+                        yield part, {c: batch.column(c) for c in columns}
+                except (OSError, ValueError, KeyError) as exc:  # pyarrow's errors do not name the file
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise RunDirError(f"{part}: damaged run file: {first}") from None
+
+
+def _distinct(part: Path, column: str) -> set[str]:
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(part).metadata
+    index = meta.schema.names.index(column) if column in meta.schema.names else -1
+    if index < 0:
+        return set()
+    values: set[str] = set()
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(index).statistics
+        if stats is None or not stats.has_min_max or stats.min != stats.max or stats.null_count:
+            break  # not settled by the statistics: read the column
+        values.add(str(stats.min))
+    else:
+        return values
+    return {str(v) for v in pq.read_table(part, columns=[column]).column(column).unique().to_pylist()
+            if v is not None}
+
+
+def event_sums(table: ParquetTable, ids: pd.Index, window: np.ndarray, n_windows: int
+               ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Fold the ProfileEvents of the queries ``ids`` (unique) into (sums per window and event, event names,
+    whether each id has a row): ``sums[w, e]`` is the sum of event ``e`` over the rows whose query_id is an
+    id of window ``w`` (``window[i]`` is the window of ``ids[i]``); rows of other ids are left out."""
+    names: dict[str, int] = {}
+    sums = np.zeros((n_windows, 0))
+    logged = np.zeros(len(ids), dtype=bool)
+    for _, cols in table.batches(["query_id", "event", "value"]):
+        qid, ev, value = cols["query_id"], cols["event"], cols["value"]
+        # One lookup per distinct id of the batch, then an integer gather per row; the appended -1 is
+        # where a null id (code -1) lands.
+        per_entry = np.append(ids.get_indexer(qid.dictionary.to_pandas()), -1)
+        position = per_entry[_codes(qid)]
+        local = _codes(ev)
+        found = (position >= 0) & (local >= 0)
+        position, local = position[found], local[found]
+        logged[position] = True
+        event_names = [str(x) for x in ev.dictionary.to_pylist()]
+        k = len(event_names)
+        weights = value.to_numpy(zero_copy_only=False).astype(float)[found]
+        batch = np.bincount(window[position].astype(np.int64) * k + local, weights=weights,
+                            minlength=n_windows * k).reshape(n_windows, k)
+        for name in event_names:
+            names.setdefault(name, len(names))
+        if len(names) > sums.shape[1]:
+            sums = np.pad(sums, ((0, 0), (0, len(names) - sums.shape[1])))
+        target = np.fromiter((names[n] for n in event_names), dtype=np.int64, count=k)
+        np.add.at(sums.T, target, batch.T)  # add.at: a dictionary may (rarely) hold a name twice
+    return sums, list(names), logged
+
+
+def _codes(array: object) -> np.ndarray:
+    """A dictionary array's indices; a null (no id or no name) becomes a code that matches nothing."""
+    indices = array.indices  # type: ignore[attr-defined]
+    if indices.null_count:
+        import pyarrow.compute as pc
+
+        out = indices.fill_null(0).to_numpy().astype(np.int64)
+        out[pc.is_null(indices).to_numpy(zero_copy_only=False)] = -1
+        return out
+    return indices.to_numpy()
