@@ -35,6 +35,7 @@ from lockprof.analysis import (
 )
 from lockprof.analysis.ab_text import ab_headlines
 from lockprof.analysis.accounting import SOURCE_TEXT
+from lockprof.analysis.columnar import ParquetTable
 from lockprof.analysis.scalability import MIN_LEVELS_TO_DRAW, MIN_R_SQUARED
 from lockprof.errors import LockprofError
 from lockprof.flamegraph import flame_graph, short_name, waiting_locks
@@ -342,25 +343,36 @@ def _engines_line(run: Run) -> str:
 
 def load_runs(paths: Sequence[str | Path]) -> Run:
     """Several runs as one; where two runs name their engines alike (two separate runs of
-    ``embedded``), each engine becomes ``label@run_id`` so their numbers are not pooled."""
+    ``embedded``), each engine becomes ``label@run_id`` so their numbers are not pooled.
+
+    Each run is read once, and the per-query ProfileEvents stay in their files (see
+    :func:`lockprof.analysis.load_run`)."""
     runs = [load_run(p) for p in paths]
+    if len(runs) == 1:
+        return runs[0]
     labels = [label for r in runs for label in r.levels["engine"].unique()]
-    if len(runs) == 1 or len(labels) == len(set(labels)):
-        return load_run(paths)
+    relabel = len(labels) != len(set(labels))
     tables = [f.name for f in dataclasses.fields(Run) if f.name not in ("paths", "manifests", "cache")]
-    frames = {}
+    frames: dict[str, object] = {}
     for table in tables:
+        disk = [r.query_events_on_disk() for r in runs] if table == "query_events" else [None]
+        if all(d is not None for d in disk):
+            frames[table] = ParquetTable(table, tuple(
+                dataclasses.replace(s, engine_suffix=f"@{r.manifest['run_id']}" if relabel else "")
+                for r, d in zip(runs, disk, strict=True) for s in d.sources))
+            continue
         parts = []
         for r in runs:
             frame = getattr(r, table)
-            if "engine" in frame:
+            if relabel and "engine" in frame:
                 frame = frame.assign(engine=frame["engine"].astype(str) + "@" + r.manifest["run_id"])
             parts.append(frame)
         frames[table] = pd.concat([f for f in parts if not f.empty] or parts[:1], ignore_index=True)
     manifests = []
     for r in runs:
         m = dict(r.manifest)
-        m["engines"] = [{**e, "label": f"{e.get('label')}@{m['run_id']}"} for e in m.get("engines", [])]
+        if relabel:
+            m["engines"] = [{**e, "label": f"{e.get('label')}@{m['run_id']}"} for e in m.get("engines", [])]
         manifests.append(m)
     return Run(paths=[p for r in runs for p in r.paths], manifests=manifests, **frames)
 
