@@ -3,9 +3,9 @@
 A small run is written to disk through ``store.write_part`` with what a real run can hold beside the
 plain case: several parts and batches, parts whose event dictionaries differ, ids the queries table
 does not have (warm-up, failed and background queries), a query id logged twice in the queries table,
-a query without a ProfileEvents row, and rows without an id or an event name. The analysis of the run as loaded (files left on
-disk) must equal, exactly, a straightforward merge and groupby in pandas, and every figure built on it
-must equal the one from the same run held in memory.
+a query without a ProfileEvents row, and rows without an id or an event name. The analysis of the run
+as loaded (files left on disk) must equal, exactly, a straightforward merge and groupby in pandas, and
+every figure built on it must equal the one from the same run held in memory.
 """
 
 from __future__ import annotations

@@ -23,7 +23,11 @@ of one pandas frame in any order (the in-memory path of :mod:`lockprof.analysis.
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +39,8 @@ from lockprof.errors import RunDirError
 
 # Rows folded at once: bounded memory per step whatever the size of a part (~40 MB of codes and values).
 BATCH_ROWS = 2_000_000
+# Row groups (up to ~1 M rows each as pyarrow writes them) decoded ahead of the one being folded.
+LOOKAHEAD = 3
 
 
 @dataclass(frozen=True)
@@ -84,18 +90,47 @@ class ParquetTable:
         return out
 
     def batches(self, columns: list[str]) -> Iterator[tuple[Path, dict[str, object]]]:
-        """(part, {column: pyarrow array}) for every batch of every part, dictionary columns kept encoded."""
-        import pyarrow.parquet as pq
-
-        for s in self.sources:
-            for part in s.parts:
+        """(part, {column: pyarrow array}) for every batch of every part in order, dictionary columns kept
+        encoded. Row groups are decoded ahead in threads (pyarrow releases the GIL) while the caller
+        folds the previous ones, never more than :data:`LOOKAHEAD` at a time."""
+        units = [(part, g) for s in self.sources for part in s.parts for g in range(_row_groups(part))]
+        if not units:
+            return
+        with ThreadPoolExecutor(max_workers=min(LOOKAHEAD, os.cpu_count() or 1)) as pool:
+            pending: deque[tuple[Path, Future]] = deque()
+            queue = iter(units)
+            for part, g in itertools.islice(queue, LOOKAHEAD):
+                pending.append((part, pool.submit(_read_row_group, part, g, columns)))
+            while pending:
+                part, future = pending.popleft()
                 try:
-                    reader = pq.ParquetFile(part, read_dictionary=[c for c in columns if c != "value"])
-                    for batch in reader.iter_batches(batch_size=BATCH_ROWS, columns=columns):
-                        yield part, {c: batch.column(c) for c in columns}
+                    table = future.result()
                 except (OSError, ValueError, KeyError) as exc:  # pyarrow's errors do not name the file
+                    for _, other in pending:
+                        other.cancel()
                     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     raise RunDirError(f"{part}: damaged run file: {first}") from None
+                for nxt in itertools.islice(queue, 1):
+                    pending.append((nxt[0], pool.submit(_read_row_group, *nxt, columns)))
+                for batch in table.to_batches(max_chunksize=BATCH_ROWS):
+                    yield part, {c: batch.column(c) for c in columns}
+
+
+def _row_groups(part: Path) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(part).metadata.num_row_groups
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RunDirError(f"{part}: damaged run file: {first}") from None
+
+
+def _read_row_group(part: Path, group: int, columns: list[str]) -> object:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(part, read_dictionary=[c for c in columns if c != "value"]).read_row_group(
+        group, columns=columns)
 
 
 def _distinct(part: Path, column: str) -> set[str]:
