@@ -25,10 +25,12 @@ EXPECTED = {
                          rf"^RATIO sampler_overhead all levels pooled: {RATIO}"],
     "dataset_build": [rf"^RATIO dataset_build fresh lockprof/raw time: {RATIO} target <= 1.3: ",
                       rf"^RATIO dataset_build cached second call/raw time: {RATIO}"],
-    "analysis_speed": [rf"^RATIO analysis_speed load_run/plain read_parquet time: {RATIO}",
-                       rf"^RATIO analysis_speed load_run\+lock_budget/plain read_parquet time: {RATIO}",
-                       r"^RESULT analysis_speed: load_run\+lock_budget median .* records/s",
-                       r"^RESULT analysis_speed memory: peak RSS"],
+    "analysis_speed": [rf"^RATIO analysis_speed summary/plain pyarrow read time: {RATIO}",
+                       r"^RESULT analysis_speed summary: load_run\+summary median .* records/s; peak RSS median "
+                       r".* GiB; target < 5 s: .*; target < 4 GiB: ",
+                       r"^RESULT analysis_speed report: load_run\+render_report median .* peak RSS median .* GiB; "
+                       r"target < 30 s: ",
+                       r"^RESULT analysis_speed memory: peak RSS summary [\d.]+ GiB, report [\d.]+ GiB"],
     "ab_false_positives": [r"^RATE ab_false_positives latency\+throughput points called faster/slower: \d+/\d+ = "
                            rf"{NUMBER} \(95% CI {NUMBER}-{NUMBER}\) target <= 0.05: ",
                            r"^RESULT ab_false_positives time: "],
