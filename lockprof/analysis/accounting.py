@@ -69,7 +69,7 @@ def window_totals(run: Run, source: str | None = None) -> pd.DataFrame:
 def _measured_windows(run: Run) -> tuple[pd.DataFrame, pd.Series]:
     """Measured queries that succeeded (background statements and failed or cancelled queries excluded: their
     time says nothing about a query's cost) and their window number."""
-    measured = run.measured()
+    measured = run.measured([*WINDOW, "query_id", "error"])
     measured = measured[measured["error"].isna()]
     window = measured.groupby(WINDOW, sort=True).ngroup()
     return measured, window

@@ -156,32 +156,40 @@ def event_sums(table: ParquetTable, ids: pd.Index, window: np.ndarray, n_windows
                ) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Fold the ProfileEvents of the queries ``ids`` (unique) into (sums per window and event, event names,
     whether each id has a row): ``sums[w, e]`` is the sum of event ``e`` over the rows whose query_id is an
-    id of window ``w`` (``window[i]`` is the window of ``ids[i]``); rows of other ids are left out."""
+    id of window ``w`` (``window[i]`` is the window of ``ids[i]``); rows of other ids, and rows without an
+    id or an event name, are left out."""
     names: dict[str, int] = {}
-    sums = np.zeros((n_windows, 0))
+    sums = np.zeros((n_windows + 1, 0))  # the last row collects the rows left out
     logged = np.zeros(len(ids), dtype=bool)
+    trash = n_windows
+    window = np.append(window, trash).astype(np.int64)  # position -1 (an id not measured) -> the trash row
     for _, cols in table.batches(["query_id", "event", "value"]):
         qid, ev, value = cols["query_id"], cols["event"], cols["value"]
-        # One lookup per distinct id of the batch, then an integer gather per row; the appended -1 is
-        # where a null id (code -1) lands.
-        per_entry = np.append(ids.get_indexer(qid.dictionary.to_pandas()), -1)
-        position = per_entry[_codes(qid)]
-        local = _codes(ev)
-        found = (position >= 0) & (local >= 0)
-        position, local = position[found], local[found]
-        logged[position] = True
+        # One lookup per distinct id of the batch (its dictionary), then per row one gather and a bincount.
+        position = ids.get_indexer(qid.dictionary.to_pandas())
+        entry_window = np.append(window[position], trash)  # a null id (code -1) lands in the trash row too
+        q_codes, e_codes = _codes(qid), _codes(ev)
+        row_window = entry_window[q_codes]
+        if (e_codes < 0).any():  # rows without an event name: nobody's
+            row_window = np.where(e_codes < 0, trash, row_window)
+            e_codes = np.where(e_codes < 0, 0, e_codes)
         event_names = [str(x) for x in ev.dictionary.to_pylist()]
-        k = len(event_names)
-        weights = value.to_numpy(zero_copy_only=False).astype(float)[found]
-        batch = np.bincount(window[position].astype(np.int64) * k + local, weights=weights,
-                            minlength=n_windows * k).reshape(n_windows, k)
+        k = max(len(event_names), 1)
+        # Which ids have a row: per dictionary entry, whether a row that counts uses it.
+        used = np.zeros(len(position) + 1, dtype=bool)
+        used[q_codes[row_window != trash] if (row_window == trash).any() else q_codes] = True
+        logged[position[used[:-1] & (position >= 0)]] = True
+        row_window *= k  # the key window * k + event, in place: these arrays are as long as the batch
+        row_window += e_codes
+        batch = np.bincount(row_window, weights=value.to_numpy(zero_copy_only=False),
+                            minlength=(n_windows + 1) * k).reshape(n_windows + 1, k)[:, :len(event_names)]
         for name in event_names:
             names.setdefault(name, len(names))
         if len(names) > sums.shape[1]:
             sums = np.pad(sums, ((0, 0), (0, len(names) - sums.shape[1])))
-        target = np.fromiter((names[n] for n in event_names), dtype=np.int64, count=k)
+        target = np.fromiter((names[n] for n in event_names), dtype=np.int64, count=len(event_names))
         np.add.at(sums.T, target, batch.T)  # add.at: a dictionary may (rarely) hold a name twice
-    return sums, list(names), logged
+    return sums[:n_windows], list(names), logged
 
 
 def _codes(array: object) -> np.ndarray:

@@ -27,7 +27,7 @@ def level_summary(run: Run) -> pd.DataFrame:
         interrupted=("interrupted", "any"),
         target_qps=("target_qps", "first"),
     )
-    ok = run.measured()
+    ok = run.measured([*KEYS, "latency_ms", "queue_delay_ms", "error"])
     ok = ok[ok["error"].isna()]
     latency = ok.groupby(KEYS, as_index=False)["latency_ms"].agg(
         p50_ms="median",
