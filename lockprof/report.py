@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import html
 import io
 import json
 import math
+import operator
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,7 +37,6 @@ from lockprof.analysis import (
 )
 from lockprof.analysis.ab_text import ab_headlines
 from lockprof.analysis.accounting import SOURCE_TEXT
-from lockprof.analysis.columnar import ParquetTable
 from lockprof.analysis.scalability import MIN_LEVELS_TO_DRAW, MIN_R_SQUARED
 from lockprof.errors import LockprofError
 from lockprof.flamegraph import flame_graph, short_name, waiting_locks
@@ -357,9 +358,9 @@ def load_runs(paths: Sequence[str | Path]) -> Run:
     for table in tables:
         disk = [r.query_events_on_disk() for r in runs] if table == "query_events" else [None]
         if all(d is not None for d in disk):
-            frames[table] = ParquetTable(table, tuple(
-                dataclasses.replace(s, engine_suffix=f"@{r.manifest['run_id']}" if relabel else "")
-                for r, d in zip(runs, disk, strict=True) for s in d.sources))
+            tables_on_disk = [d.relabeled(f"@{r.manifest['run_id']}" if relabel else "")
+                              for r, d in zip(runs, disk, strict=True)]
+            frames[table] = functools.reduce(operator.add, tables_on_disk)
             continue
         parts = []
         for r in runs:

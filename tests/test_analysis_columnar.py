@@ -119,7 +119,12 @@ def test_every_figure_is_identical_with_the_events_on_disk_or_in_memory(run_dir)
         pd.testing.assert_frame_equal(fn(lazy), fn(eager), check_exact=True, obj=fn.__name__)
 
 
-def test_the_summary_and_report_never_read_query_events_into_pandas(run_dir):
+def never_read(self):
+    raise AssertionError("query_events was read into pandas")
+
+
+def test_the_summary_and_report_never_read_query_events_into_pandas(run_dir, monkeypatch):
+    monkeypatch.setattr(columnar.ParquetTable, "load", never_read)
     run = load_run(run_dir)
     render(run, Console(file=io.StringIO(), width=120))
     assert "<h2>Verdict" in render_report(run)
@@ -136,12 +141,15 @@ def test_query_events_is_a_frame_on_first_access_and_can_be_replaced(run_dir):
     assert "RealTimeMicroseconds" not in set(window_totals(run)["event"])
 
 
-def test_two_runs_of_one_engine_keep_their_events_apart_on_disk(tmp_path):
+def test_two_runs_of_one_engine_keep_their_events_apart_on_disk(tmp_path, monkeypatch):
     write_run(tmp_path / "a", run_id="a", seed=1)
     write_run(tmp_path / "b", run_id="b", seed=2)
-    both = load_runs([tmp_path / "a", tmp_path / "b"])
-    assert both.query_events_on_disk() is not None
-    totals = window_totals(both)
+    with monkeypatch.context() as m:
+        m.setattr(columnar.ParquetTable, "load", never_read)
+        both = load_runs([tmp_path / "a", tmp_path / "b"])
+        assert both.query_events_on_disk() is not None
+        totals = window_totals(both)
+        assert "<h2>Verdict" in render_report(both)
     assert set(totals["engine"]) == {"embedded@a", "embedded@b"}
     for name in ("a", "b"):
         alone = window_totals(load_run(tmp_path / name)).assign(engine=f"embedded@{name}")
@@ -155,3 +163,20 @@ def test_a_damaged_query_events_part_is_refused_on_loading(run_dir):
     part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
     with pytest.raises(RunDirError, match=part.name):
         load_run(run_dir)
+
+
+def test_comparing_two_runs_keeps_their_events_on_disk_and_gives_the_in_memory_verdicts(tmp_path, monkeypatch):
+    from lockprof.analysis.ab import compare
+
+    write_run(tmp_path / "a", run_id="a", seed=1)
+    write_run(tmp_path / "b", run_id="b", seed=2)
+    with monkeypatch.context() as m:
+        m.setattr(columnar.ParquetTable, "load", never_read)
+        lazy = compare(load_run(tmp_path / "a"), load_run(tmp_path / "b"))
+    eager_runs = [load_run(tmp_path / name) for name in ("a", "b")]
+    for r in eager_runs:
+        assert not r.query_events.empty  # read into pandas: the comparison then merges frames
+    eager = compare(*eager_runs)
+    assert set(lazy.engines) == {"embedded@a", "embedded@b"}
+    assert lazy.frame["metric"].str.startswith("lock_").any()
+    pd.testing.assert_frame_equal(lazy.frame, eager.frame, check_exact=True)

@@ -23,6 +23,7 @@ of one pandas frame in any order (the in-memory path of :mod:`lockprof.analysis.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections import deque
@@ -51,6 +52,14 @@ class Source:
     run_id: str
     parts: tuple[Path, ...]
     engine_suffix: str = ""  # "@run_id" where several runs with the same engine labels are loaded together
+    engine_renames: tuple[tuple[str, str], ...] = ()  # then (old, new) engine labels, as a comparison relabels
+
+    def engine(self, label: str) -> str:
+        """The engine label a row of this source carries once loaded."""
+        label += self.engine_suffix
+        for old, new in self.engine_renames:
+            label = new if label == old else label
+        return label
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,9 @@ class ParquetTable:
             frame = frame.assign(run_id=s.run_id)
             if s.engine_suffix and "engine" in frame:
                 frame = frame.assign(engine=frame["engine"].astype(str) + s.engine_suffix)
+            for old, new in s.engine_renames:
+                if "engine" in frame:
+                    frame = frame.assign(engine=frame["engine"].replace({old: new}))
             frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else _empty(self.table)
 
@@ -86,8 +98,18 @@ class ParquetTable:
         out: set[str] = set()
         for s in self.sources:
             for part in s.parts:
-                out |= {v + s.engine_suffix if column == "engine" else v for v in _distinct(part, column)}
+                out |= {s.engine(v) if column == "engine" else v for v in _distinct(part, column)}
         return out
+
+    def relabeled(self, suffix: str = "", renames: tuple[tuple[str, str], ...] = ()) -> ParquetTable:
+        """The same files, their engine labels suffixed and then renamed on reading."""
+        return dataclasses.replace(self, sources=tuple(
+            dataclasses.replace(s, engine_suffix=s.engine_suffix + suffix, engine_renames=s.engine_renames + renames)
+            for s in self.sources))
+
+    def __add__(self, other: ParquetTable) -> ParquetTable:
+        """Two runs' files as one table, in order."""
+        return ParquetTable(self.table, self.sources + other.sources)
 
     def batches(self, columns: list[str]) -> Iterator[tuple[Path, dict[str, object]]]:
         """(part, {column: pyarrow array}) for every batch of every part in order, dictionary columns kept
