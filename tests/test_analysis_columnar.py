@@ -180,3 +180,13 @@ def test_comparing_two_runs_keeps_their_events_on_disk_and_gives_the_in_memory_v
     assert set(lazy.engines) == {"embedded@a", "embedded@b"}
     assert lazy.frame["metric"].str.startswith("lock_").any()
     pd.testing.assert_frame_equal(lazy.frame, eager.frame, check_exact=True)
+
+
+def test_a_damaged_page_of_query_events_is_named_when_the_analysis_reads_it(run_dir):
+    part = store.table_parts(run_dir, "query_events")[1]
+    data = bytearray(part.read_bytes())
+    data[4:40] = b"\xff" * 36  # the first page header, right after the magic bytes: the footer is intact
+    part.write_bytes(bytes(data))
+    run = load_run(run_dir)
+    with pytest.raises(RunDirError, match=part.name):
+        window_totals(run)

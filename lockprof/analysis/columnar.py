@@ -127,7 +127,7 @@ class ParquetTable:
                 part, future = pending.popleft()
                 try:
                     table = future.result()
-                except (OSError, ValueError, KeyError) as exc:  # pyarrow's errors do not name the file
+                except Exception as exc:  # a damaged page; pyarrow's errors do not name the file
                     for _, other in pending:
                         other.cancel()
                     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
