@@ -8,12 +8,13 @@ the table reaches pandas; :attr:`Run.query_events <lockprof.analysis.load.Run.qu
 read whole only when someone asks for it (a notebook), and the summary never does.
 
 Why pyarrow and numpy, not chDB, although chDB reads Parquet in place: chDB is the engine
-under test. The embedded engine is one per process (lockprof opens it once per test process,
-and a run's summary is printed by the process that ran it), and the fast test layer forbids
-importing it at all (tests/engine_guard); an analysis that needed chDB would have to share or
-fork it. The join that matters is cheap without an engine anyway: each part stores ``query_id``
-and ``event`` dictionary-encoded, so matching a row to its window is one lookup per *distinct*
-id in the part's dictionary plus an integer gather per row, and the sum is a ``numpy.bincount``.
+under test, and it is one engine per process (one data path; the test suite opens it once per
+test process, a notebook may open one beside its analysis). An analysis with its own chDB session
+would share that engine with whatever else the process runs, and the fast test layer, which
+analyses synthetic runs, forbids importing chDB at all (tests/engine_guard). The join that
+matters is cheap without an engine anyway: each part stores ``query_id`` and ``event``
+dictionary-encoded, so matching a row to its window is one hash lookup per *distinct* id in the
+row group's dictionary plus an integer gather per row, and the sum is a ``numpy.bincount``.
 Measured on a synthetic million-query run: see the README's Performance section.
 
 Sums are ``float64`` accumulated part by part. ProfileEvents are integer counters, so while a
@@ -111,9 +112,10 @@ class ParquetTable:
         """Two runs' files as one table, in order."""
         return ParquetTable(self.table, self.sources + other.sources)
 
-    def batches(self, columns: list[str]) -> Iterator[tuple[Path, dict[str, object]]]:
-        """(part, {column: pyarrow array}) for every batch of every part in order, dictionary columns kept
-        encoded. Row groups are decoded ahead in threads (pyarrow releases the GIL) while the caller
+    def batches(self, columns: list[str], dictionary: tuple[str, ...] = ()
+                ) -> Iterator[tuple[Path, dict[str, object]]]:
+        """(part, {column: pyarrow array}) for every batch of every part in order, the ``dictionary`` columns
+        read dictionary-encoded. Row groups are decoded ahead in threads (pyarrow releases the GIL) while the caller
         folds the previous ones, never more than :data:`LOOKAHEAD` at a time."""
         units = [(part, g) for s in self.sources for part in s.parts for g in range(_row_groups(part))]
         if not units:
@@ -122,7 +124,7 @@ class ParquetTable:
             pending: deque[tuple[Path, Future]] = deque()
             queue = iter(units)
             for part, g in itertools.islice(queue, LOOKAHEAD):
-                pending.append((part, pool.submit(_read_row_group, part, g, columns)))
+                pending.append((part, pool.submit(_read_row_group, part, g, columns, dictionary)))
             while pending:
                 part, future = pending.popleft()
                 try:
@@ -133,7 +135,7 @@ class ParquetTable:
                     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     raise RunDirError(f"{part}: damaged run file: {first}") from None
                 for nxt in itertools.islice(queue, 1):
-                    pending.append((nxt[0], pool.submit(_read_row_group, *nxt, columns)))
+                    pending.append((nxt[0], pool.submit(_read_row_group, *nxt, columns, dictionary)))
                 for batch in table.to_batches(max_chunksize=BATCH_ROWS):
                     yield part, {c: batch.column(c) for c in columns}
 
@@ -148,11 +150,10 @@ def _row_groups(part: Path) -> int:
         raise RunDirError(f"{part}: damaged run file: {first}") from None
 
 
-def _read_row_group(part: Path, group: int, columns: list[str]) -> object:
+def _read_row_group(part: Path, group: int, columns: list[str], dictionary: tuple[str, ...]) -> object:
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(part, read_dictionary=[c for c in columns if c != "value"]).read_row_group(
-        group, columns=columns)
+    return pq.ParquetFile(part, read_dictionary=list(dictionary)).read_row_group(group, columns=columns)
 
 
 def _distinct(part: Path, column: str) -> set[str]:
@@ -185,7 +186,7 @@ def event_sums(table: ParquetTable, ids: pd.Index, window: np.ndarray, n_windows
     logged = np.zeros(len(ids), dtype=bool)
     trash = n_windows
     window = np.append(window, trash).astype(np.int64)  # position -1 (an id not measured) -> the trash row
-    for _, cols in table.batches(["query_id", "event", "value"]):
+    for _, cols in table.batches(["query_id", "event", "value"], dictionary=("query_id", "event")):
         qid, ev, value = cols["query_id"], cols["event"], cols["value"]
         # One lookup per distinct id of the batch (its dictionary), then per row one gather and a bincount.
         position = ids.get_indexer(qid.dictionary.to_pandas())
