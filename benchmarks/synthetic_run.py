@@ -48,10 +48,11 @@ METRICS = ("Query", "QueryNonInternal", "GlobalThread", "GlobalThreadActive", "L
 
 
 def write_synthetic_run(path: Path, queries: int, repetitions: int = 3, seed: int = 0) -> int:
-    """Write a complete run of about ``queries`` query records; return the number written."""
+    """Write a complete run of at least ``queries`` query records (the same number per level); return the
+    number written."""
     rng = np.random.default_rng(seed)
     levels = list(itertools.product(SCHEMAS, CONCURRENCY, range(repetitions)))
-    per_level = max(1, queries // len(levels))
+    per_level = max(1, -(-queries // len(levels)))  # rounded up: a million asked is never 999 984 written
     names = pd.DataFrame({"name": list(PROFILE_EVENTS) + list(METRICS), "description": ""})
     manifest = {
         "run_id": "synthetic", "lockprof_version": "benchmark",
