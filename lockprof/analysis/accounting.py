@@ -80,9 +80,10 @@ def _from_query_log(run: Run) -> pd.DataFrame:
     disk = run.query_events_on_disk()
     if measured.empty or (disk.empty if disk is not None else run.query_events.empty):
         return pd.DataFrame()
-    ids = pd.Index(measured["query_id"].astype(str))
-    keep = ~ids.duplicated()
-    ids, window = ids[keep], window.to_numpy()[keep]
+    ids, window = pd.Index(measured["query_id"].astype(str)), window.to_numpy()
+    if not ids.is_unique:  # checked first: the usual unique index keeps the hash table it just built
+        keep = ~ids.duplicated()
+        ids, window = ids[keep], window[keep]
     n_windows = int(window.max()) + 1
     if disk is not None:  # aggregated in the files, part by part; only the sums reach pandas
         sums, names, logged = event_sums(disk, ids, window, n_windows)

@@ -193,14 +193,18 @@ def event_sums(table: ParquetTable, ids: pd.Index, window: np.ndarray, n_windows
         entry_window = np.append(window[position], trash)  # a null id (code -1) lands in the trash row too
         q_codes, e_codes = _codes(qid), _codes(ev)
         row_window = entry_window[q_codes]
-        if (e_codes < 0).any():  # rows without an event name: nobody's
-            row_window = np.where(e_codes < 0, trash, row_window)
-            e_codes = np.where(e_codes < 0, 0, e_codes)
+        counted = q_codes
+        if ev.null_count:  # rows without an event name: nobody's
+            missing = e_codes < 0
+            row_window[missing] = trash
+            e_codes = np.where(missing, 0, e_codes)
+            counted = q_codes[~missing]
         event_names = [str(x) for x in ev.dictionary.to_pylist()]
         k = max(len(event_names), 1)
-        # Which ids have a row: per dictionary entry, whether a row that counts uses it.
+        # Which ids have a row: the dictionary entries rows use (the extra last slot is a null id's),
+        # of those, the measured ones.
         used = np.zeros(len(position) + 1, dtype=bool)
-        used[q_codes[row_window != trash] if (row_window == trash).any() else q_codes] = True
+        used[counted] = True
         logged[position[used[:-1] & (position >= 0)]] = True
         row_window *= k  # the key window * k + event, in place: these arrays are as long as the batch
         row_window += e_codes
