@@ -40,6 +40,7 @@ FAST_MODULES = frozenset({
     "test_benchmarks",
     "test_compare_cli",
     "test_diagnosis",
+    "test_engines",
     "test_flamegraph",
     "test_inputs",
     "test_layers",
@@ -165,7 +166,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, lockprof_cache: Path) -> 
 @pytest.fixture(scope="session")
 def engine(lockprof_cache: Path):
     """The embedded engine in this test process (on its own instance slot, as a worker would)."""
-    from lockprof.engines import open_engine
+    from lockprof.engines.registry import open_engine
 
     eng = open_engine({"kind": "embedded"})
     yield eng

@@ -218,7 +218,7 @@ def test_the_order_of_engines_turns_from_one_repetition_to_the_next():
 
 
 def test_an_engine_spec_can_carry_settings_for_one_side():
-    from lockprof.engines import parse_spec
+    from lockprof.engines.registry import parse_spec
 
     spec = parse_spec("embedded?max_untracked_memory=128&max_threads=2")
     assert spec.label == "embedded+max_untracked_memory=128+max_threads=2"

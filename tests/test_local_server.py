@@ -22,8 +22,8 @@ import pytest
 from conftest import ROOT, TINY, lockprof_cli
 from launched import VERSION, alive, listener_pids, server_dirs, server_python
 
-from lockprof.engines import parse_spec
 from lockprof.engines.local_server import LaunchedServerEngine
+from lockprof.engines.registry import parse_spec
 from lockprof.engines.server import ServerEngine
 from lockprof.errors import EngineError
 

@@ -26,7 +26,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from lockprof.engines.server import ServerEngine, ServerTarget, parse_url
+from lockprof.engines.base import EngineSpec
+from lockprof.engines.server import ServerEngine, ServerTarget, declared
 from lockprof.errors import EngineError
 
 READY_TIMEOUT_S = 60.0
@@ -34,26 +35,18 @@ STOP_TIMEOUT_S = 20.0
 _LOG_TABLES = ("query_log", "trace_log")
 
 
-def parse_server_spec(text: str) -> Any:
-    """An EngineSpec for ``http(s)://…`` or ``binary:PATH``; public_spec never holds a password."""
-    from lockprof.engines import EngineSpec
-
-    if text.startswith("binary:"):
-        binary = Path(text[len("binary:"):]).expanduser()
-        if not binary.is_file() or not os.access(binary, os.X_OK):
-            raise EngineError(f"{binary}: no executable ClickHouse binary there")
-        binary = binary.resolve()
-        label = re.sub(r"[^A-Za-z0-9_.-]", "_", f"bin-{binary.parent.name}-{binary.name}")
-        return EngineSpec("binary", label, {"binary": str(binary)}, f"binary:{binary}")
-    target = parse_url(text)
-    label = re.sub(r"[^A-Za-z0-9_.-]", "_", f"server-{target.host}-{target.port}")
-    return EngineSpec("server", label, target.as_request(), target.public_spec)
+def parse_spec(text: str) -> EngineSpec:
+    """``binary:PATH``: that ClickHouse build, which the worker launches as a private server."""
+    binary = Path(text[len("binary:"):]).expanduser()
+    if not binary.is_file() or not os.access(binary, os.X_OK):
+        raise EngineError(f"{binary}: no executable ClickHouse binary there")
+    binary = binary.resolve()
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", f"bin-{binary.parent.name}-{binary.name}")
+    return EngineSpec("binary", label, {"binary": str(binary)}, f"binary:{binary}", declared())
 
 
-def open_server_engine(request: dict[str, Any]) -> ServerEngine:
-    if request.get("kind") == "binary":
-        return LaunchedEngine(Path(request["binary"]))
-    return ServerEngine(ServerTarget.from_request(request))
+def open_engine(request: dict[str, Any]) -> LaunchedEngine:
+    return LaunchedEngine(Path(request["binary"]))
 
 
 def free_port() -> int:

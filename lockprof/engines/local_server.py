@@ -25,13 +25,15 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lockprof.engines import managed
+from lockprof.engines.base import EngineSpec
 from lockprof.engines.listener import PORTS_FILE
-from lockprof.engines.server import ServerEngine, ServerTarget
+from lockprof.engines.server import ServerEngine, ServerTarget, declared
 from lockprof.errors import EngineError
 
 SPEC_PREFIX = "server:"
@@ -49,19 +51,25 @@ NO_LISTENER = {
 }
 
 
-def parse_local_spec(text: str, progress: Any = None) -> Any:
-    """``server:VERSION`` -> an EngineSpec whose worker runs here and whose server runs in VERSION's environment."""
-    from lockprof.engines import EngineSpec, managed
+LAUNCHABLE = [v for v in managed.known_versions() if v not in NO_LISTENER]
+SYNTAX = f"{SPEC_PREFIX}VERSION ({', '.join(LAUNCHABLE)})"
 
+
+def parse_spec(text: str) -> EngineSpec:
+    """``server:VERSION`` -> an EngineSpec whose worker runs here and whose server runs in VERSION's environment."""
     version = text[len(SPEC_PREFIX):].strip()
     managed.release_for(version)  # an unknown version: the error lists the known ones
     if version in NO_LISTENER:
-        launchable = ", ".join(f"server:{v}" for v in managed.known_versions() if v not in NO_LISTENER)
+        launchable = ", ".join(f"{SPEC_PREFIX}{v}" for v in LAUNCHABLE)
         raise EngineError(f"cannot launch a server of ClickHouse {version}: {NO_LISTENER[version]}. "
                           f"Launchable: {launchable}; or use --engine {version} (embedded)")
-    env = managed.ensure_env(version, progress=progress)
-    options = {"version": version, "server_python": str(env.python)}
-    return EngineSpec("local_server", f"server-{version}", options, f"{SPEC_PREFIX}{version}")
+    return EngineSpec("server", f"server-{version}", {"version": version}, f"{SPEC_PREFIX}{version}", declared())
+
+
+def prepare(spec: EngineSpec, progress: Callable[[str], None] | None) -> EngineSpec:
+    """The spec with the Python of the version's environment, which runs the server (built first if missing)."""
+    env = managed.ensure_env(spec.options["version"], progress=progress)
+    return replace(spec, options={**spec.options, "server_python": str(env.python)})
 
 
 def config_xml(root: Path, tcp_port: int = 0, extra: str = "") -> str:
@@ -219,9 +227,7 @@ class LaunchedServerEngine(ServerEngine):
             raise
 
     def info(self) -> Any:
-        from lockprof.engines.managed import release_for
-
-        return replace(super().info(), package=f"{release_for(self.server.version).pin}, launched server")
+        return replace(super().info(), package=f"{managed.release_for(self.server.version).pin}, launched server")
 
     def close(self) -> None:
         try:
@@ -230,7 +236,7 @@ class LaunchedServerEngine(ServerEngine):
             self.server.stop()
 
 
-def open_local_server(request: dict[str, Any]) -> LaunchedServerEngine:
+def open_engine(request: dict[str, Any]) -> LaunchedServerEngine:
     return LaunchedServerEngine(request["version"], request["server_python"])
 
 
@@ -242,9 +248,7 @@ def launched(version: str, password_file: Path | None = None,
     The file is the only place the password exists outside this process; it is
     created fresh (an existing file is never overwritten) and removed with the server.
     """
-    from lockprof.engines import EngineSpec
-
-    spec: EngineSpec = parse_local_spec(f"{SPEC_PREFIX}{version}", progress)
+    spec = prepare(parse_spec(f"{SPEC_PREFIX}{version}"), progress)
     password = secrets.token_urlsafe(24)
     holder = None if password_file else Path(tempfile.mkdtemp(prefix="lockprof-password-"))
     path = Path(password_file) if password_file else holder / "password"  # type: ignore[operator]
