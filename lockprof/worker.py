@@ -44,7 +44,7 @@ class Worker:
         self.connections: list[Connection] = []
         self.background: list[Connection] = []
         self.sampler_connections: list[Connection] = []
-        self.watchdog: Connection | None = None  # cancels a level's overdue queries (engines that may: cancel)
+        self.watchdog: Connection | None = None  # cancels a level's overdue queries (engines declaring cancel)
         self.in_level = False
         self.cluster: str | None = None  # --cluster: samplers read every replica of this cluster
 
