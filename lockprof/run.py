@@ -213,19 +213,6 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         timer.daemon = True
         timer.start()
 
-    def prepare(worker: WorkerProcess, spec: EngineSpec) -> dict[str, Any]:
-        return worker.request(
-            "prepare",
-            engine=spec.as_request(),
-            engine_label=spec.label,
-            scenario_path=str(loaded.path),
-            schemas=schemas,
-            clock_origin=clock.origin,
-            sample_interval_s=options.sample_interval_s,
-            samplers=list(options.samplers),
-            cluster=options.cluster,
-        )
-
     previous = {sig: signal.signal(sig, on_interrupt) for sig in STOP_SIGNALS}
     try:
         prepared: dict[str, dict[str, Any]] = {}
@@ -234,16 +221,17 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
             workers[spec.label] = WorkerProcess(spec.label, spec.options.get("python"))
             if interrupted["flag"]:
                 raise Interrupted("interrupted before any measurement; nothing was written")
-            prepared[spec.label] = prepare(workers[spec.label], spec)
-            built = {name: ds for name, ds in prepared[spec.label]["datasets"].items() if not ds["cached"]}
-            if built and not scenario.background:
-                # A worker that has just built a table ran its queries ~4% faster on CPU than one that loaded the
-                # same parts from disk (the same work counted per query): state the build leaves in the process.
-                # A fresh worker loads the table as every later run will.
-                workers[spec.label].close()
-                workers[spec.label] = WorkerProcess(spec.label, spec.options.get("python"))
-                prepared[spec.label] = prepare(workers[spec.label], spec)
-                prepared[spec.label]["datasets"].update(built)  # say how it was obtained: built by this run
+            prepared[spec.label] = workers[spec.label].request(
+                "prepare",
+                engine=spec.as_request(),
+                engine_label=spec.label,
+                scenario_path=str(loaded.path),
+                schemas=schemas,
+                clock_origin=clock.origin,
+                sample_interval_s=options.sample_interval_s,
+                samplers=list(options.samplers),
+                cluster=options.cluster,
+            )
             if interrupted["flag"]:
                 raise Interrupted("interrupted before any measurement; nothing was written")
             if max(concurrency) > 1:
