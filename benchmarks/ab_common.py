@@ -19,12 +19,11 @@ from scipy import stats
 
 from benchmarks.common import SCENARIOS, TINY_SCENARIO
 from lockprof.analysis.load import Run
+from lockprof.run import AB_DEFAULTS as DEFAULT  # what `lockprof run` does with two or more engines
 
 PERF = ("latency_ms", "throughput_qps")
 CPU = "cpu_ms_per_query"
 CHANGED = ("faster", "slower")
-# The default A/B: what `lockprof run` does with two or more engines unless told otherwise.
-DEFAULT = {"repetitions": 6, "warmup_s": 0.5, "duration_s": 2.0}
 
 
 @dataclasses.dataclass(frozen=True)
