@@ -27,7 +27,7 @@ import pandas as pd
 
 from lockprof import __version__, store
 from lockprof.clock import RunClock
-from lockprof.engines.launch import parse_server_spec
+from lockprof.engines.registry import parse
 from lockprof.engines.server import ServerEngine, ServerTarget
 from lockprof.errors import LockprofError
 from lockprof.locks import CATALOG_SQL, catalog
@@ -70,8 +70,8 @@ class ObserveOptions:
 
 def observe(options: ObserveOptions, progress=print) -> Path:
     """Sample the server for the window and write a run directory; return its path."""
-    spec = parse_server_spec(options.engine)
-    if spec.kind != "server":
+    spec = parse(options.engine)
+    if spec.kind != "url":
         raise LockprofError("observe watches a running server: give --engine http(s)://user@host:port")
     target = ServerTarget.from_request(spec.as_request())
     if options.password_file:
@@ -111,7 +111,7 @@ def observe(options: ObserveOptions, progress=print) -> Path:
         where = f"cluster {cluster} ({replicas} replicas) through " if cluster else ""
         progress(f"observing {where}{spec.public_spec} (ClickHouse {info.clickhouse_version}) "
                  f"for {options.duration_s:g} s")
-        interrupted = _watch(engine, run_dir, spec.label, clock, origin_unix, options, info.has_query_log)
+        interrupted = _watch(engine, run_dir, spec.label, clock, origin_unix, options)
         status = "incomplete" if interrupted else "complete"
         if interrupted:
             run_dir.manifest["failures"].append("interrupted by the user (Ctrl-C)")
@@ -122,7 +122,7 @@ def observe(options: ObserveOptions, progress=print) -> Path:
 
 
 def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunClock, origin_unix: float,
-           options: ObserveOptions, has_query_log: bool) -> bool:
+           options: ObserveOptions) -> bool:
     stop = threading.Event()
     cluster = options.cluster or None
     events = EventsSampler(engine.connect(), clock, options.sample_interval_s, cluster)
@@ -138,7 +138,7 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
     keys = {"engine": label, "schema": SCHEMA}
     window = {"start": origin_unix + start, "end": origin_unix + end, "own": OWN_COMMENT}
     queries, query_events, stacks, errors = pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), []
-    if has_query_log:
+    if engine.capabilities.query_log:
         with contextlib.suppress(KeyboardInterrupt):
             time.sleep(options.settle_s)
         try:

@@ -33,7 +33,8 @@ import pandas as pd
 from lockprof import __version__
 from lockprof.clock import RunClock
 from lockprof.driver import ERROR_SHARE_LIMIT
-from lockprof.engines import VERSION_SPEC, EngineSpec, parse_spec
+from lockprof.engines.base import EngineSpec
+from lockprof.engines.registry import parse, prepare
 from lockprof.errors import EngineError, Interrupted, LockprofError, StorageError
 from lockprof.progress import Reporter, reporter_for
 from lockprof.samplers.pyspy import PySpySampler
@@ -191,10 +192,12 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     out = options.out or default_out(scenario.name, run_id)
     check_out(out)  # before any engine is installed or dataset built
-    for text in options.engines:  # every spec's syntax first: installing one engine takes minutes
-        if not VERSION_SPEC.match(text.strip()):
-            parse_spec(text)
-    specs = _unique_labels([parse_spec(text) for text in options.engines])
+    specs = [parse(text) for text in options.engines]  # every spec's syntax first: installing one takes minutes
+    for spec in specs:
+        if options.cluster and not spec.capabilities.cluster:
+            raise EngineError(f"engine {spec.label}: --cluster reads the replicas of a server's cluster; "
+                              "give a server --engine")
+    specs = _unique_labels([prepare(spec) for spec in specs])
     clock = RunClock()
     interrupted: dict[str, Any] = {"flag": False}
     workers: dict[str, WorkerProcess] = {}
@@ -218,7 +221,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         prepared: dict[str, dict[str, Any]] = {}
         for spec in specs:
             reporter.message(f"engine {spec.label}: starting and preparing datasets {', '.join(schemas)}")
-            workers[spec.label] = WorkerProcess(spec.label, spec.options.get("python"))
+            workers[spec.label] = WorkerProcess(spec.label, spec.python)
             if interrupted["flag"]:
                 raise Interrupted("interrupted before any measurement; nothing was written")
             prepared[spec.label] = workers[spec.label].request(
@@ -476,6 +479,6 @@ def _unique_labels(specs: list[EngineSpec]) -> list[EngineSpec]:
     for spec in specs:
         seen[spec.label] = seen.get(spec.label, 0) + 1
         if seen[spec.label] > 1:
-            spec = EngineSpec(spec.kind, f"{spec.label}#{seen[spec.label]}", spec.options, spec.public_spec)
+            spec = dataclasses.replace(spec, label=f"{spec.label}#{seen[spec.label]}")
         out.append(spec)
     return out

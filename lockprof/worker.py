@@ -44,13 +44,13 @@ class Worker:
         self.connections: list[Connection] = []
         self.background: list[Connection] = []
         self.sampler_connections: list[Connection] = []
-        self.watchdog: Connection | None = None  # cancels a level's overdue queries (embedded engines)
+        self.watchdog: Connection | None = None  # cancels a level's overdue queries (engines declaring cancel)
         self.in_level = False
         self.cluster: str | None = None  # --cluster: samplers read every replica of this cluster
 
     # --- requests -------------------------------------------------------------------------
     def prepare(self, req: dict[str, Any]) -> dict[str, Any]:
-        from lockprof.engines import open_engine
+        from lockprof.engines.registry import open_engine
 
         self.label = req["engine_label"]
         self.clock = RunClock(req["clock_origin"])
@@ -69,9 +69,9 @@ class Worker:
             if self.scenario.background:  # its statements ran once: record the dataset as it now is
                 self.datasets[name] = refresh(admin, self.datasets[name])
         self.sampler_connections = [self.engine.connect(), self.engine.connect()]
-        if info.kind == "embedded":
+        if self.engine.capabilities.cancel:
             self.watchdog = self.engine.connect()
-        if self._stack_period_ms():
+        if self.engine.capabilities.stack_period_ms:
             self.engine.check_introspection()  # fail now, with what to grant, not after the first level
         locks = catalog(admin.frame(CATALOG_SQL))
         return {
@@ -125,7 +125,7 @@ class Worker:
                                watchdog=self.watchdog)
         records = result.records.assign(engine=label)
         query_events = pd.DataFrame()
-        if "query_log" in samplers and self.engine.info().has_query_log:
+        if "query_log" in samplers and self.engine.capabilities.query_log:
             per_query, query_events = QueryLogReader(self.engine.admin, self.cluster).read(level.id_prefix)
             records = records.merge(per_query, on="query_id", how="left")
         measured = records[records["phase"] == "measure"]
@@ -152,7 +152,7 @@ class Worker:
             store.write_part(run_dir, "events", part, events.frame().assign(**keys))
             store.write_part(run_dir, "metrics", part, metrics.frame().assign(**keys))
             store.write_part(run_dir, "query_events", part, query_events.assign(engine=label))
-            if self._stack_period_ms() and samplers:
+            if self.engine.capabilities.stack_period_ms and samplers:
                 self._keep_stacks(run_dir, part, level.id_prefix, keys)
             store.write_part(run_dir, "levels", part, pd.DataFrame([level_row]))  # last: the level is whole
         except BaseException:
@@ -163,20 +163,13 @@ class Worker:
         return level_row
 
     def _cluster(self, name: str | None) -> str | None:
-        """--cluster: a name the server's system.clusters knows, on a server engine (the embedded one has none)."""
+        """--cluster: a name the server's system.clusters knows (run.py refused engines that have no cluster)."""
         from lockprof.samplers.cluster import check_cluster, check_name
 
         if check_name(name) is None:
             return None
-        if getattr(self.engine, "target", None) is None:
-            raise LockprofError("--cluster reads the replicas of a server's cluster; give a server --engine")
         check_cluster(self.engine.admin, name)
         return name
-
-    def _stack_period_ms(self) -> float:
-        """Stack sampling period of a server engine (the embedded engine's trace_log stays empty)."""
-        target = getattr(self.engine, "target", None)
-        return float(getattr(target, "stack_period_ms", 0.0) or 0.0)
 
     def _keep_stacks(self, run_dir: Path, part: str, prefix: str, keys: dict[str, Any]) -> None:
         from lockprof.samplers.trace_log import TraceLogReader

@@ -41,6 +41,7 @@ FAST_MODULES = frozenset({
     "test_benchmarks",
     "test_compare_cli",
     "test_diagnosis",
+    "test_engines",
     "test_flamegraph",
     "test_inputs",
     "test_layers",
@@ -54,7 +55,7 @@ FAST_MODULES = frozenset({
     "test_store",
 })
 # Fixtures that open an engine or produce a run by running one.
-ENGINE_FIXTURES = frozenset({"engine", "tiny_run", "server", "served", "emulated", "busy_process"})
+ENGINE_FIXTURES = frozenset({"engine", "tiny_run", "launched_run", "server", "served", "emulated", "busy_process"})
 # Calls in a test's (or a fixture's) source that open an engine or run one in a subprocess.
 ENGINE_CALLS = ('lockprof_cli("run"', 'lockprof_cli("observe"', "open_engine(", "serve(", "run_module(")
 
@@ -164,9 +165,24 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, lockprof_cache: Path) -> 
 
 
 @pytest.fixture(scope="session")
+def launched_run(tmp_path_factory: pytest.TempPathFactory, lockprof_cache: Path) -> Path:
+    """The tiny scenario run through the CLI on a launched ClickHouse 26.9 server (``--engine server:26.9``),
+    with the tiny run's own levels; the run's TMPDIR, where the server's directory lived, is ``RUN.parent / "tmp"``."""
+    from launched import VERSION, server_python
+
+    server_python()  # the 26.9 environment, built from this environment's chDB (nothing downloaded)
+    base = tmp_path_factory.mktemp("launched")
+    (base / "tmp").mkdir()
+    result = lockprof_cli("run", str(TINY), "--engine", f"server:{VERSION}", "--out", str(base / "run"),
+                          env={"TMPDIR": str(base / "tmp")})
+    assert result.returncode == 0, result.stderr + result.stdout
+    return base / "run"
+
+
+@pytest.fixture(scope="session")
 def engine(lockprof_cache: Path):
     """The embedded engine in this test process (on its own instance slot, as a worker would)."""
-    from lockprof.engines import open_engine
+    from lockprof.engines.registry import open_engine
 
     eng = open_engine({"kind": "embedded"})
     yield eng

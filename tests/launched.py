@@ -20,7 +20,6 @@ from pathlib import Path
 
 from lockprof.engines import managed
 from lockprof.engines.local_server import USER, ChdbServer
-from lockprof.engines.server import ServerEngine, ServerTarget
 
 VERSION = "26.9"
 LIMITED = "limited"  # same password; may read everything but system.trace_log, and has no INTROSPECTION grant
@@ -69,11 +68,7 @@ def serve_real(password: str, version: str = VERSION) -> Iterator[RealServer]:
     """A launched real server for the ``with`` block; its log tables exist (flushed once) when it is yielded."""
     server = ChdbServer(server_python(version), version).start(password, extra_users=limited_user(password))
     try:
-        engine = ServerEngine(ServerTarget("http", USER, "127.0.0.1", server.http_port, timeout_s=30), password)
-        try:
-            engine.admin.execute("SYSTEM FLUSH LOGS")
-        finally:
-            engine.close()
+        server.flush_logs(password)
         yield RealServer(server, password)
     finally:
         server.stop()
@@ -115,11 +110,7 @@ def serve_real_cluster(password: str, name: str, replicas: int = 3,
 
     with local_cluster(server_python(version), version, password, name, replicas) as servers:
         for server in servers:
-            engine = ServerEngine(ServerTarget("http", USER, "127.0.0.1", server.http_port, timeout_s=30), password)
-            try:
-                engine.admin.execute("SYSTEM FLUSH LOGS")
-            finally:
-                engine.close()
+            server.flush_logs(password)
         yield [RealServer(s, password) for s in servers]
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY, lockprof_cli
 
-from lockprof.engines import open_engine, parse_spec
 from lockprof.engines.launch import LocalServer, server_config
+from lockprof.engines.registry import open_engine, parse_spec
 from lockprof.errors import EngineError
 
 BINARY = shutil.which("clickhouse-server") or shutil.which("clickhouse") or "/usr/sbin/clickhouse-server"

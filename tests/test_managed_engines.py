@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, lockprof_cli
 
-from lockprof.engines import managed, parse_spec
+from lockprof.engines import managed
+from lockprof.engines.registry import parse_spec
 from lockprof.errors import EngineError
 
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "ab_tiny.py"

@@ -22,28 +22,51 @@ def server():
         yield served
 
 
-def test_observe_writes_a_run_directory_of_the_window(server, tmp_path: Path) -> None:
-    out = tmp_path / "observed"
+@pytest.fixture(scope="module")
+def observed(server, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory of a 2-s window of another client's load on the launched server."""
+    out = tmp_path_factory.mktemp("observe") / "observed"
     # --settle: the endpoint flushes its query_log every second; 4 s leave a loaded machine room to do it
     with client_load(server):
         result = lockprof_cli("observe", "--engine", server.url, "--duration", "2", "--interval", "0.5",
                               "--settle", "4", "--out", str(out), env={"LOCKPROF_PASSWORD": PASSWORD}, timeout=120)
     assert result.returncode == 0, result.stderr + result.stdout
+    assert PASSWORD not in result.stdout + result.stderr
+    return out
+
+
+def test_observe_writes_a_run_directory_of_the_window(observed: Path) -> None:
     from lockprof.analysis import load_run
 
-    run = load_run(out)
+    run = load_run(observed)
     assert run.complete and run.manifest["parameters"]["mode"] == "observe"
     assert len(run.levels) == 1 and run.levels["schema"].iloc[0] == "observed"
     assert run.levels["sampler_errors"].isna().all(), run.levels["sampler_errors"].iloc[0]
     assert not run.events.empty and not run.metrics.empty
     assert len(run.measured()) > 5  # the other client's queries, from query_log
     assert not run.query_events.empty
-    assert lockprof_cli("summary", str(out)).returncode == 0
-    report = lockprof_cli("report", str(out), timeout=300)
-    assert report.returncode == 0, report.stderr
     secret = PASSWORD.encode()
-    assert [p for p in out.rglob("*") if p.is_file() and secret in p.read_bytes()] == []
-    assert PASSWORD not in result.stdout + result.stderr
+    assert [p for p in observed.rglob("*") if p.is_file() and secret in p.read_bytes()] == []
+
+
+def test_full_runs_on_launched_servers_are_read_like_any_run(observed: Path, launched_run: Path, tiny_run: Path,
+                                                             tmp_path: Path) -> None:
+    """``--engine server:26.9`` and ``lockprof observe`` against a launched server each leave a run directory
+    that summary and report read and name the engine of; compare sets the server run beside the embedded one."""
+    from lockprof.analysis import load_run
+
+    observed_label = load_run(observed).manifest["engines"][0]["label"]
+    assert observed_label.startswith("server-127.0.0.1-")
+    for run, label in ((launched_run, "server-26.9"), (observed, observed_label)):
+        summary = lockprof_cli("summary", str(run))
+        assert summary.returncode == 0 and label in summary.stdout, summary.stderr + summary.stdout
+        html = tmp_path / f"{label}.html"
+        report = lockprof_cli("report", str(run), "--out", str(html), timeout=300)
+        assert report.returncode == 0 and label in html.read_text(), report.stderr
+    compare = lockprof_cli("compare", str(tiny_run), str(launched_run))
+    assert compare.returncode == 0, compare.stderr + compare.stdout
+    assert "embedded: ClickHouse 26.9" in compare.stdout and "server-26.9: ClickHouse 26.9" in compare.stdout
+    assert "launched server" in compare.stdout
 
 
 def test_a_write_through_the_observe_connection_is_refused_by_the_server(server) -> None:

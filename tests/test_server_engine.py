@@ -15,8 +15,8 @@ import pytest
 from conftest import TINY, lockprof_cli
 from launched import LIMITED, serve_real
 
-from lockprof.engines import parse_spec
 from lockprof.engines.guard import MARKER, targets
+from lockprof.engines.registry import parse_spec
 from lockprof.engines.server import ServerEngine, ServerTarget, parse_url
 from lockprof.errors import EngineError
 

@@ -1,6 +1,8 @@
 """The embedded engine: chDB, the real ClickHouse engine inside this process.
 
-chDB hosts one engine per process, bound to one data path, so the engine
+A spec is ``embedded`` (the chDB of the current environment), optionally with
+ClickHouse settings for every query: ``embedded?max_threads=1&...`` (an A/B of a
+setting). chDB hosts one engine per process, bound to one data path, so the engine
 keeps all datasets of one chDB version under one directory of the user cache.
 Each thread gets its own connection; queries on different connections run in
 parallel on chDB releases that do not serialize them.
@@ -9,16 +11,24 @@ parallel on chDB releases that do not serialize them.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lockprof.engines.base import EngineInfo
+from lockprof.engines.base import Capabilities, EngineInfo, EngineSpec
 from lockprof.engines.sql import session_settings
 from lockprof.errors import EngineError
+
+# chDB cannot set query_id; it keeps no trace_log samples; it is no cluster; lockprof alone uses it.
+CAPABILITIES = Capabilities(query_log=True, query_id=False, stack_period_ms=0.0, cluster=False, cancel=True)
+SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[^&=]*$")
+MAX_INSTANCES = 8
 
 QUERY_LOG_CONFIG = """<clickhouse>
     <query_log>
@@ -30,6 +40,51 @@ QUERY_LOG_CONFIG = """<clickhouse>
 """
 # What a session setting lockprof changed goes back to when a later query does not want it.
 SESSION_RESET = {"log_comment": "", "max_execution_time": "0"}
+
+
+def parse_spec(text: str, kind: str = "embedded") -> EngineSpec:
+    """``embedded[?SETTING=VALUE&...]`` (or a managed version's ``VERSION[?...]``, see managed.parse_spec)."""
+    base, _, query = text.partition("?")
+    items = [item for item in query.split("&") if item]
+    bad = [item for item in items if not SETTING.match(item)]
+    if bad:
+        raise EngineError(f"engine {text!r}: {bad[0]!r} is not SETTING=VALUE (e.g. embedded?max_threads=1)")
+    settings = dict(item.split("=", 1) for item in items)
+    label = "+".join([base, *(f"{k}={v}" for k, v in settings.items())])
+    return EngineSpec(kind, label, {"settings": settings} if settings else {}, text, CAPABILITIES)
+
+
+def open_engine(request: dict[str, Any]) -> EmbeddedEngine:
+    return EmbeddedEngine(root=_claim_instance_root(), settings=request.get("settings"))
+
+
+_claimed: list[Any] = []  # lock files held for the life of the worker process
+
+
+def _claim_instance_root() -> Path:
+    """A cache root whose chDB data path no other live process is using.
+
+    chDB refuses to open a data path another process has open, which an A/A run
+    (``--engine embedded --engine embedded``) or ``embedded`` next to ``26.9`` would
+    otherwise do. Each worker takes an exclusive lock on the first free instance
+    slot; slot 0 is the plain cache root, so a single-engine run finds its cached
+    datasets where it always did. The lock dies with the process, crash included.
+    """
+    dist, version = chdb_package()
+    root = cache_root()
+    for slot in range(MAX_INSTANCES):
+        slot_root = root if slot == 0 else root / "instances" / str(slot)
+        lock_path = slot_root / "embedded" / f"{dist}-{version}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a")  # noqa: SIM115  (held open on purpose)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        _claimed.append(handle)
+        return slot_root
+    raise EngineError(f"{MAX_INSTANCES} processes already use {dist} {version} under {root}")
 
 
 def cache_root() -> Path:
@@ -113,6 +168,7 @@ class EmbeddedEngine:
         self._connections: list[EmbeddedConnection] = []
         self._admin = self.connect()
         self._info: EngineInfo | None = None
+        self._capabilities: Capabilities | None = None
 
     def connect(self) -> EmbeddedConnection:
         import chdb
@@ -130,6 +186,12 @@ class EmbeddedEngine:
         """The connection lockprof itself uses for DDL and system tables."""
         return self._admin
 
+    @property
+    def capabilities(self) -> Capabilities:
+        if self._capabilities is None:
+            self._capabilities = replace(CAPABILITIES, query_log=self._probe_query_log())
+        return self._capabilities
+
     def info(self) -> EngineInfo:
         if self._info is None:
             version = str(self._admin.frame("SELECT version() AS v")["v"].iloc[0])
@@ -137,7 +199,7 @@ class EmbeddedEngine:
                 kind="embedded",
                 clickhouse_version=version,
                 package=f"{self.dist} {self.dist_version}",
-                has_query_log=self._probe_query_log(),
+                has_query_log=self.capabilities.query_log,
                 data_path=str(self.data_path),
             )
         return self._info

@@ -11,49 +11,38 @@ in its own session, so a Ctrl-C meant for the run does not stop it mid-level.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
-import time
-import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lockprof.engines.server import ServerEngine, ServerTarget, parse_url
+from lockprof.engines.base import EngineInfo, EngineSpec
+from lockprof.engines.process import OwnedServer, OwnedServerEngine
+from lockprof.engines.server import declared
 from lockprof.errors import EngineError
 
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 20.0
 _LOG_TABLES = ("query_log", "trace_log")
 
 
-def parse_server_spec(text: str) -> Any:
-    """An EngineSpec for ``http(s)://…`` or ``binary:PATH``; public_spec never holds a password."""
-    from lockprof.engines import EngineSpec
-
-    if text.startswith("binary:"):
-        binary = Path(text[len("binary:"):]).expanduser()
-        if not binary.is_file() or not os.access(binary, os.X_OK):
-            raise EngineError(f"{binary}: no executable ClickHouse binary there")
-        binary = binary.resolve()
-        label = re.sub(r"[^A-Za-z0-9_.-]", "_", f"bin-{binary.parent.name}-{binary.name}")
-        return EngineSpec("binary", label, {"binary": str(binary)}, f"binary:{binary}")
-    target = parse_url(text)
-    label = re.sub(r"[^A-Za-z0-9_.-]", "_", f"server-{target.host}-{target.port}")
-    return EngineSpec("server", label, target.as_request(), target.public_spec)
+def parse_spec(text: str) -> EngineSpec:
+    """``binary:PATH``: that ClickHouse build, which the worker launches as a private server."""
+    binary = Path(text[len("binary:"):]).expanduser()
+    if not binary.is_file() or not os.access(binary, os.X_OK):
+        raise EngineError(f"{binary}: no executable ClickHouse binary there")
+    binary = binary.resolve()
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", f"bin-{binary.parent.name}-{binary.name}")
+    return EngineSpec("binary", label, {"binary": str(binary)}, f"binary:{binary}", declared())
 
 
-def open_server_engine(request: dict[str, Any]) -> ServerEngine:
-    if request.get("kind") == "binary":
-        return LaunchedEngine(Path(request["binary"]))
-    return ServerEngine(ServerTarget.from_request(request))
+def open_engine(request: dict[str, Any]) -> LaunchedEngine:
+    return LaunchedEngine(Path(request["binary"]))
 
 
 def free_port() -> int:
@@ -117,111 +106,44 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-class LocalServer:
-    """One private server process and its directory; :meth:`stop` is idempotent."""
+class LocalServer(OwnedServer):
+    """One private server process of a ClickHouse binary and its directory."""
 
     def __init__(self, binary: Path) -> None:
+        super().__init__()
         self.binary = Path(binary)
-        self.root: Path | None = None
-        self.proc: subprocess.Popen | None = None
-        self.http_port = 0
+        self.name = str(self.binary)
+        self.log_files = ("stderr.log", "error.log")
 
     def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> LocalServer:
         modern = binary_version(self.binary) >= (21, 0)
-        self.root = Path(tempfile.mkdtemp(prefix="lockprof-server-"))
-        atexit.register(self.stop)
-        try:
+
+        def popen(root: Path) -> subprocess.Popen:
             for sub in ("data", "tmp", "log", "user_files", "format_schemas"):
-                (self.root / sub).mkdir()
+                (root / sub).mkdir()
             self.http_port, tcp_port = free_port(), free_port()
-            config, users = server_config(self.root, self.http_port, tcp_port, modern)
-            (self.root / "config.xml").write_text(config)
-            (self.root / "users.xml").write_text(users)
+            config, users = server_config(root, self.http_port, tcp_port, modern)
+            (root / "config.xml").write_text(config)
+            (root / "users.xml").write_text(users)
             args = [str(self.binary)]
             if self.binary.name == "clickhouse":  # the multi-tool binary of a build
                 args.append("server")
-            args.append(f"--config-file={self.root / 'config.xml'}")
-            self.proc = subprocess.Popen(
-                args, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=open(self.root / "log" / "stderr.log", "wb"),  # noqa: SIM115  (closed by the child's exit)
+            args.append(f"--config-file={root / 'config.xml'}")
+            return subprocess.Popen(
+                args, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=open(root / "log" / "stderr.log", "wb"),  # noqa: SIM115  (closed by the child's exit)
                 start_new_session=True, preexec_fn=_die_with_parent,
             )
-            self._wait_ready(ready_timeout_s)
-        except BaseException:
-            self.stop()
-            raise
+
+        self.launch("lockprof-server-", popen, ready_timeout_s)
         return self
 
-    def _wait_ready(self, timeout_s: float) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise EngineError(f"{self.binary} exited with status {self.proc.returncode} while starting; "
-                                  f"its log says:\n    {self.log_tail()}")
-            if self.ping():
-                return
-            time.sleep(0.2)
-        raise EngineError(f"{self.binary} did not answer on port {self.http_port} within {timeout_s:g} s; "
-                          f"its log says:\n    {self.log_tail()}")
 
-    def ping(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/ping", timeout=2) as r:
-                return r.status == 200 and r.read().strip() == b"Ok."
-        except OSError:
-            return False
-
-    def log_tail(self, lines: int = 8) -> str:
-        if self.root is None:
-            return "(no log)"
-        text = []
-        for name in ("stderr.log", "error.log"):
-            path = self.root / "log" / name
-            if path.is_file():
-                text += path.read_text(errors="replace").splitlines()[-lines:]
-        return "\n    ".join(text[-lines:]) or "(empty log)"
-
-    @property
-    def url(self) -> str:
-        return f"http://default@127.0.0.1:{self.http_port}"
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        root, self.root = self.root, None
-        if root is not None:
-            shutil.rmtree(root, ignore_errors=True)
-        with contextlib.suppress(Exception):
-            atexit.unregister(self.stop)
-
-
-class LaunchedEngine(ServerEngine):
+class LaunchedEngine(OwnedServerEngine):
     """A server engine on a binary lockprof started; closing it stops and removes the server."""
 
     def __init__(self, binary: Path) -> None:
-        self.server = LocalServer(binary).start()
-        try:
-            target = ServerTarget("http", "default", "127.0.0.1", self.server.http_port)
-            super().__init__(target, password="")
-        except BaseException:
-            self.server.stop()
-            raise
+        super().__init__(LocalServer(binary).start(), password="")
 
-    def info(self) -> Any:
-        info = super().info()
-        from dataclasses import replace
-
-        return replace(info, package=f"binary {self.server.binary}")
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self.server.stop()
+    def info(self) -> EngineInfo:
+        return replace(super().info(), package=f"binary {self.server.binary}")

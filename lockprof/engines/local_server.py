@@ -15,7 +15,6 @@ interpreter exit, and by the server process itself when its launcher dies.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import hashlib
 import os
@@ -23,21 +22,21 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lockprof.engines import managed
+from lockprof.engines.base import EngineInfo, EngineSpec
 from lockprof.engines.listener import PORTS_FILE
-from lockprof.engines.server import ServerEngine, ServerTarget
+from lockprof.engines.process import OwnedServer, OwnedServerEngine
+from lockprof.engines.server import ServerEngine, ServerTarget, declared
 from lockprof.errors import EngineError
 
 SPEC_PREFIX = "server:"
 USER = "lockprof"
 READY_TIMEOUT_S = 120.0  # a busy 2-core machine; startup takes ~1 s when idle
-STOP_TIMEOUT_S = 20.0
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # Which pinned versions have the listener, found by launching each (see README, "Real servers").
 # 26.1 to 26.5 answer "SYSTEM START LISTEN query is not supported in clickhouse-local".
@@ -49,19 +48,25 @@ NO_LISTENER = {
 }
 
 
-def parse_local_spec(text: str, progress: Any = None) -> Any:
-    """``server:VERSION`` -> an EngineSpec whose worker runs here and whose server runs in VERSION's environment."""
-    from lockprof.engines import EngineSpec, managed
+LAUNCHABLE = [v for v in managed.known_versions() if v not in NO_LISTENER]
+SYNTAX = f"{SPEC_PREFIX}VERSION ({', '.join(LAUNCHABLE)})"
 
+
+def parse_spec(text: str) -> EngineSpec:
+    """``server:VERSION`` -> an EngineSpec whose worker runs here and whose server runs in VERSION's environment."""
     version = text[len(SPEC_PREFIX):].strip()
     managed.release_for(version)  # an unknown version: the error lists the known ones
     if version in NO_LISTENER:
-        launchable = ", ".join(f"server:{v}" for v in managed.known_versions() if v not in NO_LISTENER)
+        launchable = ", ".join(f"{SPEC_PREFIX}{v}" for v in LAUNCHABLE)
         raise EngineError(f"cannot launch a server of ClickHouse {version}: {NO_LISTENER[version]}. "
                           f"Launchable: {launchable}; or use --engine {version} (embedded)")
-    env = managed.ensure_env(version, progress=progress)
-    options = {"version": version, "server_python": str(env.python)}
-    return EngineSpec("local_server", f"server-{version}", options, f"{SPEC_PREFIX}{version}")
+    return EngineSpec("server", f"server-{version}", {"version": version}, f"{SPEC_PREFIX}{version}", declared())
+
+
+def prepare(spec: EngineSpec, progress: Callable[[str], None] | None) -> EngineSpec:
+    """The spec with the Python of the version's environment, which runs the server (built first if missing)."""
+    env = managed.ensure_env(spec.options["version"], progress=progress)
+    return replace(spec, options={**spec.options, "server_python": str(env.python)})
 
 
 def config_xml(root: Path, tcp_port: int = 0, extra: str = "") -> str:
@@ -104,133 +109,80 @@ def users_xml(password: str, extra_users: str = "") -> str:
 """
 
 
-class ChdbServer:
-    """One launched server process and its directory; :meth:`stop` is idempotent."""
+class ChdbServer(OwnedServer):
+    """One launched server process of a managed environment, and its directory."""
 
     def __init__(self, python: str | Path, version: str) -> None:
+        super().__init__()
         self.python = str(python)
         self.version = version
-        self.root: Path | None = None
-        self.proc: subprocess.Popen | None = None
-        self.http_port = 0
+        self.name = f"the ClickHouse {version} server"
+        self.user = USER
         self.tcp_port = 0
 
     def start(self, password: str, ready_timeout_s: float = READY_TIMEOUT_S, extra_users: str = "",
               tcp_port: int = 0, config_extra: str = "") -> ChdbServer:
-        self.root = Path(tempfile.mkdtemp(prefix="lockprof-chserver-"))
-        atexit.register(self.stop)
-        try:
+        def popen(root: Path) -> subprocess.Popen:
             for sub in ("data", "tmp", "user_files", "log"):
-                (self.root / sub).mkdir()
-            config = self.root / "config.xml"
+                (root / sub).mkdir()
+            config = root / "config.xml"
             config.touch(mode=0o600)  # a cluster's inter-server secret may be in it
-            config.write_text(config_xml(self.root, tcp_port, config_extra))
-            users = self.root / "users.xml"
+            config.write_text(config_xml(root, tcp_port, config_extra))
+            users = root / "users.xml"
             users.touch(mode=0o600)
             users.write_text(users_xml(password, extra_users))
             env = {k: v for k, v in os.environ.items()
                    if k not in ("PYTHONHOME", "VIRTUAL_ENV", "LOCKPROF_PASSWORD", "LOCKPROF_PASSWORD_FILE")}
             env["PYTHONPATH"] = str(PACKAGE_ROOT)  # the listener module only; it imports nothing else of lockprof
-            with open(self.root / "log" / "stderr.log", "wb") as log:
-                self.proc = subprocess.Popen(
-                    [self.python, "-m", "lockprof.engines.listener", str(self.root)],
-                    stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=self.root, env=env,
+            with open(root / "log" / "stderr.log", "wb") as log:
+                return subprocess.Popen(
+                    [self.python, "-m", "lockprof.engines.listener", str(root)],
+                    stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=root, env=env,
                     start_new_session=True,  # a Ctrl-C for the run reaches the launcher, which stops it in order
                 )
-            self._wait_ready(ready_timeout_s)
-        except BaseException:
-            self.stop()
-            raise
+
+        self.launch("lockprof-chserver-", popen, ready_timeout_s)
         return self
 
-    def _wait_ready(self, timeout_s: float) -> None:
-        assert self.proc is not None and self.root is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise EngineError(f"the ClickHouse {self.version} server exited with status {self.proc.returncode} "
-                                  f"while starting; its log says:\n    {self.log_tail()}")
-            if not self.http_port:
-                self._read_ports()
-            if self.http_port and self.ping():
-                return
-            time.sleep(0.1)
-        raise EngineError(f"the ClickHouse {self.version} server did not answer within {timeout_s:g} s; "
-                          f"its log says:\n    {self.log_tail()}")
-
-    def _read_ports(self) -> None:
-        assert self.root is not None
-        with contextlib.suppress(OSError, ValueError):
-            text = (self.root / PORTS_FILE).read_text()
-            if text.endswith("\n"):  # written in full
-                self.http_port, self.tcp_port = (int(x) for x in text.split())
-
-    def ping(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/ping", timeout=5) as r:
-                return r.status == 200 and r.read().strip() == b"Ok."
-        except OSError:
-            return False
+    def find_port(self) -> int:
+        """The ports the kernel chose, once the listener has written them (in full: a last newline)."""
+        if not self.http_port and self.root is not None:
+            with contextlib.suppress(OSError, ValueError):
+                text = (self.root / PORTS_FILE).read_text()
+                if text.endswith("\n"):
+                    self.http_port, self.tcp_port = (int(x) for x in text.split())
+        return self.http_port
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def log_tail(self, lines: int = 8) -> str:
-        path = self.root / "log" / "stderr.log" if self.root else None
-        if path is None or not path.is_file():
-            return "(no log)"
-        text = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
-        return "\n    ".join(text[-lines:]) or "(empty log)"
+    def flush_logs(self, password: str) -> None:
+        """Create the log tables now (a server makes them at its first flush), so a client's first look finds
+        query_log."""
+        engine = ServerEngine(ServerTarget("http", USER, "127.0.0.1", self.http_port, timeout_s=30.0), password)
+        try:
+            engine.admin.execute("SYSTEM FLUSH LOGS")
+        finally:
+            engine.close()
 
-    @property
-    def url(self) -> str:
-        return f"http://{USER}@127.0.0.1:{self.http_port}"
-
-    def stop(self) -> None:
-        """Close the server's stdin (it removes its directory and exits), kill it if it will not, remove the rest."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            with contextlib.suppress(OSError):
-                if proc.stdin is not None:
-                    proc.stdin.close()
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        root, self.root = self.root, None
-        if root is not None:
-            shutil.rmtree(root, ignore_errors=True)
-        with contextlib.suppress(Exception):
-            atexit.unregister(self.stop)
+    def ask_to_stop(self, proc: subprocess.Popen) -> None:
+        """Close the server's stdin: its supervisor ends the server and removes the directory itself."""
+        if proc.stdin is not None:
+            proc.stdin.close()
 
 
-class LaunchedServerEngine(ServerEngine):
+class LaunchedServerEngine(OwnedServerEngine):
     """A server engine on a server lockprof launched; closing it stops the server and removes its directory."""
 
     def __init__(self, version: str, python: str | Path) -> None:
         password = secrets.token_urlsafe(24)
-        self.server = ChdbServer(python, version).start(password)
-        try:
-            target = ServerTarget("http", USER, "127.0.0.1", self.server.http_port, timeout_s=30.0)
-            super().__init__(target, password=password)
-        except BaseException:
-            self.server.stop()
-            raise
+        super().__init__(ChdbServer(python, version).start(password), password, timeout_s=30.0)
 
-    def info(self) -> Any:
-        from lockprof.engines.managed import release_for
-
-        return replace(super().info(), package=f"{release_for(self.server.version).pin}, launched server")
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self.server.stop()
+    def info(self) -> EngineInfo:
+        return replace(super().info(), package=f"{managed.release_for(self.server.version).pin}, launched server")
 
 
-def open_local_server(request: dict[str, Any]) -> LaunchedServerEngine:
+def open_engine(request: dict[str, Any]) -> LaunchedServerEngine:
     return LaunchedServerEngine(request["version"], request["server_python"])
 
 
@@ -242,9 +194,7 @@ def launched(version: str, password_file: Path | None = None,
     The file is the only place the password exists outside this process; it is
     created fresh (an existing file is never overwritten) and removed with the server.
     """
-    from lockprof.engines import EngineSpec
-
-    spec: EngineSpec = parse_local_spec(f"{SPEC_PREFIX}{version}", progress)
+    spec = prepare(parse_spec(f"{SPEC_PREFIX}{version}"), progress)
     password = secrets.token_urlsafe(24)
     holder = None if password_file else Path(tempfile.mkdtemp(prefix="lockprof-password-"))
     path = Path(password_file) if password_file else holder / "password"  # type: ignore[operator]
@@ -259,12 +209,7 @@ def launched(version: str, password_file: Path | None = None,
             f.write(password + "\n")
         server = ChdbServer(spec.options["server_python"], version).start(password)
         try:
-            # create the log tables now, so a client's first look finds query_log
-            first = ServerEngine(ServerTarget("http", USER, "127.0.0.1", server.http_port, timeout_s=30.0), password)
-            try:
-                first.admin.execute("SYSTEM FLUSH LOGS")
-            finally:
-                first.close()
+            server.flush_logs(password)
             yield server, path
         finally:
             server.stop()

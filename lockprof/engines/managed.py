@@ -23,10 +23,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lockprof.engines import embedded
+from lockprof.engines.base import EngineSpec
 from lockprof.engines.embedded import cache_root
 from lockprof.errors import EngineError
 
@@ -105,6 +107,19 @@ def release_for(version: str) -> Release:
         raise EngineError(
             f"unknown ClickHouse version {version!r}; known versions: {', '.join(known_versions())}"
         ) from None
+
+
+def parse_spec(text: str) -> EngineSpec:
+    """``VERSION[?SETTING=VALUE&...]``: the embedded engine of that version, in its managed environment."""
+    spec = embedded.parse_spec(text, kind="version")
+    version = text.partition("?")[0]
+    release_for(version)  # an unknown version: the error lists the known ones
+    return replace(spec, options={**spec.options, "version": version})
+
+
+def prepare(spec: EngineSpec, progress: Progress | None) -> EngineSpec:
+    """The spec with its worker's interpreter: the version's environment, built first if it is missing."""
+    return replace(spec, python=str(ensure_env(spec.options["version"], progress=progress).python))
 
 
 def engines_dir(root: Path | None = None) -> Path:

@@ -19,15 +19,16 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pandas as pd
 
-from lockprof.engines.base import EngineInfo
+from lockprof.engines.base import Capabilities, EngineInfo, EngineSpec
 from lockprof.engines.guard import Guard
 from lockprof.errors import EngineError
 
@@ -70,6 +71,23 @@ class ServerTarget:
     @classmethod
     def from_request(cls, req: dict[str, Any]) -> ServerTarget:
         return cls(**{k: req[k] for k in cls.__dataclass_fields__ if k in req})
+
+
+def declared(stack_period_ms: float = 0.0) -> Capabilities:
+    """What every server engine can do (URL, launched binary, launched server); stacks only when asked for."""
+    return Capabilities(query_log=True, query_id=True, stack_period_ms=stack_period_ms, cluster=True, cancel=False)
+
+
+def parse_spec(text: str) -> EngineSpec:
+    """``http(s)://user@host:port[?options]`` -> an EngineSpec; its public_spec never holds a password."""
+    target = parse_url(text)
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", f"server-{target.host}-{target.port}")
+    return EngineSpec("url", label, target.as_request(), target.public_spec, declared(target.stack_period_ms))
+
+
+def open_engine(request: dict[str, Any]) -> ServerEngine:
+    """The worker's entry: the request carries the target, the password comes from the environment."""
+    return ServerEngine(ServerTarget.from_request(request))
 
 
 def parse_url(text: str) -> ServerTarget:
@@ -239,6 +257,7 @@ class ServerEngine:
         self._lock = threading.Lock()
         self._connections: list[ServerConnection] = []
         self._info: EngineInfo | None = None
+        self._capabilities: Capabilities | None = None
         self._admin = self.connect()
         self.guard = Guard(self._admin, readonly=readonly)
 
@@ -266,13 +285,19 @@ class ServerEngine:
         """The connection lockprof itself uses for DDL and system tables."""
         return self._admin
 
+    @property
+    def capabilities(self) -> Capabilities:
+        if self._capabilities is None:
+            self._capabilities = replace(declared(self.target.stack_period_ms), query_log=self._probe_query_log())
+        return self._capabilities
+
     def info(self) -> EngineInfo:
         if self._info is None:
             self._info = EngineInfo(
                 kind="server",
                 clickhouse_version=self.version,
                 package=f"server {self.target.address}",
-                has_query_log=self._probe_query_log(),
+                has_query_log=self.capabilities.query_log,
             )
         return self._info
 
@@ -330,7 +355,3 @@ def _first_line(exc: BaseException) -> str:
             text = text.split(marker, 1)[1]
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
-
-def open_server(request: dict[str, Any]) -> ServerEngine:
-    """The worker's entry: the request carries the target, the password comes from the environment."""
-    return ServerEngine(ServerTarget.from_request(request))
