@@ -101,6 +101,16 @@ def test_time_no_counter_accounts_for_is_called_unexplained():
     assert "not accounted for" in verdict["headline"]
 
 
+def test_one_level_is_described_as_one_level_not_as_growth():
+    # An observed window has one level: no "at 2 and ... at 2", no "up from", no latency range.
+    run = make_run([Level("s", 2, 100, 5.0, counters=counters(10_000, 3_000, 5_500))])
+    verdict = diagnose(run).iloc[0]
+    assert verdict["verdict"] == "cpu_queueing"
+    text = verdict["headline"]
+    assert "at concurrency 2 (latency" in text and "up from" not in text and "→" not in text, text
+    assert "5.5 ms of it (55%)" in text and "3.0 ms per query" in text, text
+
+
 def test_schema_needing_more_cpu_per_query_is_said_to_cost_work():
     run = make_run([
         Level("day", 1, 100, 5.0, active_parts=50, counters=counters(5_000, 4_000, 100)),

@@ -149,10 +149,15 @@ def _component_verdict(lo: pd.Series, hi: pd.Series) -> tuple[str, str]:
 
 def _component_text(verdict: str, component: str, lo: pd.Series, hi: pd.Series) -> str:
     c_lo, c_hi = int(lo["concurrency"]), int(hi["concurrency"])
-    text = (f"Thread time per query is {lo['thread_ms']:.1f} ms at concurrency {c_lo} and {hi['thread_ms']:.1f} ms at "
-            f"{c_hi} (latency {_range(lo, hi)}); ")
+    one = c_lo == c_hi  # one level (an observed window): nothing to say about growth
+    text = (f"Thread time per query is {hi['thread_ms']:.1f} ms at concurrency {c_hi} (latency {_range(lo, hi)}); "
+            if one else f"Thread time per query is {lo['thread_ms']:.1f} ms at concurrency {c_lo} and "
+            f"{hi['thread_ms']:.1f} ms at {c_hi} (latency {_range(lo, hi)}); ")
     part = COMPONENT_TEXT[component]
-    if verdict == "cpu_queueing":
+    if verdict == "cpu_queueing" and one:
+        text += (f"{part} takes {hi['cpu_wait_ms']:.1f} ms of it ({hi['cpu_wait_share']:.0%}), more than time on a "
+                 f"CPU ({hi['on_cpu_ms']:.1f} ms per query): the queries queue for the cores.")
+    elif verdict == "cpu_queueing":
         text += (f"{part} takes {hi['cpu_wait_ms']:.1f} ms of it at {c_hi} ({hi['cpu_wait_share']:.0%}), up from "
                  f"{lo['cpu_wait_ms']:.1f} ms, while time on a CPU is {hi['on_cpu_ms']:.1f} ms per query "
                  f"({lo['on_cpu_ms']:.1f} ms at {c_lo}): the queries queue for the cores.")
@@ -292,6 +297,8 @@ def _hold_text(lock: pd.Series) -> str:
 
 
 def _range(lo: pd.Series, hi: pd.Series) -> str:
+    if lo["concurrency"] == hi["concurrency"]:
+        return f"{hi['latency_ms']:.1f} ms"
     return f"{lo['latency_ms']:.1f} → {hi['latency_ms']:.1f} ms"
 
 
