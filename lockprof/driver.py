@@ -157,7 +157,9 @@ def run_level(
             "role": role,
             "query_name": name,
             "query_id": qid,
-            "phase": "warmup" if intended < window["measure"] else "measure",
+            # A closed-loop query that got going only after the window closed (its thread was descheduled
+            # between the check and the start) is not part of the window: "after", never measured.
+            "phase": "warmup" if intended < window["measure"] else "measure" if intended < window["end"] else "after",
             "intended_start_s": intended,
             "start_s": start,
             "latency_ms": (start - intended) * 1000.0 + ms,
