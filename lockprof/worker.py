@@ -23,7 +23,7 @@ import pandas as pd
 
 from lockprof import store
 from lockprof.clock import RunClock
-from lockprof.dataset import Dataset, active_parts, ensure_dataset, refresh
+from lockprof.dataset import Dataset, active_parts, dataset_set, drop_stale, ensure_dataset, refresh
 from lockprof.driver import Level, level_verdict, run_level
 from lockprof.engines.base import Connection
 from lockprof.errors import LockprofError
@@ -57,12 +57,13 @@ class Worker:
         self.interval_s = float(req.get("sample_interval_s", 0.2))
         self.samplers = set(req.get("samplers", ALL_SAMPLERS))
         self.scenario = load_scenario(req["scenario_path"]).scenario
-        self.engine = open_engine(req["engine"])
+        self.engine = open_engine({**req["engine"], "datasets": dataset_set(self.scenario, req["schemas"])})
         self.cluster = self._cluster(req.get("cluster"))
         info = self.engine.info()
         admin = self.engine.admin
         for name in req["schemas"]:
             self.datasets[name] = ensure_dataset(admin, self.scenario, self.scenario.schema(name))
+        stale = drop_stale(admin, list(self.datasets.values())) if self.engine.capabilities.private else []
         for name in req["schemas"]:
             # A broken scenario is refused here, before the run directory exists.
             preflight(admin, self.scenario, self.datasets[name].full_name, name)
@@ -75,7 +76,7 @@ class Worker:
             self.engine.check_introspection()  # fail now, with what to grant, not after the first level
         locks = catalog(admin.frame(CATALOG_SQL))
         return {
-            "engine": info.as_dict(),
+            "engine": {**info.as_dict(), "stale_datasets_dropped": stale},
             "datasets": {k: v.as_dict() for k, v in self.datasets.items()},
             "locks": locks.to_dict(orient="records"),
         }

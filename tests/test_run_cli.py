@@ -74,6 +74,25 @@ def test_second_run_reuses_the_cached_datasets(tiny_run, tmp_path):
     assert all(d["cached"] for d in datasets.values())
 
 
+def test_a_run_keeps_its_datasets_and_no_others_in_its_data_path(tiny_run, tmp_path):
+    """Every table of a data path is loaded at start and slows the queries, so a data path holds one dataset set."""
+    both = store.read_manifest(tiny_run)["engines"][0]["data_path"]
+    args = ["--schema", "day", "--duration", "0.3", "--warmup", "0", "--concurrency", "1"]
+    first = lockprof_cli("run", str(TINY), "--out", str(tmp_path / "day"), *args)
+    assert first.returncode == 0, first.stderr
+    day = store.read_manifest(tmp_path / "day")
+    assert day["engines"][0]["data_path"] != both  # not the path that holds namespace_day too
+    # The scenario changed what fills the table: a new build, and the old one is dropped from the data path.
+    edited = tmp_path / "tiny.py"
+    edited.write_text(TINY.read_text().replace("number\nFROM numbers", "number + 1\nFROM numbers"))
+    second = lockprof_cli("run", str(edited), "--out", str(tmp_path / "edited"), *args)
+    assert second.returncode == 0, second.stderr
+    again = store.read_manifest(tmp_path / "edited")
+    assert again["engines"][0]["data_path"] == day["engines"][0]["data_path"]
+    old, new = day["datasets"]["embedded"]["day"]["database"], again["datasets"]["embedded"]["day"]["database"]
+    assert old != new and again["engines"][0]["stale_datasets_dropped"] == [old]
+
+
 @pytest.mark.parametrize(
     "args, message, code",
     [

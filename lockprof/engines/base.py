@@ -23,6 +23,8 @@ class Capabilities:
     cluster: bool
     # lockprof may KILL its own overdue queries; on a server the guard sends no KILL (it is shared).
     cancel: bool
+    # The engine's data is lockprof's alone: a run opens a data path of its own datasets and drops stale ones there.
+    private: bool = False
 
     def __post_init__(self) -> None:
         # trace_log finds a level's stacks by query_id: an engine that cannot choose ids has none to find.

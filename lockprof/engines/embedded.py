@@ -2,8 +2,11 @@
 
 A spec is ``embedded`` (the chDB of the current environment), optionally with
 ClickHouse settings for every query: ``embedded?max_threads=1&...`` (an A/B of a
-setting). chDB hosts one engine per process, bound to one data path, so the engine
-keeps all datasets of one chDB version under one directory of the user cache.
+setting). chDB hosts one engine per process, bound to one data path. A run's worker
+opens a data path of its own dataset set (scenario and schemas) and nothing else: every
+table in a data path is loaded when the engine starts, and an engine that had loaded
+other datasets ran the same queries on the same data about 5% slower, even with those
+detached, which made two workers of one engine differ in an A/A run.
 Each thread gets its own connection; queries on different connections run in
 parallel on chDB releases that do not serialize them.
 """
@@ -25,8 +28,9 @@ from lockprof.engines.base import Capabilities, EngineInfo, EngineSpec
 from lockprof.engines.sql import session_settings
 from lockprof.errors import EngineError
 
-# chDB cannot set query_id; it keeps no trace_log samples; it is no cluster; lockprof alone uses it.
-CAPABILITIES = Capabilities(query_log=True, query_id=False, stack_period_ms=0.0, cluster=False, cancel=True)
+# chDB cannot set query_id; it keeps no trace_log samples; it is no cluster; lockprof alone uses it and its data.
+CAPABILITIES = Capabilities(query_log=True, query_id=False, stack_period_ms=0.0, cluster=False, cancel=True,
+                            private=True)
 SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[^&=]*$")
 MAX_INSTANCES = 8
 
@@ -55,7 +59,9 @@ def parse_spec(text: str, kind: str = "embedded") -> EngineSpec:
 
 
 def open_engine(request: dict[str, Any]) -> EmbeddedEngine:
-    return EmbeddedEngine(root=_claim_instance_root(), settings=request.get("settings"))
+    """``request["datasets"]``, when given, names the data path (a run's dataset set); else the shared one."""
+    return EmbeddedEngine(root=_claim_instance_root(), settings=request.get("settings"),
+                          datasets=request.get("datasets"))
 
 
 _claimed: list[Any] = []  # lock files held for the life of the worker process
@@ -147,14 +153,16 @@ class EmbeddedConnection:
 class EmbeddedEngine:
     """chDB with a generated config that turns on system.query_log."""
 
-    def __init__(self, root: Path | None = None, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path | None = None, settings: dict[str, str] | None = None, datasets: str | None = None
+    ) -> None:
         try:
             import chdb  # noqa: F401  (imported here so a missing chDB is one clear error)
         except ImportError as exc:
             raise EngineError(f"cannot import chDB: {exc}") from None
         self.dist, self.dist_version = chdb_package()
         self.home = (root or cache_root()) / "embedded" / f"{self.dist}-{self.dist_version}"
-        self.data_path = self.home / "data"
+        self.data_path = self.home / "data" if datasets is None else self.home / "datasets" / datasets
         self.data_path.mkdir(parents=True, exist_ok=True)
         config = self.home / "config.xml"
         if not config.exists() or config.read_text() != QUERY_LOG_CONFIG:
