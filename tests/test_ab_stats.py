@@ -99,9 +99,9 @@ def test_noisy_windows_are_unstable_not_a_change():
 
 
 def test_verdict_rules():
-    assert verdict(0.3, 0.15, True) == "slower"  # the interval (1.3 / 1.15 and up) clears +2.5%
-    assert verdict(0.06, 0.03, True) == "slower"  # beyond 5%, and the interval (from +2.9%) clears +2.5%
-    assert verdict(0.06, 0.04, True) == "unchanged"  # beyond 5%, but the interval reaches below +2.5%
+    assert verdict(0.3, 0.15, True) == "slower"  # the interval (1.3 / 1.15 and up) excludes no change
+    assert verdict(0.06, 0.04, True) == "slower"  # beyond 5%, and the interval (from +1.9%) excludes no change
+    assert verdict(0.06, 0.07, True) == "unchanged"  # beyond 5%, but the interval reaches no change
     assert verdict(0.20, 0.22, True) == "unstable"  # not shown, and too noisy to say it is unchanged
     assert verdict(2.0, 0.5, True) == "slower"  # a large change is called even at a noisy point
     assert verdict(0.04, 0.01, True) == "unchanged"  # below the minimum change

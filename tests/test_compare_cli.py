@@ -29,9 +29,9 @@ def aa_run(tmp_path_factory) -> Path:
 
 def test_an_a_a_run_finds_no_latency_change(aa_run, tmp_path):
     csv = tmp_path / "ab.csv"
-    # An A/A point is called changed only if all six pairs agree in sign (1 in 32 under no change) by more than
-    # the 2.5% margin and the estimate passes the minimum change: with 25% that takes window noise pushing six
-    # pairs the same way by a quarter, so a loaded machine cannot fail this test. Worker bias: the next test.
+    # An A/A point is called changed only if all six pairs agree in sign (1 in 32 under no change) and the
+    # estimate passes the minimum change: with 25% that takes window noise pushing six pairs the same way by a
+    # quarter, so a loaded machine cannot fail this test. Worker bias: the next test.
     result = lockprof_cli("compare", str(aa_run), "--csv", str(csv), "--fail-on", "latency", "--min-change", "0.25")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "embedded#2 vs embedded" in result.stdout

@@ -14,10 +14,8 @@ the ``d_r`` being symmetric around the effect, which the turned order gives an A
 so a load spike that slows one window threefold moves neither much, and the
 false-positive rate stays at most 5% whatever the shape of the machine's noise. The
 threshold is the distance from the estimate to the interval's end nearest no change: a
-change is real only if its estimate is beyond ``MIN_CHANGE`` and it beats that threshold by
-``BIAS_MARGIN`` (ClickHouse's rule, plus a margin for the bias between workers: see
-:func:`verdict`); ``unstable`` when
-the threshold is above ``UNSTABLE_THRESHOLD``; ``too_few_repetitions`` below
+change is real only if its estimate is beyond ``MIN_CHANGE`` and beats that threshold
+(ClickHouse's rule); ``unstable`` when the threshold is above ``UNSTABLE_THRESHOLD``; ``too_few_repetitions`` below
 ``MIN_REPETITIONS`` paired windows, the fewest with which the signed-rank test can reject
 at 5% at all (with 6, every pair must agree). The order effect (how much faster or
 slower the second window of a pair runs: ``d_r = effect + order * s_r``, ``s_r = +1``
@@ -49,7 +47,6 @@ from lockprof.analysis.load import Run
 from lockprof.errors import LockprofError
 
 MIN_CHANGE = 0.05
-BIAS_MARGIN = 0.025  # the interval must clear this much more than no change (see verdict)
 UNSTABLE_THRESHOLD = 0.20
 MIN_REPETITIONS = 6
 NEGLIGIBLE_US = 1.0  # lock time per query below which a lock gets no row
@@ -155,23 +152,18 @@ def verdict(
     unstable_threshold: float = UNSTABLE_THRESHOLD,
     count: bool = False,
 ) -> str:
-    """A change is real when its estimate is beyond ``min_change`` and its 95% interval excludes not only no
-    change but every change within ``BIAS_MARGIN`` of it (it beats its threshold by that margin); otherwise
-    ``unstable`` above ``unstable_threshold``, else ``unchanged``.
-
-    ClickHouse's rule (margin 0) assumes the two sides differ only by the change. Two workers of one engine
-    on identical data do not quite: on a 2-core VM their on-CPU time per query differed by 3.5% over a
-    200-pair A/A run, with the same work counted per query. Judged on the same runs (benchmarks/ab_*.py,
-    rejudged offline): margin 0 called 7 of 144 A/A latency/throughput points changed and found a 7-13%
-    slowdown in 36 of 40; margin 2.5% called 3 of 144 and found it in 31 of 40; a margin of the whole
-    5% called 1 of 144 and found it in 14 of 40. The margin was chosen on those runs.
+    """ClickHouse's rule: a change is real when its estimate is beyond ``min_change`` and its 95% interval
+    excludes no change (it beats its threshold); otherwise ``unstable`` above ``unstable_threshold``, else
+    ``unchanged``. The rule assumes the two sides differ only by the change: two workers of one engine must
+    do the same work at the same cost, which is why each worker opens a data path holding only its run's
+    datasets (see :mod:`lockprof.engines.embedded`).
     """
     if np.isnan(threshold):
         return "error"
     if np.isnan(change):
         change = 0.0
     size = abs(float(np.log1p(change))) if change > -1 else float("inf")
-    if size > np.log1p(threshold) + np.log1p(BIAS_MARGIN) and size > np.log1p(min_change):
+    if size > np.log1p(threshold) and size > np.log1p(min_change):
         if count:
             return "more" if change > 0 else "fewer"
         worse = change > 0 if lower_is_better else change < 0
