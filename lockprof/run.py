@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,30 @@ class Step:
         return f"{self.engine}{NO_SAMPLERS}" if self.no_samplers else self.engine
 
 
+@dataclass
+class Swap:
+    """In an A/B, every ``every`` repetitions all workers are restarted, in the reverse order.
+
+    Why: two workers of one engine on identical data still differed by a few percent, the
+    worker started second (which also takes the second data slot) being the faster; the
+    bias is the worker's, not the engine's. With the start order reversed every
+    ``every`` repetitions, each engine holds each worker position for half of any
+    ``2 * every`` consecutive repetitions, so the bias cancels in the paired ratios
+    instead of being called a change.
+    """
+
+    every: int
+    restart: Callable[[], None]
+    block: int = 0  # repetition // every of the steps measured so far
+
+
+SWAP_EVERY = 5  # repetitions; fewer than 10 repetitions swap at half of them
+
+
+def swap_every(repetitions: int) -> int:
+    return max(1, min(SWAP_EVERY, repetitions // 2))
+
+
 def plan(
     engines: list[str],
     schemas: list[str],
@@ -95,6 +120,9 @@ def plan(
 ) -> list[Step]:
     """Every (schema, concurrency) point, repeated, engines in turn inside each repetition.
 
+    A repetition visits every point before the next begins, so each point's windows spread
+    over the whole run (slow drift of the machine averages out) and a worker restart
+    between repetitions (:class:`Swap`) falls between the same repetitions of every point.
     Repetition r starts with engine r mod k (A B, B A, ... for two engines): each engine
     runs first as often as second, so an order effect cancels out and can be estimated.
     With open-loop rates, a single rate applies to every level and a list pairs with the concurrency levels.
@@ -106,9 +134,9 @@ def plan(
     paired = (rates * len(concurrency) if len(rates) == 1 else rates) if rates else [None] * len(concurrency)
     return [
         Step(engine, schema, c, rep, rate, position=pos)
+        for rep in range(repetitions)
         for schema in schemas
         for c, rate in zip(concurrency, paired)
-        for rep in range(repetitions)
         for pos, engine in enumerate(_rotated(engines, rep))
     ]
 
@@ -219,24 +247,26 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     previous = {sig: signal.signal(sig, on_interrupt) for sig in STOP_SIGNALS}
     try:
         prepared: dict[str, dict[str, Any]] = {}
-        for spec in specs:
-            reporter.message(f"engine {spec.label}: starting and preparing datasets {', '.join(schemas)}")
+        prepare_fields = {"scenario_path": str(loaded.path), "schemas": schemas, "clock_origin": clock.origin,
+                          "sample_interval_s": options.sample_interval_s, "samplers": list(options.samplers),
+                          "cluster": options.cluster}  # fmt: skip
+
+        def start(spec: EngineSpec) -> dict[str, Any]:
             workers[spec.label] = WorkerProcess(spec.label, spec.python)
             if interrupted["flag"]:
-                raise Interrupted("interrupted before any measurement; nothing was written")
-            prepared[spec.label] = workers[spec.label].request(
-                "prepare",
-                engine=spec.as_request(),
-                engine_label=spec.label,
-                scenario_path=str(loaded.path),
-                schemas=schemas,
-                clock_origin=clock.origin,
-                sample_interval_s=options.sample_interval_s,
-                samplers=list(options.samplers),
-                cluster=options.cluster,
-            )
+                raise Interrupted("interrupted while starting the engines")
+            reply = workers[spec.label].request("prepare", engine=spec.as_request(), engine_label=spec.label,
+                                                **prepare_fields)  # fmt: skip
             if interrupted["flag"]:
-                raise Interrupted("interrupted before any measurement; nothing was written")
+                raise Interrupted("interrupted while starting the engines")
+            return reply
+
+        for spec in specs:
+            reporter.message(f"engine {spec.label}: starting and preparing datasets {', '.join(schemas)}")
+            try:
+                prepared[spec.label] = start(spec)
+            except Interrupted:
+                raise Interrupted("interrupted before any measurement; nothing was written") from None
             if max(concurrency) > 1:
                 check = workers[spec.label].request("self_check", seconds=options.self_check_s)
                 prepared[spec.label]["engine"]["self_check"] = check
@@ -297,8 +327,10 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         steps = plan([s.label for s in specs], schemas, concurrency, repetitions, options.rates)
         if options.overhead_control:
             steps = with_overhead_control(steps)
+        order = list(specs)
+        swap = Swap(swap_every(repetitions), lambda: _restart_reversed(order, workers, start, run_dir))
         _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted,
-                 profile_driver="pyspy" in options.samplers)
+                 profile_driver="pyspy" in options.samplers, swap=swap if len(specs) > 1 else None)
         if not run_dir.has_measurements() and interrupted["flag"]:
             raise Interrupted("interrupted before any measurement; nothing was written")
         if not run_dir.has_measurements():
@@ -357,12 +389,25 @@ def _measure(
     reporter: Reporter,
     interrupted: dict[str, Any],
     profile_driver: bool,
+    swap: Swap | None = None,
 ) -> None:
     reporter.start(len(steps) * (warmup_s + duration_s))
     dead: set[str] = set()
     for seq, step in enumerate(steps):
         if interrupted["flag"]:
             break
+        if swap is not None and step.repetition // swap.every != swap.block and not dead:
+            swap.block = step.repetition // swap.every
+            reporter.message(f"restarting the engines in the reverse order from repetition {step.repetition}")
+            try:
+                swap.restart()
+            except EngineError as exc:
+                run_dir.manifest["failures"].append(f"restarting the engines failed: {exc}")
+                run_dir.update()
+                reporter.message(str(exc))
+                break
+            run_dir.manifest["worker_restarts"][-1]["before_repetition"] = step.repetition
+            run_dir.update()
         label = f"{step.schema} c={step.concurrency}"
         if step.no_samplers:
             label += " (no samplers)"
@@ -428,6 +473,21 @@ def _measure(
             run_dir.manifest["failed_levels"].append(failure)
             run_dir.update()
             reporter.message(f"LEVEL FAILED: {label}: {describe_failed_level(failure)}")
+
+
+def _restart_reversed(
+    order: list[EngineSpec],
+    workers: dict[str, WorkerProcess],
+    start: Callable[[EngineSpec], dict[str, Any]],
+    run_dir: RunDir,
+) -> None:
+    """Stop every worker (keeping its log), reverse ``order``, and start and prepare them again in it."""
+    restarts = run_dir.manifest.setdefault("worker_restarts", [])
+    for spec in order:
+        workers.pop(spec.label).close(keep_log=run_dir.path / "logs" / f"{spec.label}.{len(restarts)}.log")
+    order.reverse()
+    placed = {spec.label: start(spec)["engine"].get("data_path") for spec in order}
+    restarts.append({"order": [spec.label for spec in order], "data_paths": placed})
 
 
 def describe_failed_level(failure: dict[str, Any]) -> str:

@@ -188,8 +188,9 @@ def test_interrupt_while_building_a_dataset_leaves_nothing(tmp_path, lockprof_ca
     # The table's metadata appears when the build creates it; its populate statements then take 6 s.
     # Interrupting then, not a fixed time after the start (on a loaded machine that may still be the
     # worker's start-up), is what the test is about.
-    # (the worker's data path is the cache's, or an instance slot's while this process holds the engine)
-    table = "embedded/*/data/metadata/lockprof_slow_build_s_*/data.sql"
+    # (the worker's data path, of its dataset set, is under the cache or an instance slot's while this process
+    # holds the engine)
+    table = "embedded/*/datasets/*/metadata/lockprof_slow_build_s_*/data.sql"
     wait_for(lambda: [*lockprof_cache.glob(table), *lockprof_cache.glob(f"instances/*/{table}")], 120, 0.02,
              "the dataset's table to be created")
     os.killpg(proc.pid, signal.SIGINT)
