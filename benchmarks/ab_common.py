@@ -14,6 +14,7 @@ import dataclasses
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
@@ -87,6 +88,31 @@ def verdicts(run: Run, p: Plan) -> pd.DataFrame:
         frame = compare(block(run, range(k * p.repetitions, (k + 1) * p.repetitions))).frame
         rows.append(frame[frame["metric"].isin([*PERF, CPU])].assign(block=k))
     return pd.concat(rows, ignore_index=True)
+
+
+def position_effect(run: Run) -> pd.DataFrame:
+    """Per concurrency: median latency of the window of the worker started second over that of the one started
+    first, paired by repetition (Hodges-Lehmann estimate, signed-rank 95% interval): the bias the run's worker
+    restarts in reverse order cancel (see lockprof.run.Swap)."""
+    from lockprof.analysis.ab import signed_rank_interval
+
+    manifest = run.manifest
+    second = pd.Series(manifest["engines"][-1]["label"], index=sorted(run.levels["repetition"].unique()))
+    for restart in manifest.get("worker_restarts", []):
+        second[second.index >= restart["before_repetition"]] = restart["order"][-1]
+    measured = run.queries[run.queries["phase"] == "measure"]
+    medians = measured.groupby(["concurrency", "repetition", "engine"])["latency_ms"].median().unstack()
+    rows = []
+    for c, frame in medians.groupby(level="concurrency"):
+        frame = frame.droplevel("concurrency")
+        later = np.array([frame.at[r, second[r]] for r in frame.index])
+        first = np.array([frame.loc[r].drop(second[r]).iloc[0] for r in frame.index])
+        d = np.log(later / first)
+        est = signed_rank_interval(d[np.isfinite(d)])  # a repetition cut short by an interruption has one side
+        if est is not None:
+            rows.append({"concurrency": c, "ratio": np.exp(est[0]), "ci_low": np.exp(est[1]),
+                         "ci_high": np.exp(est[2]), "repetitions": len(frame)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def rate_line(name: str, hits: int, n: int, target: float, at_most: bool) -> str:

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.ab_common import CHANGED, CPU, PERF, measure, plan, rate_line, verdicts
+from benchmarks.ab_common import CHANGED, CPU, PERF, measure, plan, position_effect, rate_line, verdicts
 from benchmarks.common import host_line, private_cache
 
 TARGET = 0.05
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, default=20, help="A/A comparisons (default 20)")
     parser.add_argument("--keep", type=Path, help="keep the measured run directories here (else removed)")
     args = parser.parse_args(argv)
+    from lockprof.analysis.ab import compare
+
     p = plan(args.quick, args.blocks)
     cache = private_cache("aa")
     print(host_line(), flush=True)
@@ -45,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     cpu = points[points["metric"] == CPU]
     print(rate_line("ab_false_positives CPU-time points called faster/slower", int(cpu["verdict"].isin(CHANGED).sum()),
                     len(cpu), TARGET, at_most=True), flush=True)  # fmt: skip
+    whole = compare(run).frame
+    for r in whole[whole["metric"].isin([*PERF, CPU])].itertuples():
+        print(f"RESULT ab_false_positives whole run {r.schema} c={r.concurrency} {r.metric}: {r.ratio:.3f}x "
+              f"(95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, all {r.repetitions_a} repetitions)", flush=True)
+    for r in position_effect(run).itertuples():
+        print(f"RESULT ab_false_positives worker position c={r.concurrency}: latency of the worker started second "
+              f"/ first {r.ratio:.3f}x (95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, {r.repetitions} repetitions; "
+              "the restarts in reverse order cancel it)", flush=True)
     print(f"RESULT ab_false_positives time: {elapsed:.0f} s for {p.blocks} comparisons, "
           f"{elapsed / p.blocks:.0f} s per comparison", flush=True)
     return 0

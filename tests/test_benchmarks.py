@@ -33,6 +33,8 @@ EXPECTED = {
                        r"^RESULT analysis_speed memory: peak RSS summary [\d.]+ GiB, report [\d.]+ GiB"],
     "ab_false_positives": [r"^RATE ab_false_positives latency\+throughput points called faster/slower: \d+/\d+ = "
                            rf"{NUMBER} \(95% CI {NUMBER}-{NUMBER}\) target <= 0.05: ",
+                           r"^RESULT ab_false_positives whole run day c=1 latency_ms: ",
+                           r"^RESULT ab_false_positives worker position c=1: latency of the worker started second",
                            r"^RESULT ab_false_positives time: "],
     "ab_power": [r"^RESULT ab_power injected change day c=1 latency_ms: ",
                  r"^RATE ab_power latency\+throughput points called slower: \d+/\d+ = .* target >= 0.8: "],
