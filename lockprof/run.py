@@ -2,7 +2,8 @@
 
 Steps alternate engines within each repetition, and the order of engines turns from
 one repetition to the next (A B, B A, A B, ...), so neither slow drift of a noisy
-machine nor running second falls on one engine more than another. A worker that dies
+machine nor running second falls on one engine more than another; every few repetitions
+the workers restart in the reverse order (:class:`Swap`). A worker that dies
 is reported and dropped; the other engines go on. A level whose queries fail too often
 (see :func:`lockprof.driver.level_verdict`) is recorded in ``failed_levels`` with its
 first error. Ctrl-C or SIGTERM ends the current level early (its running queries
