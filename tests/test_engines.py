@@ -14,7 +14,7 @@ from lockprof.engines.base import Capabilities
 from lockprof.engines.registry import KINDS, parse, prepare
 from lockprof.errors import EngineError
 
-EMBEDDED = Capabilities(query_log=True, query_id=False, stack_period_ms=0.0, cluster=False, cancel=True)
+EMBEDDED = Capabilities(query_log=True, query_id=False, stack_period_ms=0.0, cluster=False, cancel=True, private=True)
 SERVER = Capabilities(query_log=True, query_id=True, stack_period_ms=0.0, cluster=True, cancel=False)
 
 
