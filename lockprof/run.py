@@ -49,7 +49,7 @@ NO_SAMPLERS = "+no-samplers"
 # An A/B (two or more engines, or --overhead-control) unless told otherwise: many short windows in turned
 # order. 10 pairs rather than the 6 the signed-rank test needs at all: on a busy 2-core machine they found
 # a 10% slowdown far more often (benchmarks/ab_power.py; what they achieve is in the README's Performance).
-AB_DEFAULTS = {"repetitions": 10, "warmup_s": 0.5, "duration_s": 2.0}
+AB_DEFAULTS = {"repetitions": 16, "warmup_s": 0.5, "duration_s": 2.0}
 ACHIEVED_FRACTION = 0.95  # an open-loop level below this share of its target rate did not achieve it
 ABANDON_AFTER_S = 1.0  # after a first Ctrl-C, a worker busy with anything but a level is stopped this soon
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -105,11 +105,14 @@ class Swap:
     block: int = 0  # repetition // every of the steps measured so far
 
 
-SWAP_EVERY = 5  # repetitions; fewer than 10 repetitions swap at half of them
+SWAP_EVERY = range(7, 1, -1)  # repetitions between restarts, longest first
 
 
 def swap_every(repetitions: int) -> int:
-    return max(1, min(SWAP_EVERY, repetitions // 2))
+    """Restart every k repetitions, k the longest from 7 to 2 that gives an even number of equal blocks, so both
+    worker orders hold exactly half the run; when none does (an odd count), 5 or half the run."""
+    balanced = [k for k in SWAP_EVERY if repetitions % (2 * k) == 0]
+    return balanced[0] if balanced else max(1, min(5, repetitions // 2))
 
 
 def plan(

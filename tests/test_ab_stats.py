@@ -12,6 +12,7 @@ from lockprof.analysis.ab import (
     Windows,
     compare,
     compare_windows,
+    control_false_discoveries,
     estimate,
     log_ratios,
     regressions,
@@ -80,6 +81,46 @@ def test_one_window_hit_by_a_load_spike_does_not_make_a_change():
     a = windows([10.0, 10.1, 9.9, 10.0, 10.05, 10.0])
     b = windows([10.05, 10.0, 10.0, 9.95, 10.1, 31.0])
     assert compare_windows(a, b, lower_is_better=True)["verdict"] == "unchanged"
+
+
+def _points(rng, ratios, n=10) -> pd.DataFrame:
+    """One comparison's latency points, a row each as ``compare`` builds them."""
+    rows = [{"engine_a": "a", "engine_b": "b", "metric": "latency_ms", "concurrency": c,
+             **compare_windows(*pair(rng, n, ratio=r, noise=0.05), lower_is_better=True)}
+            for c, r in enumerate(ratios)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_comparison_of_many_unchanged_points_calls_none_of_them():
+    # Each point alone is a test at 5%: over 12 points about one in two A/A comparisons would call some.
+    rng = np.random.default_rng(5)
+    alone = called = 0
+    for _ in range(200):
+        frame = _points(rng, [1.0] * 12)
+        alone += frame["verdict"].isin(["faster", "slower"]).any()
+        control_false_discoveries(frame)
+        called += frame["verdict"].isin(["faster", "slower"]).any()
+    assert alone >= 20  # without the control, one comparison in six or more calls a change
+    assert called <= 0.05 * 200 + 5, called  # with it, at most ~5% of comparisons call anything
+
+
+def test_a_change_on_every_point_keeps_its_calls_and_a_lone_chance_call_is_withdrawn():
+    rng = np.random.default_rng(6)
+    frame = _points(rng, [1.10] * 12)
+    control_false_discoveries(frame)
+    assert frame["verdict"].eq("slower").sum() >= 11
+    assert (frame["q_value"] <= 0.05).sum() >= 11
+    # One clear change among 40 unchanged points is kept at the A/B default of 16 repetitions (every pair
+    # agreeing gives p = 2 / 2**16; at 10, p >= 2/1024 cannot beat 0.05 / 40)...
+    lone = _points(rng, [1.3] + [1.0] * 39, n=16)
+    notes = control_false_discoveries(lone)
+    assert lone.loc[0, "verdict"] == "slower"
+    # ...but one at p ~ 0.03 is a chance call once 40 tests are counted, and the note says so.
+    weak = _points(rng, [1.0] * 40)
+    weak.loc[0, ["verdict", "p_value", "threshold"]] = ["slower", 0.03, 0.04]
+    notes = control_false_discoveries(weak)
+    assert weak.loc[0, "verdict"] == "unchanged"
+    assert "q=" in weak.loc[0, "note"] and notes and "Benjamini-Hochberg" in notes[0]
 
 
 def test_the_signed_rank_interval_on_known_values():
@@ -225,7 +266,10 @@ def test_a_repetition_visits_every_point_and_workers_swap_between_repetitions():
     assert [(st.repetition, st.schema, st.concurrency) for st in steps][::2] == [
         (0, "s", 1), (0, "s", 2), (0, "t", 1), (0, "t", 2), (1, "s", 1), (1, "s", 2), (1, "t", 1), (1, "t", 2)]
     # Restarts reverse the workers every few repetitions: each block of 2 * every has both orders equally.
-    assert [swap_every(n) for n in (1, 2, 6, 10, 200)] == [1, 1, 3, 5, 5]
+    assert [swap_every(n) for n in (1, 2, 6, 10, 14, 16, 200)] == [1, 1, 3, 5, 7, 4, 5]
+    for n in (6, 10, 12, 14, 16, 20):  # an even count: both orders hold exactly half the repetitions
+        k = swap_every(n)
+        assert sum((r // k) % 2 for r in range(n)) * 2 == n
 
 
 def test_an_engine_spec_can_carry_settings_for_one_side():

@@ -21,6 +21,14 @@ at 5% at all (with 6, every pair must agree). The order effect (how much faster 
 slower the second window of a pair runs: ``d_r = effect + order * s_r``, ``s_r = +1``
 when B ran second) is estimated by least squares and reported when it is material.
 
+One comparison tests many points (every schema, concurrency and query, and every lock), and
+each test alone would call one in twenty unchanged points changed. So a point's change is
+called only if it stays a discovery once the comparison's other tests of the same family
+(latency and throughput; CPU time; locks) are accounted for: Benjamini-Hochberg at
+``FALSE_DISCOVERY_RATE`` over the signed-rank p-values (``q_value``). In an A/A run, where
+every point is unchanged, that bounds the chance of any call at all by 5%; when a real
+change moves many points it costs little power.
+
 Values printed are those of the whole level, the numbers the summary prints: the median
 latency of its queries, queries per second over its windows, and for a lock metric
 ``sum(total) / sum(queries)`` over its windows (:func:`lockprof.analysis.accounting.window_totals`).
@@ -49,13 +57,14 @@ from lockprof.errors import LockprofError
 MIN_CHANGE = 0.05
 UNSTABLE_THRESHOLD = 0.20
 MIN_REPETITIONS = 6
+FALSE_DISCOVERY_RATE = 0.05
 NEGLIGIBLE_US = 1.0  # lock time per query below which a lock gets no row
 NEGLIGIBLE_COUNT = 0.01
 
 COLUMNS = [
     "schema", "concurrency", "query_name", "metric", "lock", "mode", "statistic", "source",
     "engine_a", "engine_b", "value_a", "value_b", "ratio", "change", "ci_low", "ci_high",
-    "threshold", "order_effect", "order_ci_low", "order_ci_high", "verdict", "n_a", "n_b",
+    "threshold", "p_value", "q_value", "order_effect", "order_ci_low", "order_ci_high", "verdict", "n_a", "n_b",
     "repetitions_a", "repetitions_b", "lower_is_better", "note",
 ]  # fmt: skip
 
@@ -64,6 +73,9 @@ LOCK_METRICS = {"wait": "lock_wait_us_per_query", "hold": "lock_hold_us_per_quer
 COUNT_METRICS = {"lock_acquisitions_per_query"}
 CPU_METRIC = "cpu_ms_per_query"  # on-CPU time per query (OSCPUVirtualTimeMicroseconds)
 WORSE = {"slower", "more"}
+CALLED = {"faster", "slower", "more", "fewer"}
+FAMILIES = {"latency_ms": "latency and throughput", "throughput_qps": "latency and throughput",
+            CPU_METRIC: "CPU time", **{m: "lock" for m in LOCK_METRICS.values()}}  # fmt: skip
 
 
 # --- statistics on windows -------------------------------------------------------------
@@ -74,6 +86,7 @@ class Settings:
     min_change: float = MIN_CHANGE
     unstable_threshold: float = UNSTABLE_THRESHOLD
     min_repetitions: int = MIN_REPETITIONS
+    false_discovery_rate: float = FALSE_DISCOVERY_RATE
     paired_order: bool = True  # the two windows of a repetition ran back to back (one run), so their order counts
 
 
@@ -144,6 +157,13 @@ def signed_rank_interval(d: np.ndarray, alpha: float = 0.05) -> tuple[float, flo
     return float(np.median(walsh)), float(walsh[k - 1]), float(walsh[-k])
 
 
+def signed_rank_p(d: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of d centred on 0 (exact when d has no ties or zeros)."""
+    if not np.any(d != 0):
+        return 1.0
+    return float(stats.wilcoxon(d).pvalue)
+
+
 def verdict(
     change: float,
     threshold: float,
@@ -189,7 +209,8 @@ def compare_windows(
         change = float(np.inf if np.all(d > 0) else -1.0) if consistent else float("nan")
         v = verdict(change, 0.0, lower_is_better, settings.min_change, settings.unstable_threshold, count) \
             if consistent else "unstable"
-        return {**out, "verdict": v, "note": "zero in some windows: no interval"}
+        p = 2.0 * 0.5 ** len(d) if consistent else 1.0  # the sign test: every window moved the same way
+        return {**out, "verdict": v, "p_value": p, "note": "zero in some windows: no interval"}
     interval = signed_rank_interval(d)
     if interval is None:
         return {**out, "verdict": "too_few_repetitions", "note": f"{len(d)} paired windows cannot reject at 5%"}
@@ -204,6 +225,7 @@ def compare_windows(
         "ci_low": float(np.exp(low)),
         "ci_high": float(np.exp(high)),
         "threshold": threshold,
+        "p_value": signed_rank_p(d),
         "order_effect": float(np.expm1(order.order)),
         "order_ci_low": float(np.exp(order.order - order.order_half_width)),
         "order_ci_high": float(np.exp(order.order + order.order_half_width)),
@@ -288,6 +310,7 @@ def compare(
     for b in labels[1:]:
         rows.extend(_compare_pair(run, labels[0], b, settings))
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    notes.extend(control_false_discoveries(frame, settings))
     for label, entry in engines.items():
         check = entry.get("self_check") or {}
         if check.get("verdict") == "serialized":
@@ -305,6 +328,32 @@ def compare(
                      f"from window-to-window noise, so none is called; run with --repetitions "
                      f"{settings.min_repetitions} or more")  # fmt: skip
     return Comparison(frame, engines, notes, run.partition_keys())
+
+
+def control_false_discoveries(frame: pd.DataFrame, settings: Settings = Settings()) -> list[str]:
+    """Benjamini-Hochberg per engine pair and family: fill ``q_value`` and withdraw the calls whose q-value is
+    above the false discovery rate (in place). Returns a note naming what was withdrawn."""
+    if frame.empty:
+        return []
+    tested = frame["p_value"].notna() & frame["metric"].isin(FAMILIES.keys())
+    family = frame["metric"].map(FAMILIES)
+    withdrawn = []
+    for (_, _, name), rows in frame[tested].groupby(["engine_a", "engine_b", family[tested]]):
+        q = stats.false_discovery_control(rows["p_value"].astype(float).to_numpy(), method="bh")
+        frame.loc[rows.index, "q_value"] = q
+        drop = rows.index[rows["verdict"].isin(CALLED).to_numpy() & (q > settings.false_discovery_rate)]
+        for i in drop:
+            threshold = frame.at[i, "threshold"]
+            unstable = pd.notna(threshold) and threshold > settings.unstable_threshold
+            frame.at[i, "verdict"] = "unstable" if unstable else "unchanged"
+            frame.at[i, "note"] = (f"p={frame.at[i, 'p_value']:.3f} alone, q={frame.at[i, 'q_value']:.3f} over "
+                                   f"the {len(rows)} {name} tests: not a discovery")  # fmt: skip
+        if len(drop):
+            withdrawn.append(f"{len(drop)} of {len(rows)} {name} ({rows['engine_b'].iloc[0]})")
+    if not withdrawn:
+        return []
+    return [f"changes significant alone but not once all the comparison's tests are counted (Benjamini-Hochberg "
+            f"at {settings.false_discovery_rate:.0%}) are not called: {', '.join(withdrawn)}"]
 
 
 def _order_notes(frame: pd.DataFrame, settings: Settings) -> list[str]:

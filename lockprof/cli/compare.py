@@ -107,8 +107,10 @@ def render(result: Comparison, console: Console) -> None:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     console.print(
         "Each measurement window is one replicate; per repetition the ratio of B's window to A's, whose order "
-        f"turns from one repetition to the next. A change counts only if it beats both the threshold (half width of "
-        f"the 95% t interval of those ratios) and {Settings.min_change:.0%}; 'unstable' when the threshold is above "
+        f"turns from one repetition to the next. A change counts only if its estimate (Hodges-Lehmann) beats both "
+        f"the threshold (its distance to the end of the signed-rank 95% interval nearest no change) and "
+        f"{Settings.min_change:.0%}, and its q-value (Benjamini-Hochberg over the comparison's tests of that kind) "
+        f"is at most {Settings.false_discovery_rate:.0%}; 'unstable' when the threshold is above "
         f"{Settings.unstable_threshold:.0%}. Ratios are B ÷ A. Lock times: less is 'faster'; acquisitions are "
         f"'more' or 'fewer'; n/a: the engine has no such counter.",
         style="dim",
@@ -118,7 +120,7 @@ def render(result: Comparison, console: Console) -> None:
 
 def _performance_table(rows: pd.DataFrame, a: str, b: str, title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("conc", "metric", a, b, "ratio", "95% CI", "threshold", "verdict"):
+    for col in ("conc", "metric", a, b, "ratio", "95% CI", "threshold", "q", "verdict"):
         table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
     names = {"throughput_qps": "throughput q/s", "latency_ms": "median latency ms", "cpu_ms_per_query": "CPU ms/query"}
     perf = rows[rows["metric"].isin(list(names))]
@@ -126,7 +128,8 @@ def _performance_table(rows: pd.DataFrame, a: str, b: str, title: str) -> Table:
     for r in perf.sort_values(["concurrency", "order", "query_name"]).itertuples():
         name = f"{names[r.metric]} {r.query_name}".strip()
         table.add_row(str(r.concurrency), name, _num(r.value_a), _num(r.value_b), _ratio(r.ratio),
-                      _ci(r.ci_low, r.ci_high), _pct(r.threshold), _verdict(r.verdict, r.note))  # fmt: skip
+                      _ci(r.ci_low, r.ci_high), _pct(r.threshold), _q(r.q_value),
+                      _verdict(r.verdict, r.note))  # fmt: skip
     return table
 
 
@@ -169,6 +172,10 @@ def _ratio(v: float) -> str:
     if math.isinf(v):
         return "new"
     return f"{v:.2f}×" if v < 100 else f"{v:,.0f}×"
+
+
+def _q(v: float) -> str:
+    return "" if v is None or pd.isna(v) else f"{v:.3f}"
 
 
 def _pct(v: float) -> str:

@@ -95,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="measured seconds per level (default: the scenario's; 2 for an A/B)")
     p.add_argument("--warmup", type=warmup_seconds,
                    help="warm-up seconds per level (default: the scenario's; 0.5 for an A/B)")
-    p.add_argument("--repetitions", type=repetitions, help="repetitions of every level (default 1; 10 for an A/B)")
+    p.add_argument("--repetitions", type=repetitions, help="repetitions of every level (default 1; 16 for an A/B)")
     p.add_argument("--schema", action="append", dest="schemas", help="only this schema variant (repeatable)")
     p.add_argument("--samplers", type=samplers, default=ALL_SAMPLERS,
                    help=f"'all' (default), 'off', or a subset of {','.join(ALL_SAMPLERS)}")
