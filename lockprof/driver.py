@@ -54,6 +54,9 @@ RECORD_COLUMNS = [
     "error",
     "cancelled",
 ]
+# How query_log's row of a record is found on an engine without query ids: its connection's tag and its place
+# among that connection's statements (see lockprof.samplers.query_log). Dropped once matched.
+LOG_COLUMNS = ["log_tag", "log_seq"]
 
 ERROR_SHARE_LIMIT = 0.05  # a level whose measured records fail more often than this has failed
 GRACE_S = 1.0  # how long a query may run past its level's window before it is cancelled
@@ -93,12 +96,14 @@ def timed_execute(
     query_id: str,
     clock: RunClock,
     settings: dict[str, Any] | None = None,
+    log_tag: str | None = None,
 ) -> tuple[float, float, str | None]:
     """Run one statement; return (start_s, latency_ms, error or None)."""
     start = clock.now()
     error = None
+    tag = {"log_tag": log_tag} if log_tag else {}
     try:
-        conn.execute(sql, params, query_id=query_id, **({"settings": settings} if settings else {}))
+        conn.execute(sql, params, query_id=query_id, **({"settings": settings} if settings else {}), **tag)
     except Exception as exc:  # the engine's error is data about the run
         error = first_line(exc)
     return start, (clock.now() - start) * 1000.0, error
@@ -185,6 +190,7 @@ def run_level(
 
     def issue(worker: int, conn: Connection, pick: Callable[[random.Random], Query | Background], role: str) -> None:
         rng = random.Random(f"{level.seed}:{level.schema}:{n}:{level.repetition}:{role}:{worker}")
+        tag, sent = f"{level.id_prefix}{role}{worker}", 0
         open_loop = level.rate_qps is not None and role == "query"
         while not stop.is_set():
             if clock.now() >= window["end"]:
@@ -204,8 +210,10 @@ def run_level(
                 continue
             sql = item.sql.replace("{table}", level.table)
             limit = {"max_execution_time": max(1, math.ceil(window["end"] + GRACE_S - clock.now()))}
-            start, ms, err = timed_execute(conn, sql, params, qid, clock, limit)
-            records.append(make_record(worker, role, item.name, qid, start if due is None else due, start, ms, err))
+            start, ms, err = timed_execute(conn, sql, params, qid, clock, limit, log_tag=tag)
+            record = make_record(worker, role, item.name, qid, start if due is None else due, start, ms, err)
+            records.append({**record, "log_tag": tag, "log_seq": sent})
+            sent += 1
             if on_query is not None:
                 on_query()
             if isinstance(item, Background) and item.pause_s:
@@ -260,7 +268,7 @@ def run_level(
         if watchdog is not None:
             killer.join()
     end = min(clock.now(), window["end"])
-    frame = pd.DataFrame(records, columns=RECORD_COLUMNS)
+    frame = pd.DataFrame(records, columns=RECORD_COLUMNS + LOG_COLUMNS)
     return LevelResult(frame, window["measure"], max(end, window["measure"]), interrupted=stop.is_set(),
                        errors=crashes)
 

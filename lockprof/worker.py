@@ -24,7 +24,7 @@ import pandas as pd
 from lockprof import store
 from lockprof.clock import RunClock
 from lockprof.dataset import Dataset, active_parts, dataset_set, drop_stale, ensure_dataset, refresh
-from lockprof.driver import Level, level_verdict, run_level
+from lockprof.driver import LOG_COLUMNS, Level, level_verdict, run_level
 from lockprof.engines.base import Connection
 from lockprof.errors import LockprofError
 from lockprof.locks import CATALOG_SQL, catalog
@@ -126,9 +126,15 @@ class Worker:
                                watchdog=self.watchdog)
         records = result.records.assign(engine=label)
         query_events = pd.DataFrame()
+        log_problems: list[str] = []
         if "query_log" in samplers and self.engine.capabilities.query_log:
-            per_query, query_events = QueryLogReader(self.engine.admin, self.cluster).read(level.id_prefix)
+            reader = QueryLogReader(self.engine.admin, self.cluster)
+            if self.engine.capabilities.query_id:
+                per_query, query_events = reader.read(level.id_prefix)
+            else:
+                per_query, query_events, log_problems = reader.read_by_order(level.id_prefix, records)
             records = records.merge(per_query, on="query_id", how="left")
+        records = records.drop(columns=LOG_COLUMNS)
         measured = records[records["phase"] == "measure"]
         level_row = {
             **keys,
@@ -143,7 +149,7 @@ class Worker:
             "active_parts_before": parts_before,
             "active_parts_after": active_parts(self.engine.admin, dataset.database),
             "interrupted": result.interrupted,
-            "sampler_errors": "; ".join(s.error for s in active if s.error) or None,
+            "sampler_errors": "; ".join([*(s.error for s in active if s.error), *log_problems]) or None,
             "cancelled": int(measured["cancelled"].sum()),
             **level_verdict(records, measured, result.errors, result.interrupted),
         }

@@ -250,9 +250,9 @@ def test_self_check_flags_an_engine_that_serializes(engine):
         def __init__(self, conn):
             self.conn = conn
 
-        def execute(self, sql, params=None, query_id=None):
+        def execute(self, sql, params=None, query_id=None, **kwargs):
             with gate:
-                self.conn.execute(sql, params, query_id=query_id)
+                self.conn.execute(sql, params, query_id=query_id, **kwargs)
 
     conns = [Serialized(engine.connect()), Serialized(engine.connect())]
     check = self_check(conns, RunClock(), seconds=0.4)

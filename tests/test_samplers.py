@@ -71,3 +71,55 @@ def test_query_log_reader_returns_profile_events_for_our_ids_only(engine):
     assert set(events["query_id"]) == {prefix + "0", prefix + "1"}
     assert (events["value"] > 0).all()
     assert "SelectQuery" in set(events["event"])
+
+
+def test_query_log_rows_of_tagged_connections_are_matched_to_their_queries_by_order(engine):
+    """The driver's path on an engine without query ids: one tag per connection, no SET per query.
+
+    Two kinds of query with different answers and two that fail, drawn at random on two threads:
+    a row given to the wrong query would show another kind's result_rows or exception.
+    """
+    import threading
+
+    from lockprof.driver import Level, run_level
+    from lockprof.samplers.query_log import BY_ORDER_EVENTS_SQL, BY_ORDER_SQL, match_by_order
+    from lockprof.scenario import Query, Scenario, Schema
+
+    scenario = Scenario(name="tags", schemas=[Schema("none", "CREATE TABLE {table} (x UInt8) ENGINE = Memory")],
+                        queries=[Query("ten", "SELECT number FROM numbers(10)"),
+                                 Query("thousand", "SELECT number FROM numbers(1000)"),
+                                 Query("unknown", "SELECT no_such_column", weight=0.2),
+                                 Query("unparsable", "SELECT number FROM", weight=0.2)],
+                        concurrency=[2], warmup_s=0.05, duration_s=0.3, seed=1)  # fmt: skip
+    prefix = f"tags-{uuid.uuid4().hex[:8]}-"
+    level = Level(schema="none", table="none", concurrency=2, repetition=0, warmup_s=0.05, duration_s=0.3,
+                  id_prefix=prefix, seed=1)  # fmt: skip
+    conns = [engine.connect(), engine.connect()]
+    records = run_level(scenario, level, conns, [], RunClock(), threading.Event()).records
+    assert records["query_name"].nunique() == 4
+    assert records["error"].notna().eq(records["query_name"].isin(["unknown", "unparsable"])).all()
+    assert set(records["log_tag"]) == {prefix + "query0", prefix + "query1"}
+    per_query, events, problems = QueryLogReader(engine.admin).read_by_order(prefix, records)
+    assert problems == []
+    matched = records.merge(per_query, on="query_id", validate="one_to_one")
+    # every statement sent has its row, but a syntax error, which chDB never logs
+    assert sorted(matched["query_id"]) == sorted(records.loc[records["query_name"] != "unparsable", "query_id"])
+    # failed statements have their rows too (an exception before or while running), in their places
+    assert (matched["result_rows"] == matched["query_name"].map({"ten": 10, "thousand": 1000}).fillna(0)).all()
+    assert (matched["exception_code"] != 0).eq(matched["error"].notna()).all()
+    assert set(events["query_id"]) <= set(records["query_id"]) and "SelectQuery" in set(events["event"])
+
+    # A connection whose log lost the row of its last successful query loses its figures, never its order.
+    raw = engine.admin.frame(BY_ORDER_SQL, {"prefix": prefix})
+    raw_events = engine.admin.frame(BY_ORDER_EVENTS_SQL, {"prefix": prefix})
+    ours = matched[matched["log_tag"] == prefix + "query0"]
+    last = ours.loc[ours["error"].isna(), "engine_query_id"].iloc[-1]
+    again, _, problems = match_by_order(records, raw[raw["engine_query_id"] != last], raw_events)
+    assert len(problems) == 1 and prefix + "query0" in problems[0]
+    assert set(again["query_id"]) == set(matched.loc[matched["log_tag"] == prefix + "query1", "query_id"])
+    # ...and so does one where a row says its query ran longer than the driver's call around it: what a row
+    # shifted onto a quicker query looks like.
+    first = raw.index[raw["log_tag"] == prefix + "query1"][0]
+    _, _, problems = match_by_order(records, raw.assign(engine_us=raw["engine_us"].mask(raw.index == first, 10**7)),
+                                    raw_events)  # fmt: skip
+    assert len(problems) == 1 and prefix + "query1" in problems[0]

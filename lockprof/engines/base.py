@@ -70,9 +70,12 @@ class Connection(Protocol):
         params: dict[str, Any] | None = None,
         query_id: str | None = None,
         settings: dict[str, Any] | None = None,
+        log_tag: str | None = None,
     ) -> None:
         """Run a statement to completion, discarding its result. ``query_id`` and ``settings`` reach the
-        engine beside the text (never edited into it); query_log finds the query by ``log_comment = query_id``."""
+        engine beside the text (never edited into it); query_log finds the query by ``log_comment = query_id``.
+        An engine that cannot take a query id (``Capabilities.query_id`` false) logs ``log_tag`` instead when
+        given: one tag for all of a connection's statements, which query_log then keeps in their order."""
 
     def frame(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Run a query and return its result as a DataFrame."""

@@ -115,8 +115,8 @@ def chdb_package() -> tuple[str, str]:
 
 class EmbeddedConnection:
     """One chDB connection (a session). The query text is sent exactly as written: lockprof's own
-    settings (the driver's id as ``log_comment``, a time limit) travel in a ``SET`` on this session
-    before the query, and only when they change."""
+    settings (the driver's id or tag as ``log_comment``, a time limit) travel in a ``SET`` on this
+    session before the query, and only when they change."""
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw
@@ -128,9 +128,11 @@ class EmbeddedConnection:
         params: dict[str, Any] | None = None,
         query_id: str | None = None,
         settings: dict[str, Any] | None = None,
+        log_tag: str | None = None,
     ) -> None:
-        # chDB cannot set query_id, so lockprof's id travels in log_comment, which query_log keeps.
-        self._apply({**(settings or {}), "log_comment": query_id or ""})
+        # chDB cannot set query_id, so lockprof's id travels in log_comment, which query_log keeps. A SET costs
+        # a second call into the engine; with a tag for the whole connection it is sent once, not per query.
+        self._apply({**(settings or {}), "log_comment": log_tag or query_id or ""})
         self._raw.query(sql, "Null", params=params or None)
 
     def _apply(self, wanted: dict[str, Any]) -> None:

@@ -221,6 +221,7 @@ class ServerConnection:
         params: dict[str, Any] | None = None,
         query_id: str | None = None,
         settings: dict[str, Any] | None = None,
+        log_tag: str | None = None,  # noqa: ARG002  (a server takes each query's id: no tag needed)
     ) -> None:
         self._engine.guard.check(sql)
         settings = {**self._engine.query_settings, **(settings or {})}
