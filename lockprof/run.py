@@ -105,13 +105,13 @@ class Swap:
     block: int = 0  # repetition // every of the steps measured so far
 
 
-SWAP_EVERY = range(7, 1, -1)  # repetitions between restarts, longest first
+SWAP_PERIODS = range(7, 1, -1)  # repetitions between restarts to choose from, longest first
 
 
 def swap_every(repetitions: int) -> int:
     """Restart every k repetitions, k the longest from 7 to 2 that gives an even number of equal blocks, so both
     worker orders hold exactly half the run; when none does (an odd count), 5 or half the run."""
-    balanced = [k for k in SWAP_EVERY if repetitions % (2 * k) == 0]
+    balanced = [k for k in SWAP_PERIODS if repetitions % (2 * k) == 0]
     return balanced[0] if balanced else max(1, min(5, repetitions // 2))
 
 

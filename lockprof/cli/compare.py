@@ -3,8 +3,10 @@
 Give one run measured on two or more engines (the first is A), or two runs of
 one engine each. Each measurement window is one replicate: per repetition the
 ratio of B's window to A's. A change is called only when it beats both the
-window-to-window noise threshold and the minimum change; ``--fail-on`` turns a
-significant worsening of the chosen metric into exit status 5, for CI.
+window-to-window noise threshold and the minimum change, and stays significant
+once all the comparison's tests of its kind are counted (Benjamini-Hochberg);
+``--fail-on`` turns a significant worsening of the chosen metric into exit
+status 5, for CI.
 """
 
 from __future__ import annotations
