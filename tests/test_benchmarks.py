@@ -19,8 +19,8 @@ NUMBER = r"-?[\d.]+"
 RATIO = rf"median {NUMBER}x \(min-max {NUMBER}-{NUMBER}, 95% CI {NUMBER}-{NUMBER}, n=\d+\)"
 
 EXPECTED = {
-    "driver_overhead": [rf"^RATIO driver_overhead c=1 lockprof/bare throughput: {RATIO} target >= 0.9: ",
-                        rf"^RATIO driver_overhead c=2 lockprof/bare throughput: {RATIO} target >= 0.9: "],
+    "driver_overhead": [rf"^RATIO driver_overhead c=1 lockprof/bare throughput: {RATIO} target >= 0.95: ",
+                        rf"^RATIO driver_overhead c=2 lockprof/bare throughput: {RATIO} target >= 0.95: "],
     "sampler_overhead": [rf"^RATIO sampler_overhead c=1 all-samplers/no-samplers throughput: {RATIO} target >= 0.97",
                          rf"^RATIO sampler_overhead all levels pooled: {RATIO}"],
     "dataset_build": [rf"^RATIO dataset_build fresh lockprof/raw time: {RATIO} target <= 1.3: ",
