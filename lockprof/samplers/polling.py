@@ -53,4 +53,5 @@ class PollingSampler:
         self._safe_poll()
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=list(self.columns))
+        """The rows so far; safe while sampling (the copy is taken at once, the poll thread may append after)."""
+        return pd.DataFrame(self.rows.copy(), columns=list(self.columns))
