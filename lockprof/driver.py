@@ -101,9 +101,8 @@ def timed_execute(
     """Run one statement; return (start_s, latency_ms, error or None)."""
     start = clock.now()
     error = None
-    tag = {"log_tag": log_tag} if log_tag else {}
     try:
-        conn.execute(sql, params, query_id=query_id, **({"settings": settings} if settings else {}), **tag)
+        conn.execute(sql, params, query_id=query_id, settings=settings, log_tag=log_tag)
     except Exception as exc:  # the engine's error is data about the run
         error = first_line(exc)
     return start, (clock.now() - start) * 1000.0, error
@@ -212,7 +211,8 @@ def run_level(
             limit = {"max_execution_time": max(1, math.ceil(window["end"] + GRACE_S - clock.now()))}
             start, ms, err = timed_execute(conn, sql, params, qid, clock, limit, log_tag=tag)
             record = make_record(worker, role, item.name, qid, start if due is None else due, start, ms, err)
-            records.append({**record, "log_tag": tag, "log_seq": sent})
+            record["log_tag"], record["log_seq"] = tag, sent
+            records.append(record)
             sent += 1
             if on_query is not None:
                 on_query()

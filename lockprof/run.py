@@ -47,8 +47,9 @@ from lockprof.workerproc import WorkerCrashed, WorkerProcess
 
 NO_SAMPLERS = "+no-samplers"
 # An A/B (two or more engines, or --overhead-control) unless told otherwise: many short windows in turned
-# order. 10 pairs rather than the 6 the signed-rank test needs at all: on a busy 2-core machine they found
-# a 10% slowdown far more often (benchmarks/ab_power.py; what they achieve is in the README's Performance).
+# order. 16 pairs rather than the 6 the signed-rank test needs at all: with the false-discovery control over a
+# comparison's points they find a 10% slowdown far more often than 10 (benchmarks/ab_power.py; what they achieve
+# is in the README's Performance).
 AB_DEFAULTS = {"repetitions": 16, "warmup_s": 0.5, "duration_s": 2.0}
 ACHIEVED_FRACTION = 0.95  # an open-loop level below this share of its target rate did not achieve it
 ABANDON_AFTER_S = 1.0  # after a first Ctrl-C, a worker busy with anything but a level is stopped this soon

@@ -9,8 +9,8 @@ level's connections carries one tag for all its statements, set once; the driver
 each connection's statements, and the query log keeps them in the same order, one row
 each (a ``QueryFinish`` or an exception; a ``SET`` is logged with the comment it replaces,
 so ``Set`` rows are skipped). :func:`match_by_order` pairs them and refuses a connection
-whose count of rows differs from its count of statements: its queries get no figures
-rather than another query's.
+whose rows do not line up with its statements: its queries get no figures rather than
+another query's.
 
 On a cluster the rows come from every replica (``log_comment`` is a setting, so a
 distributed query's secondary queries carry it too): ProfileEvents are kept per
