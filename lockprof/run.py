@@ -9,8 +9,10 @@ is reported and dropped; the other engines go on. A level whose queries fail too
 first error. Ctrl-C or SIGTERM ends the current level early (its running queries
 are cancelled), keeps everything measured, and leaves the run marked
 ``incomplete``; a request that cannot be cut short (a dataset build) is abandoned
-after :data:`ABANDON_AFTER_S`. A second signal stops the workers at once, and the
-manifest is still finished: no exception is raised into a file being written.
+after :data:`ABANDON_AFTER_S`, and a level still running :data:`STUCK_AFTER_S` later is
+stopped too, with its threads' stacks in the worker's log: the run never hangs on a worker.
+A second signal stops the workers at once, and the manifest is still finished: no
+exception is raised into a file being written.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ NO_SAMPLERS = "+no-samplers"
 AB_DEFAULTS = {"repetitions": 16, "warmup_s": 0.5, "duration_s": 2.0}
 ACHIEVED_FRACTION = 0.95  # an open-loop level below this share of its target rate did not achieve it
 ABANDON_AFTER_S = 1.0  # after a first Ctrl-C, a worker busy with anything but a level is stopped this soon
+STUCK_AFTER_S = 30.0  # ... and one still in its level this long after it (a level ends within ~1 s of it)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -245,9 +248,10 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         interrupted["signal"] = signal.Signals(signum).name
         for w in workers.values():
             w.interrupt()  # Ctrl-C reached them too; SIGTERM did not
-        timer = threading.Timer(ABANDON_AFTER_S, _abandon_busy, args=(list(workers.values()),))
-        timer.daemon = True
-        timer.start()
+        for delay, action in ((ABANDON_AFTER_S, _abandon_busy), (STUCK_AFTER_S, _kill_stuck)):
+            timer = threading.Timer(delay, action, args=(list(workers.values()),))
+            timer.daemon = True
+            timer.start()
 
     previous = {sig: signal.signal(sig, on_interrupt) for sig in STOP_SIGNALS}
     try:
@@ -442,8 +446,11 @@ def _measure(
                     **({"label": step.label, "samplers": []} if step.no_samplers else {}),
                 )
         except WorkerCrashed as exc:
+            if workers[step.engine].stuck:
+                run_dir.manifest["failures"].append(workers[step.engine].stuck)
+                reporter.message(f"{workers[step.engine].stuck}\n{exc}")
             if interrupted["flag"]:
-                break  # killed by a second Ctrl-C: the run ends as interrupted
+                break  # killed by a second Ctrl-C, or stuck: the run ends as interrupted
             dead.add(step.engine)
             run_dir.manifest["failures"].append(str(exc))
             run_dir.update()
@@ -508,6 +515,14 @@ def _abandon_busy(workers: list[WorkerProcess]) -> None:
     for w in workers:
         if w.busy not in (None, "level"):
             w.kill()
+
+
+def _kill_stuck(workers: list[WorkerProcess]) -> None:
+    """Long after a first Ctrl-C: a worker still in a request will not end it; the run must."""
+    for w in workers:
+        if w.busy is not None:
+            w.kill_stuck(f"engine worker {w.label!r} had not ended its {w.busy} {STUCK_AFTER_S:.0f} s after the "
+                         "stop signal and was killed; its log holds the stacks of its threads")
 
 
 def _interrupt_note(interrupted: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ the engine prints goes to stderr, which the orchestrator keeps as a log.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ from lockprof.locks import CATALOG_SQL, catalog
 from lockprof.preflight import preflight
 from lockprof.samplers import EventsSampler, MetricsSampler, QueryLogReader
 from lockprof.scenario import Scenario, load_scenario
+from lockprof.workerproc import DUMP_STACKS_SIGNAL
 
 ALL_SAMPLERS = ("events", "metrics", "query_log", "pyspy")  # py-spy runs in the orchestrator
 
@@ -45,7 +47,7 @@ class Worker:
         self.background: list[Connection] = []
         self.sampler_connections: list[Connection] = []
         self.watchdog: Connection | None = None  # cancels a level's overdue queries (engines declaring cancel)
-        self.in_level = False
+        self.serving: str | None = None  # the request being served, if any
         self.cluster: str | None = None  # --cluster: samplers read every replica of this cluster
 
     # --- requests -------------------------------------------------------------------------
@@ -87,7 +89,7 @@ class Worker:
         try:
             return self._level(req)
         finally:
-            self.in_level = False
+            self.serving: str | None = None  # the request being served, if any
 
     def _level(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.scenario is not None
@@ -203,10 +205,12 @@ def serve(requests: TextIO, replies: TextIO) -> int:
     worker = Worker()
 
     def on_interrupt(*_: object) -> None:
-        # Ctrl-C reaches the whole process group. Inside a level, finish it early and keep
-        # its records; elsewhere (a dataset build) abandon the request.
+        # Ctrl-C reaches the whole process group. Inside a level, finish it early and keep its
+        # records (until its parts are written, so no level is left half-stored); inside another
+        # request (a dataset build) abandon it. Between requests the orchestrator decides: it
+        # sends no further level, and the worker stays to answer its exit.
         worker.stop.set()
-        if not worker.in_level:
+        if worker.serving not in (None, "level"):
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_interrupt)
@@ -214,6 +218,7 @@ def serve(requests: TextIO, replies: TextIO) -> int:
         req = json.loads(line)
         op = req.get("op")
         try:
+            worker.serving = op
             body = getattr(worker, op)(req) if op in ("prepare", "self_check", "level", "exit") else None
             if body is None:
                 raise LockprofError(f"unknown request {op!r}")
@@ -225,6 +230,8 @@ def serve(requests: TextIO, replies: TextIO) -> int:
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "kind": "internal"}
+        finally:
+            worker.serving = None
         replies.write(json.dumps(reply, default=str) + "\n")
         replies.flush()
         if op == "exit":
@@ -238,6 +245,9 @@ def main() -> int:
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    # A worker that does not end its level after Ctrl-C is asked, before it is killed, where its
+    # threads are: the answer goes to its log, which the run keeps.
+    faulthandler.register(DUMP_STACKS_SIGNAL, all_threads=True)
     return serve(sys.stdin, replies)
 
 

@@ -18,6 +18,9 @@ from lockprof.errors import EngineError, Interrupted, ScenarioError, StorageErro
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1
+DUMP_STACKS_SIGNAL = signal.SIGUSR1  # the worker writes every thread's stack to its log
+STACK_DUMP_S = 1.0  # how long a stuck worker is given to write its stacks before it is killed
+EXIT_S = 60.0  # how long a worker may take to close its engine before it is killed
 
 
 def die_with_parent() -> None:
@@ -50,6 +53,7 @@ class WorkerProcess:
             preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         self.busy: str | None = None  # the request being served, if any
+        self.stuck: str | None = None  # why the orchestrator killed it, if it did
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send one request and wait for its reply; turn a failure into the matching error."""
@@ -98,13 +102,26 @@ class WorkerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
 
-    def close(self, keep_log: Path | None = None) -> None:
-        """Ask the worker to exit (kill it if it will not) and keep its log if asked."""
+    def kill_stuck(self, why: str) -> None:
+        """Stop a worker that will not finish its request, its threads' stacks in its log first."""
         if self.proc.poll() is None:
-            with contextlib.suppress(Exception):
-                self.request("exit")
+            self.stuck = why
+            with contextlib.suppress(OSError):
+                self.proc.send_signal(DUMP_STACKS_SIGNAL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=STACK_DUMP_S)  # time to write them (it does not exit)
+            self.kill()
+
+    def close(self, keep_log: Path | None = None) -> None:
+        """Ask the worker to exit (kill it if it will not) and keep its log if asked. The reply is not
+        awaited: a worker that cannot exit must not hold the orchestrator."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(json.dumps({"op": "exit"}) + "\n")
+                self.proc.stdin.close()
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=EXIT_S)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

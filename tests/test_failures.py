@@ -278,3 +278,42 @@ def test_when_lockprof_itself_is_killed_its_worker_and_py_spy_die_too(tmp_path):
 
     remove_stale_dirs()  # what every sampler does as it starts
     assert not pyspy_dirs(proc.pid)
+
+
+def _prepared_worker(tmp_path: Path):
+    from lockprof.clock import RunClock
+    from lockprof.engines.registry import parse_spec
+    from lockprof.workerproc import WorkerProcess
+
+    path = write_scenario(tmp_path, "scenario = Scenario('idle', [SCHEMA], [Query('q', 'SELECT 1')])\n")
+    spec = parse_spec("embedded")
+    worker = WorkerProcess("embedded", spec.python)
+    worker.request("prepare", engine=spec.as_request(), engine_label="embedded", scenario_path=str(path),
+                   schemas=["s"], clock_origin=RunClock().origin, samplers=[])  # fmt: skip
+    return worker
+
+
+def test_ctrl_c_between_requests_leaves_the_worker_to_answer_its_exit(tmp_path):
+    # Ctrl-C reaches the whole process group: a worker waiting for its next request must not die of it
+    # (the orchestrator decides what comes next), nor must its exit wait on a reply.
+    worker = _prepared_worker(tmp_path)
+    try:
+        worker.interrupt()
+        with pytest.raises(subprocess.TimeoutExpired):
+            worker.proc.wait(timeout=1)  # alive: the old worker died of the signal within ~0.2 s
+        worker.close()
+        assert worker.proc.returncode == 0
+    finally:
+        worker.kill()
+
+
+def test_a_stuck_worker_is_killed_with_its_threads_stacks_in_its_log(tmp_path):
+    worker = _prepared_worker(tmp_path)
+    try:
+        worker.kill_stuck("stuck (a test)")
+        assert worker.proc.wait(timeout=30) == -signal.SIGKILL
+        assert worker.stuck == "stuck (a test)"
+        log = worker.log_text()
+        assert "Current thread" in log and "lockprof/worker.py" in log, log[-2000:]
+    finally:
+        worker.kill()
