@@ -65,8 +65,11 @@ def ensure_dataset(conn: Connection, scenario: Scenario, schema: Schema) -> Data
     database = database_name(scenario, schema)
     full = f"{database}.{TABLE}"
     started = time.perf_counter()
-    damage = _damage(conn, database) if _is_ready(conn, database) else None
-    cached = _is_ready(conn, database) and damage is None
+    damage = None
+    cached = _is_ready(conn, database)
+    if cached:
+        damage = _damage(conn, database)  # its fingerprint is the read that settles the table
+        cached = damage is None
     if not cached:
         conn.execute(f"DROP DATABASE IF EXISTS {database} SYNC")
         conn.execute(f"CREATE DATABASE {database}")
@@ -76,6 +79,11 @@ def ensure_dataset(conn: Connection, scenario: Scenario, schema: Schema) -> Data
             for i, statement in enumerate(schema.populate):
                 # Session settings: the statement's own SETTINGS clause, if any, still wins.
                 _run(conn, statement.replace("{table}", full), schema, f"populate[{i}]", POPULATE_SETTINGS)
+            # Reload the table from disk, so a worker that just built it holds the same state as one that
+            # reuses it; the fingerprint the marker records then reads it once, as a reused one is read.
+            conn.execute(f"DETACH TABLE {full} SYNC")
+            conn.execute(f"ATTACH TABLE {full}")
+            hold_still(conn, full)
             conn.execute(f"CREATE TABLE {database}.{READY_MARKER} (built DateTime, parts UInt64, rows UInt64, "
                          "checksum UInt64) ENGINE = TinyLog")
             conn.execute(f"INSERT INTO {database}.{READY_MARKER} SELECT now(), * FROM ({FINGERPRINT_SQL})",
@@ -83,44 +91,41 @@ def ensure_dataset(conn: Connection, scenario: Scenario, schema: Schema) -> Data
         except BaseException:
             conn.execute(f"DROP DATABASE IF EXISTS {database} SYNC")
             raise
-        # Reload the table from disk, so a worker that just built it holds the same state as one that reuses it.
-        conn.execute(f"DETACH TABLE {full} SYNC")
-        conn.execute(f"ATTACH TABLE {full}")
     if scenario.background:
         conn.execute(f"DROP TABLE IF EXISTS {database}.{READY_MARKER} SYNC")
-    # Merges would change the parts count under the measurement, so they stay off.
-    conn.execute(f"SYSTEM STOP MERGES {full}")
-    settle(conn, full)
     found = describe(conn, schema.name, database, time.perf_counter() - started, cached)
     return replace(found, rebuilt_because=damage)
 
 
 # What a finished dataset holds: its active parts, rows, and a checksum of every row, computed by the engine.
+# Reading every column of every part, it is also the read that settles the table (see hold_still).
 FINGERPRINT_SQL = (
     "SELECT (SELECT count() FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active) "
     "AS parts, count() AS rows, sum(cityHash64(*)) AS checksum FROM {db:Identifier}.{t:Identifier}"
 )
 
 
-def settle(conn: Connection, full: str) -> None:
-    """Load what the engine loads lazily per part, so every worker measures the same steady state.
+def hold_still(conn: Connection, full: str) -> None:
+    """Stop merges and load primary keys, so every worker measures the same steady state.
 
-    A table loaded from disk reads each part's primary index, marks and files on the first
-    query that touches the part, while one just built keeps them from the INSERT. On the
-    10 000-part dataset such a first touch cost a query ~65 more context-lock acquisitions
-    and ~1 ms more index analysis, so the worker that reused its cached dataset was slower
-    than the one that had just built its copy: the bias of A/A runs. Loading the primary
-    keys and reading the table once puts both in the state of a server that has run a while.
-    ``SYSTEM LOAD PRIMARY KEY`` is older engines' unknown; they load primary keys eagerly.
+    Merges would change the parts count under the measurement, so they stay off. A table
+    loaded from disk reads each part's primary index, marks and files on the first query
+    that touches the part, while one just built keeps them from the INSERT. On the 10 000-part
+    dataset such a first touch cost a query ~65 more context-lock acquisitions and ~1 ms more
+    index analysis, so the worker that reused its cached dataset was slower than the one that
+    had just built its copy: the bias of A/A runs. Loading the primary keys here, and reading
+    every part once (the fingerprint does), puts both in the state of a server that has run a
+    while. ``SYSTEM LOAD PRIMARY KEY`` is older engines' unknown; they load primary keys eagerly.
     """
+    conn.execute(f"SYSTEM STOP MERGES {full}")
     with contextlib.suppress(Exception):
         conn.execute(f"SYSTEM LOAD PRIMARY KEY {full}")
-    conn.execute(f"SELECT * FROM {full} FORMAT Null")
 
 
 def _damage(conn: Connection, database: str) -> str | None:
     """Why a cached dataset no longer matches what was recorded when it was built (None if it does)."""
     try:
+        hold_still(conn, f"{database}.{TABLE}")
         recorded = conn.frame(f"SELECT parts, rows, checksum FROM {database}.{READY_MARKER} LIMIT 1")
         now = conn.frame(FINGERPRINT_SQL, {"db": database, "t": TABLE})
     except Exception as exc:  # an old or damaged marker, an unreadable table
