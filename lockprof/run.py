@@ -75,6 +75,7 @@ class RunOptions:
     self_check_s: float = 0.3
     overhead_control: bool = False  # also run every level without samplers, as engine "<label>+no-samplers"
     cluster: str | None = None  # server engines: samplers read every replica of this cluster (clusterAllReplicas)
+    swap_period: int | None = None  # an A/B restarts its workers every this many repetitions (None: swap_every)
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,8 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         if options.overhead_control:
             steps = with_overhead_control(steps)
         order = list(specs)
-        swap = Swap(swap_every(repetitions), lambda: _restart_reversed(order, workers, start, run_dir))
+        period = options.swap_period or swap_every(repetitions)
+        swap = Swap(period, lambda: _restart_reversed(order, workers, start, run_dir))
         _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted,
                  profile_driver="pyspy" in options.samplers, swap=swap if len(specs) > 1 else None)
         if not run_dir.has_measurements() and interrupted["flag"]:
