@@ -2,7 +2,8 @@
 
 Sets LOCKPROF_NAMESPACE_DAYS (200 tenants x DAYS parts) before loading the scenario,
 builds the namespace_day dataset once in a private cache with lockprof's own
-``ensure_dataset``, and prints the build time, the dataset's ``bytes_on_disk``, what
+``ensure_dataset``, after the same DDL and INSERT typed by hand (timed, then dropped, as in
+``dataset_build``), and prints the build time and its ratio to that raw build, the dataset's ``bytes_on_disk``, what
 the files really occupy on the filesystem (tens of thousands of small files cost whole
 blocks each), and the peak RSS of this process, which hosts the engine.
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import random
 
+    from benchmarks.dataset_build import raw_build
     from lockprof.dataset import ensure_dataset
     from lockprof.engines.embedded import EmbeddedEngine
     from lockprof.scenario import load_scenario
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     schema = scenario.schema("namespace_day")
     engine = EmbeddedEngine()
     rss_before = peak_rss_bytes()
+    raw_s = raw_build(engine.admin._raw, schema.ddl, list(schema.populate), "lockprof_bench_raw")
     started = time.perf_counter()
     built = ensure_dataset(engine.admin, scenario, schema)
     build_s = time.perf_counter() - started
@@ -90,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{built.rows} rows (days={days})")
     print(f"RESULT big_table build: {build_s:.1f} s ({build_s / built.active_parts * 1000:.2f} ms per part); "
           f"cached second call {cached_s:.2f} s (cached={cached.cached})")
+    print(f"RATIO big_table build lockprof/raw time: {build_s / raw_s:.2f} (raw DDL + INSERT {raw_s:.1f} s, "
+          f"one pair, raw first; target <= 1.2)")
     print(f"RESULT big_table disk: bytes_on_disk {built.bytes_on_disk / 1e9:.3f} GB, filesystem usage "
           f"{on_disk / 1e9:.2f} GB ({on_disk / built.active_parts / 1024:.1f} KiB per part)")
     print(f"RESULT big_table memory: peak RSS {rss_build / 2**30:.2f} GiB after the build "
