@@ -9,7 +9,10 @@ when all N are busy the schedule slips. Latency is then counted from the
 
 Every query is timed by :func:`timed_execute`, the one code path that measures
 latency. Threads start together on a barrier, run ``warmup_s`` (records kept but
-marked ``warmup``) and then ``duration_s`` of measurement. A failing query, or a
+marked ``warmup``) and then ``duration_s`` of measurement. In a closed loop the
+warm-up also lasts until every thread has finished its first query: a first query
+slower than the warm-up (a cold engine, a loaded machine) would otherwise run through
+the window and leave nothing started inside it. A failing query, or a
 ``params`` function that raises, is a record with an error, never the end of the
 level or of a thread.
 
@@ -32,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lockprof.clock import RunClock
@@ -149,6 +153,9 @@ def run_level(
     barrier = threading.Barrier(n + len(scenario.background) + 1)
     window: dict[str, float] = {}
     weights = [q.weight for q in scenario.queries]
+    # Closed loop: the query threads yet to finish their first query. The window opens only when none is left.
+    warming: set[int] = set(range(n)) if level.rate_qps is None else set()
+    warming_lock = threading.Lock()
 
     def make_record(
         worker: int, role: str, name: str, qid: str, intended: float, start: float, ms: float, err: str | None
@@ -161,9 +168,6 @@ def run_level(
             "role": role,
             "query_name": name,
             "query_id": qid,
-            # A closed-loop query that got going only after the window closed (its thread was descheduled
-            # between the check and the start) is not part of the window: "after", never measured.
-            "phase": "warmup" if intended < window["measure"] else "measure" if intended < window["end"] else "after",
             "intended_start_s": intended,
             "start_s": start,
             "latency_ms": (start - intended) * 1000.0 + ms,
@@ -171,6 +175,17 @@ def run_level(
             "error": err,
             "cancelled": err is not None and err.endswith(CANCELLED_CODES),
         }
+
+    def warmed_up(worker: int) -> None:
+        """A query thread finished its first query (or ended); the last one to do so after the warm-up opens
+        the window."""
+        with warming_lock:
+            if worker not in warming:
+                return
+            warming.discard(worker)
+            now = clock.now()
+            if not warming and now > window.get("measure", now):
+                window["measure"], window["end"] = now, now + level.duration_s
 
     def next_due() -> float | None:
         """Open loop: when the next scheduled query is due (None once the schedule passes the window)."""
@@ -186,13 +201,17 @@ def run_level(
             issue(worker, conn, pick, role)
         except Exception as exc:  # never a silent end: the level says which thread stopped and why
             crashes.append(user_code_error(f"{role} thread {worker}", exc))
+        finally:
+            if role == "query":
+                warmed_up(worker)  # a thread that ended early must not hold the others past the window
 
     def issue(worker: int, conn: Connection, pick: Callable[[random.Random], Query | Background], role: str) -> None:
         rng = random.Random(f"{level.seed}:{level.schema}:{n}:{level.repetition}:{role}:{worker}")
         tag, sent = f"{level.id_prefix}{role}{worker}", 0
         open_loop = level.rate_qps is not None and role == "query"
+        first = role == "query" and not open_loop
         while not stop.is_set():
-            if clock.now() >= window["end"]:
+            if clock.now() >= window["end"] and not warming:
                 break
             due = next_due() if open_loop else None
             if open_loop and (due is None or stop.is_set()):
@@ -205,6 +224,9 @@ def run_level(
                 now = clock.now()
                 err = user_code_error(f"params of {item.name!r}", exc)
                 records.append(make_record(worker, role, item.name, qid, now if due is None else due, now, 0.0, err))
+                if first:
+                    first = False
+                    warmed_up(worker)
                 stop.wait(0.01)  # a function that always raises must not flood the level with records
                 continue
             sql = item.sql.replace("{table}", level.table)
@@ -214,6 +236,9 @@ def run_level(
             record["log_tag"], record["log_seq"] = tag, sent
             records.append(record)
             sent += 1
+            if first:
+                first = False
+                warmed_up(worker)
             if on_query is not None:
                 on_query()
             if isinstance(item, Background) and item.pause_s:
@@ -269,6 +294,11 @@ def run_level(
             killer.join()
     end = min(clock.now(), window["end"])
     frame = pd.DataFrame(records, columns=RECORD_COLUMNS + LOG_COLUMNS)
+    # Phases from the final window. A closed-loop query that got going only after the window closed (its thread
+    # was descheduled between the check and the start) is not part of the window: "after", never measured.
+    intended = frame["intended_start_s"]
+    frame["phase"] = np.select([intended < window["measure"], intended < window["end"]], ["warmup", "measure"],
+                               "after")
     return LevelResult(frame, window["measure"], max(end, window["measure"]), interrupted=stop.is_set(),
                        errors=crashes)
 

@@ -129,8 +129,9 @@ def warnings(run: Run, summary: pd.DataFrame) -> list[str]:
     if "failed" in run.levels:
         for _, lv in run.levels[run.levels["failed"].fillna(False).astype(bool)].iterrows():
             share = lv.get("error_share", float("nan"))
+            how = "it measured no query" if share != share else f"{share:.0%} of its queries failed or were cut"
             out.append(f"level {lv['schema']} c={lv['concurrency']} rep {lv['repetition']} [{lv['engine']}] failed "
-                       f"({share:.0%} of its queries failed or were cut): {str(lv.get('first_error') or '')[:300]}")
+                       f"({how}): {str(lv.get('first_error') or '')[:300]}")
     errors = int(summary["errors"].sum())
     if errors:
         out.append(f"{errors} measured queries failed; see the error column of the queries table")

@@ -97,6 +97,26 @@ def test_params_are_drawn_from_a_seeded_generator(engine):
     assert runs[1] == runs[0]
 
 
+def test_a_first_query_longer_than_the_warm_up_delays_the_window_instead_of_emptying_it(engine):
+    # Each thread's first query sleeps 1.5 s: longer than the warm-up and the window together, as a cold engine's
+    # first query on a loaded machine can be. Opening the window on time would leave no query started inside it.
+    calls = itertools.count()
+    sc = scenario(Query("cold_then_fast", "SELECT sleep({s:Float64}) FROM {table}",
+                        params=lambda _rng: {"s": 1.5 if next(calls) < 2 else 0.01}))
+    result = run_level(sc, level(2, duration=0.5, warmup=0.1), [engine.connect(), engine.connect()], [],
+                       RunClock(), threading.Event())
+    rec = result.records.sort_values("start_s")
+    first = rec.groupby("worker").head(1)
+    assert len(first) == 2 and (first["latency_ms"] >= 1500).all() and (first["phase"] == "warmup").all()
+    # the window opens once the last first query has returned, and keeps its length
+    assert result.measure_start_s >= (first["start_s"] + first["latency_ms"] / 1000).max() - 1e-6
+    assert result.measure_end_s - result.measure_start_s == pytest.approx(0.5)
+    measured = rec[rec["phase"] == "measure"]
+    assert sorted(measured["worker"].unique()) == [0, 1]
+    assert (measured["start_s"] >= result.measure_start_s).all() and (measured["start_s"] < result.measure_end_s).all()
+    assert (rec[rec["start_s"] < result.measure_start_s]["phase"] == "warmup").all()
+
+
 def test_stop_event_ends_the_level_early_and_marks_it(engine):
     sc = scenario(Query("sleepy", "SELECT sleep(0.02) FROM {table}"))
     stop, on_query = _stop_after(6)  # set mid-level, after a known number of queries rather than a time
