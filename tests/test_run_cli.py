@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +14,6 @@ from conftest import ROOT, TINY, lockprof_cli, wait_for
 
 from lockprof import store
 from lockprof.analysis import load_run
-from lockprof.samplers.pyspy import py_spy_path
 
 
 def test_run_writes_a_complete_run_directory(tiny_run):
@@ -138,22 +136,35 @@ class _Lines:
         return "".join(self.lines)
 
 
-def _py_spy_children(pid: int) -> list[int]:
-    children = [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return [c for c in children if b"py-spy" in Path(f"/proc/{c}/cmdline").read_bytes()]
+TRACED = """
+import dataclasses, runpy
+from pathlib import Path
+from lockprof import Query
+
+tiny = runpy.run_path({tiny!r})
+base = tiny["scenario"]
+
+def traced(rng):
+    with open({trace!r}, "a") as trace:  # one byte per query the worker is about to send
+        trace.write(".")
+    return base.queries[0].params(rng)
+
+scenario = dataclasses.replace(base, queries=[dataclasses.replace(base.queries[0], params=traced)])
+"""
 
 
 def test_ctrl_c_keeps_what_was_measured_and_marks_the_run_incomplete(tiny_run, tmp_path):
+    trace = tmp_path / "trace"
+    scenario = tmp_path / "tiny_traced.py"
+    scenario.write_text(TRACED.format(tiny=str(TINY), trace=str(trace)))
     out = tmp_path / "interrupted"
-    proc = _start(["run", str(TINY), "--out", str(out), "--duration", "3", "--warmup", "0"])
+    proc = _start(["run", str(scenario), "--out", str(out), "--duration", "3", "--warmup", "0"])
     stdout, stderr = _Lines(proc.stdout), _Lines(proc.stderr)
-    # The first level is done once its line is printed; py-spy, started for each level just before it and
-    # stopped after it, then shows that the second level is under way. Waiting for both instead of sleeping
-    # a fixed time puts the Ctrl-C inside the second level's 3 s however slow the machine is.
+    # The first level is done once its line is printed; a query drawn after that is the second level's. Waiting
+    # for both, not for a fixed time, puts the Ctrl-C inside the second level's 3 s however slow the machine is.
     wait_for(lambda: any(" queries, " in line for line in stderr.lines), 120, 0.05, "the first level's line")
-    if py_spy_path() and "pyspy" in store.read_manifest(out)["parameters"]["samplers"]:
-        wait_for(lambda: _py_spy_children(proc.pid), 30, 0.01, "py-spy of the second level")
-    time.sleep(0.5)  # well inside the second level
+    drawn = trace.stat().st_size
+    wait_for(lambda: trace.stat().st_size > drawn, 120, 0.01, "a query of the second level")
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=60)
     stdout, stderr = stdout.text(), stderr.text()
