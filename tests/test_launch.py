@@ -30,8 +30,10 @@ needs_binary = pytest.mark.skipif(
 )
 
 
-def _server_dirs() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("lockprof-server-*"))
+def _server_dirs(tmp: Path | None = None) -> set[Path]:
+    """Launched servers' directories under ``tmp`` (default: the temporary directory, which other test runs on
+    this machine share; a test that counts them gives its lockprof a temporary directory of its own)."""
+    return set(Path(tmp or tempfile.gettempdir()).glob("lockprof-server-*"))
 
 
 def _alive(pid: int) -> bool:
@@ -84,25 +86,27 @@ def test_launch_lifecycle_config_ports_readiness_shutdown_cleanup() -> None:
 
 
 @needs_binary
-def test_a_server_too_old_for_the_client_is_one_clear_error_and_is_stopped() -> None:
-    before = _server_dirs()
+def test_a_server_too_old_for_the_client_is_one_clear_error_and_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     spec = parse_spec(f"binary:{BINARY}")
     assert spec.public_spec == f"binary:{Path(BINARY).resolve()}"
     with pytest.raises(EngineError, match=r"ClickHouse 18\.16.* is too old.*22\.8"):
         open_engine(spec.as_request())
-    assert _server_dirs() - before == set()
+    assert _server_dirs(tmp_path) == set()
 
 
 @needs_binary
 def test_a_run_on_a_too_old_binary_exits_3_and_leaves_no_server_behind(tmp_path: Path) -> None:
-    before = _server_dirs()
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
     result = lockprof_cli("run", str(TINY), "--engine", f"binary:{BINARY}", "--duration", "0.2",
-                          "--out", str(tmp_path / "run"), timeout=120)
+                          "--out", str(tmp_path / "run"), timeout=120, env={"TMPDIR": str(tmp)})
     assert result.returncode == 3, result.stderr
     assert "too old" in result.stderr
     assert not (tmp_path / "run").exists()
-    new = _server_dirs() - before
-    assert new == set() and _server_processes(new) == []
+    assert _server_dirs(tmp) == set() and _server_processes({tmp}) == []
 
 
 @needs_binary
