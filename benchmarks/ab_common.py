@@ -110,10 +110,10 @@ def position_effect(run: Run) -> pd.DataFrame:
         later = np.array([frame.at[r, second[r]] for r in frame.index])
         first = np.array([frame.loc[r].drop(second[r]).iloc[0] for r in frame.index])
         d = np.log(later / first)
-        est = signed_rank_interval(d[np.isfinite(d)])  # a repetition cut short by an interruption has one side
-        if est is not None:
-            rows.append({"concurrency": c, "ratio": np.exp(est[0]), "ci_low": np.exp(est[1]),
-                         "ci_high": np.exp(est[2]), "repetitions": len(frame)})  # fmt: skip
+        d = d[np.isfinite(d)]  # a repetition cut short, or a window that measured nothing, has one side
+        est = signed_rank_interval(d) or (np.nan,) * 3  # too few pairs for any interval: not estimated
+        rows.append({"concurrency": c, "ratio": np.exp(est[0]), "ci_low": np.exp(est[1]),
+                     "ci_high": np.exp(est[2]), "repetitions": len(d)})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -52,9 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"RESULT ab_false_positives whole run {r.schema} c={r.concurrency} {r.metric}: {r.ratio:.3f}x "
               f"(95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, all {r.repetitions_a} repetitions)", flush=True)
     for r in position_effect(run).itertuples():
+        measured = (f"{r.ratio:.3f}x (95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, {r.repetitions} repetitions; "
+                    "the restarts in reverse order cancel it)" if r.ratio == r.ratio else
+                    f"not estimated ({r.repetitions} repetitions with both sides measured are too few)")
         print(f"RESULT ab_false_positives worker position c={r.concurrency}: latency of the worker started second "
-              f"/ first {r.ratio:.3f}x (95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, {r.repetitions} repetitions; "
-              "the restarts in reverse order cancel it)", flush=True)
+              f"/ first {measured}", flush=True)
     print(f"RESULT ab_false_positives time: {elapsed:.0f} s for {p.blocks} comparisons, "
           f"{elapsed / p.blocks:.0f} s per comparison", flush=True)
     return 0
