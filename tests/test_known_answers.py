@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, lockprof_cli
 
+from lockprof import store
 from lockprof.analysis import diagnose, load_run, lock_budget, time_accounting, verdict_lines
 
 SCENARIOS = ROOT / "scenarios"
@@ -28,9 +29,22 @@ OFFLINE = pytest.mark.skipif(os.environ.get("LOCKPROF_TEST_OFFLINE") == "1",
                              reason="LOCKPROF_TEST_OFFLINE=1: no download of the 25.8 engine")
 
 
+# How a level fails when the machine, not the engine, is slow: a query ran past its window and the grace and was
+# cut, or the window's only queries ran through it (see lockprof.driver.level_verdict).
+LOAD_FAILURES = ("(QUERY_WAS_CANCELLED)", "(TIMEOUT_EXCEEDED)", "no query finished inside")
+
+
 def run_scenario(out: Path, scenario: str, *options: str) -> Path:
+    """Run a scenario; a busy machine may fail a few of its levels by cutting slow queries (exit code 5), which
+    the known answers must survive, but nothing else."""
     result = lockprof_cli("run", str(SCENARIOS / scenario), "--out", str(out), *options, timeout=1800)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout[-3000:] + result.stderr[-3000:]
+    if result.returncode == 5:
+        failed, levels = store.read_manifest(out)["failed_levels"], store.read_table(out, "levels")
+        assert len(failed) <= max(1, len(levels) // 10), output
+        assert all(any(cause in str(f["first_error"]) for cause in LOAD_FAILURES) for f in failed), output
+    else:
+        assert result.returncode == 0, output
     return out
 
 
