@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from benchmarks.ab_common import CHANGED, CPU, PERF, measure, plan, position_effect, rate_line, verdicts
 from benchmarks.common import host_line, private_cache
 
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, all {r.repetitions_a} repetitions)", flush=True)
     for r in position_effect(run).itertuples():
         measured = (f"{r.ratio:.3f}x (95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, {r.repetitions} repetitions; "
-                    "the restarts in reverse order cancel it)" if r.ratio == r.ratio else
+                    "the restarts in reverse order cancel it)" if pd.notna(r.ratio) else
                     f"not estimated ({r.repetitions} repetitions with both sides measured are too few)")
         print(f"RESULT ab_false_positives worker position c={r.concurrency}: latency of the worker started second "
               f"/ first {measured}", flush=True)

@@ -129,7 +129,7 @@ def warnings(run: Run, summary: pd.DataFrame) -> list[str]:
     if "failed" in run.levels:
         for _, lv in run.levels[run.levels["failed"].fillna(False).astype(bool)].iterrows():
             share = lv.get("error_share", float("nan"))
-            how = "it measured no query" if share != share else f"{share:.0%} of its queries failed or were cut"
+            how = "it measured no query" if pd.isna(share) else f"{share:.0%} of its queries failed or were cut"
             out.append(f"level {lv['schema']} c={lv['concurrency']} rep {lv['repetition']} [{lv['engine']}] failed "
                        f"({how}): {str(lv.get('first_error') or '')[:300]}")
     errors = int(summary["errors"].sum())

@@ -23,6 +23,7 @@ from conftest import ROOT, lockprof_cli
 
 from lockprof import store
 from lockprof.analysis import diagnose, load_run, lock_budget, time_accounting, verdict_lines
+from lockprof.driver import CANCELLED_CODES
 
 SCENARIOS = ROOT / "scenarios"
 OFFLINE = pytest.mark.skipif(os.environ.get("LOCKPROF_TEST_OFFLINE") == "1",
@@ -31,7 +32,7 @@ OFFLINE = pytest.mark.skipif(os.environ.get("LOCKPROF_TEST_OFFLINE") == "1",
 
 # How a level fails when the machine, not the engine, is slow: a query ran past its window and the grace and was
 # cut, or the window's only queries ran through it (see lockprof.driver.level_verdict).
-LOAD_FAILURES = ("(QUERY_WAS_CANCELLED)", "(TIMEOUT_EXCEEDED)", "no query finished inside")
+LOAD_FAILURES = (*CANCELLED_CODES, "no query finished inside")
 
 
 def run_scenario(out: Path, scenario: str, *options: str) -> Path:

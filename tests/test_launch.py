@@ -30,10 +30,10 @@ needs_binary = pytest.mark.skipif(
 )
 
 
-def _server_dirs(tmp: Path | None = None) -> set[Path]:
-    """Launched servers' directories under ``tmp`` (default: the temporary directory, which other test runs on
-    this machine share; a test that counts them gives its lockprof a temporary directory of its own)."""
-    return set(Path(tmp or tempfile.gettempdir()).glob("lockprof-server-*"))
+def _server_dirs(tmp: Path) -> set[Path]:
+    """Launched servers' directories under ``tmp``: a test that counts them gives its lockprof a temporary
+    directory of its own, since other test runs on this machine share the default one."""
+    return set(tmp.glob("lockprof-server-*"))
 
 
 def _alive(pid: int) -> bool:
