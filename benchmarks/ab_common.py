@@ -21,7 +21,6 @@ from scipy import stats
 from benchmarks.common import SCENARIOS, TINY_SCENARIO
 from lockprof.analysis.load import Run
 from lockprof.run import AB_DEFAULTS as DEFAULT  # what `lockprof run` does with two or more engines
-from lockprof.run import swap_every
 
 PERF = ("latency_ms", "throughput_qps")
 CPU = "cpu_ms_per_query"
@@ -61,7 +60,6 @@ def measure(p: Plan, engines: list[str], out: Path) -> Run:
                    warmup_s=0.0, duration_s=0.2, samplers=(), out=out / "prepare"), reporter=quiet)  # fmt: skip
     path = run(RunOptions(scenario_path=p.scenario, engines=engines, schemas=p.schemas, concurrency=p.concurrency,
                           warmup_s=p.warmup_s, duration_s=p.duration_s, repetitions=p.repetitions * p.blocks,
-                          swap_period=swap_every(p.repetitions),  # every block as balanced as a run of its own
                           out=out / "ab"), reporter=quiet)  # fmt: skip
     return load_run(path)
 

@@ -2,7 +2,7 @@
 
 Steps alternate engines within each repetition, and the order of engines turns from
 one repetition to the next (A B, B A, A B, ...), so neither slow drift of a noisy
-machine nor running second falls on one engine more than another; every few repetitions
+machine nor running second falls on one engine more than another; between repetitions
 the workers restart in the reverse order (:class:`Swap`). A worker that dies
 is reported and dropped; the other engines go on. A level whose queries fail too often
 (see :func:`lockprof.driver.level_verdict`) is recorded in ``failed_levels`` with its
@@ -75,7 +75,6 @@ class RunOptions:
     self_check_s: float = 0.3
     overhead_control: bool = False  # also run every level without samplers, as engine "<label>+no-samplers"
     cluster: str | None = None  # server engines: samplers read every replica of this cluster (clusterAllReplicas)
-    swap_period: int | None = None  # an A/B restarts its workers every this many repetitions (None: swap_every)
 
 
 @dataclass(frozen=True)
@@ -95,29 +94,21 @@ class Step:
 
 @dataclass
 class Swap:
-    """In an A/B, every ``every`` repetitions all workers are restarted, in the reverse order.
+    """In an A/B, all workers are restarted before every repetition but the first, in the reverse order.
 
-    Why: two workers of one engine on identical data still differed by a few percent, the
-    worker started second (which also takes the second data slot) being the faster; the
-    bias is the worker's, not the engine's. With the start order reversed every
-    ``every`` repetitions, each engine holds each worker position for half of any
-    ``2 * every`` consecutive repetitions, so the bias cancels in the paired ratios
-    instead of being called a change.
+    Why: each worker process has a speed of its own. Two workers of one engine on identical
+    data differ by a few percent, and the difference lasts for the life of the two processes
+    (the worker started second, which also takes the second data slot, is on average the
+    faster). Repetitions measured by one pair of processes are therefore not independent:
+    with restarts every 4 repetitions, the paired ratios of one restart period correlated
+    (intraclass correlation 0.10-0.15), so the signed-rank intervals, which take every
+    repetition as independent, were too narrow and an A/A run called changes too often.
+    A fresh pair of processes per repetition makes the repetitions independent replicates,
+    and the reversed start order makes each engine hold each worker position in half of them.
     """
 
-    every: int
     restart: Callable[[], None]
-    block: int = 0  # repetition // every of the steps measured so far
-
-
-SWAP_PERIODS = range(7, 1, -1)  # repetitions between restarts to choose from, longest first
-
-
-def swap_every(repetitions: int) -> int:
-    """Restart every k repetitions, k the longest from 7 to 2 that gives an even number of equal blocks, so both
-    worker orders hold exactly half the run; when none does (an odd count), 5 or half the run."""
-    balanced = [k for k in SWAP_PERIODS if repetitions % (2 * k) == 0]
-    return balanced[0] if balanced else max(1, min(5, repetitions // 2))
+    repetition: int = 0  # the repetition the current workers measure
 
 
 def plan(
@@ -338,8 +329,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         if options.overhead_control:
             steps = with_overhead_control(steps)
         order = list(specs)
-        period = options.swap_period or swap_every(repetitions)
-        swap = Swap(period, lambda: _restart_reversed(order, workers, start, run_dir))
+        swap = Swap(lambda: _restart_reversed(order, workers, start, run_dir))
         _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted,
                  profile_driver="pyspy" in options.samplers, swap=swap if len(specs) > 1 else None)
         if not run_dir.has_measurements() and interrupted["flag"]:
@@ -407,8 +397,8 @@ def _measure(
     for seq, step in enumerate(steps):
         if interrupted["flag"]:
             break
-        if swap is not None and step.repetition // swap.every != swap.block and not dead:
-            swap.block = step.repetition // swap.every
+        if swap is not None and step.repetition != swap.repetition and not dead:
+            swap.repetition = step.repetition
             reporter.message(f"restarting the engines in the reverse order from repetition {step.repetition}")
             try:
                 swap.restart()

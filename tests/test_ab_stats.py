@@ -259,17 +259,12 @@ def test_the_order_of_engines_turns_from_one_repetition_to_the_next():
                                                           ("a", 1)]  # fmt: skip
 
 
-def test_a_repetition_visits_every_point_and_workers_swap_between_repetitions():
-    from lockprof.run import plan, swap_every
+def test_a_repetition_visits_every_point_before_the_next_begins():
+    from lockprof.run import plan
 
     steps = plan(["a", "b"], ["s", "t"], [1, 2], 2)
     assert [(st.repetition, st.schema, st.concurrency) for st in steps][::2] == [
         (0, "s", 1), (0, "s", 2), (0, "t", 1), (0, "t", 2), (1, "s", 1), (1, "s", 2), (1, "t", 1), (1, "t", 2)]
-    # Restarts reverse the workers every few repetitions: each block of 2 * every has both orders equally.
-    assert [swap_every(n) for n in (1, 2, 6, 10, 14, 16, 200)] == [1, 1, 3, 5, 7, 4, 5]
-    for n in (6, 10, 12, 14, 16, 20):  # an even count: both orders hold exactly half the repetitions
-        k = swap_every(n)
-        assert sum((r // k) % 2 for r in range(n)) * 2 == n
 
 
 def test_an_engine_spec_can_carry_settings_for_one_side():

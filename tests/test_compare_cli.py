@@ -54,12 +54,16 @@ def test_an_a_a_run_turns_the_order_and_both_workers_do_the_same_work(aa_run):
     run = load_run(aa_run)
     first = run.levels[run.levels["position"] == 0].sort_values(["concurrency", "repetition"])
     assert first["engine"].tolist() == ["embedded", "embedded#2"] * 6  # A B, B A, ... at each level
-    # Halfway, the workers restarted in the reverse order: each engine had each worker position (and data slot).
+    # Before every repetition but the first, fresh workers started in the reverse order: each engine had each
+    # worker position (and data slot) in half the repetitions, each measured by processes of their own.
     manifest = store.read_manifest(aa_run)
     paths = {e["label"]: e["data_path"] for e in manifest["engines"]}
-    (restart,) = manifest["worker_restarts"]
-    assert restart["before_repetition"] == 3 and restart["order"] == ["embedded#2", "embedded"]
-    assert restart["data_paths"] == {"embedded": paths["embedded#2"], "embedded#2": paths["embedded"]}
+    restarts = manifest["worker_restarts"]
+    assert [r["before_repetition"] for r in restarts] == [1, 2, 3, 4, 5]
+    assert [r["order"] for r in restarts] == [["embedded#2", "embedded"], ["embedded", "embedded#2"]] * 2 + [
+        ["embedded#2", "embedded"]]
+    swapped = {"embedded": paths["embedded#2"], "embedded#2": paths["embedded"]}
+    assert [r["data_paths"] for r in restarts] == [swapped, paths] * 2 + [swapped]
     # The worker that built its dataset and the one that reused it plan every query over the same parts
     # with the same context-lock acquisitions: counts of work, not of time, so load cannot blur them.
     pq = per_query(window_totals(run)).pivot_table(index=["concurrency", "event"], columns="engine",
