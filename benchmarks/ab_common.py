@@ -11,6 +11,7 @@ between the other blocks' windows, on a busy machine, as a user's run is.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 from pathlib import Path
 
@@ -40,7 +41,7 @@ class Plan:
 
 def plan(quick: bool, blocks: int) -> Plan:
     if quick:
-        return Plan(TINY_SCENARIO, ["day"], [1], 0.1, 0.3, 3, 2)
+        return Plan(TINY_SCENARIO, ["day"], [1], 0.1, 0.3, 3, min(blocks, 2))
     return Plan(SCENARIOS / "namespace_partitioning.py", ["namespace_day"], [1, 2], DEFAULT["warmup_s"],
                 DEFAULT["duration_s"], DEFAULT["repetitions"], blocks)
 
@@ -64,6 +65,45 @@ def measure(p: Plan, engines: list[str], out: Path) -> Run:
     return load_run(path)
 
 
+def pooled(p: Plan, engines: list[str], paths: list[Path]) -> list[Run]:
+    """Earlier runs of this benchmark, kept with ``--keep``, whose comparisons count with this invocation's.
+
+    A rate's interval narrows only with many comparisons, more than one sitting measures;
+    pooling lets the evidence accumulate. A run counts only if it measured the same plan
+    on the same engines under the current restart rule; otherwise the rate would mix methods.
+    """
+    from lockprof.analysis import load_run
+
+    runs = []
+    for path in paths:
+        run = load_run(path / "ab" if (path / "ab" / "manifest.json").is_file() else path)
+        problem = mismatch(run.manifest, p, engines)
+        if problem:
+            raise SystemExit(f"--pool {path}: cannot count this run: {problem}")
+        runs.append(run)
+    return runs
+
+
+def mismatch(manifest: dict, p: Plan, engines: list[str]) -> str | None:
+    """Why a kept run is not a measurement of plan ``p`` on ``engines`` under the current rule, or None."""
+    params = manifest["parameters"]
+    reps = params["repetitions"]
+    restarted = sorted(r["before_repetition"] for r in manifest.get("worker_restarts", []))
+    checks = [
+        (manifest.get("status") == "complete", f"its status is {manifest.get('status')!r}, not complete"),
+        (manifest["scenario"]["sha256"] == hashlib.sha256(p.scenario.read_bytes()).hexdigest(),
+         f"its scenario is not today's {p.scenario.name}"),
+        ([e["spec"] for e in manifest["engines"]] == engines,
+         f"its engines are {[e['spec'] for e in manifest['engines']]}, not {engines}"),
+        ((params["schemas"], params["concurrency"], params["warmup_s"], params["duration_s"])
+         == (p.schemas, p.concurrency, p.warmup_s, p.duration_s),
+         "its schemas, concurrency levels or window lengths differ"),
+        (reps % p.repetitions == 0, f"its {reps} repetitions are not whole comparisons of {p.repetitions}"),
+        (restarted == list(range(1, reps)), "its workers were not restarted before every repetition"),
+    ]  # fmt: skip
+    return next((why for ok, why in checks if not ok), None)
+
+
 def block(run: Run, reps: range) -> Run:
     """The run restricted to some repetitions, renumbered from 0, as if it had been run alone."""
     frames = {}
@@ -79,14 +119,15 @@ def block(run: Run, reps: range) -> Run:
     return dataclasses.replace(run, cache={}, **frames)
 
 
-def verdicts(run: Run, p: Plan) -> pd.DataFrame:
-    """Every latency, throughput and CPU-time point of every block comparison."""
+def verdicts(runs: list[Run], p: Plan) -> pd.DataFrame:
+    """Every latency, throughput and CPU-time point of every block comparison of every run, blocks numbered on."""
     from lockprof.analysis.ab import compare
 
     rows = []
-    for k in range(p.blocks):
-        frame = compare(block(run, range(k * p.repetitions, (k + 1) * p.repetitions))).frame
-        rows.append(frame[frame["metric"].isin([*PERF, CPU])].assign(block=k))
+    for run in runs:
+        for k in range(run.manifest["parameters"]["repetitions"] // p.repetitions):
+            frame = compare(block(run, range(k * p.repetitions, (k + 1) * p.repetitions))).frame
+            rows.append(frame[frame["metric"].isin([*PERF, CPU])].assign(block=len(rows)))
     return pd.concat(rows, ignore_index=True)
 
 

@@ -5,9 +5,10 @@ embedded engine with the ClickHouse setting ``max_untracked_memory=128`` (every
 allocation above 128 bytes goes through the memory tracker; measured alone on
 namespace_day it costs ~10% more CPU per query). One interleaved run is cut into
 ``--blocks`` comparisons of the default repetitions; the whole run, compared at once,
-gives the size of the injected change with its interval.
+gives the size of the injected change with its interval. Runs kept earlier with
+``--keep`` join the count with ``--pool`` (``--blocks 0`` judges them alone).
 
-    python -m benchmarks.ab_power [--quick] [--blocks N] [--setting NAME=VALUE]
+    python -m benchmarks.ab_power [--quick] [--blocks N] [--setting NAME=VALUE] [--keep DIR] [--pool DIR ...]
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.ab_common import CPU, PERF, measure, plan, rate_line, verdicts
+from benchmarks.ab_common import CPU, PERF, measure, plan, pooled, rate_line, verdicts
 from benchmarks.common import host_line, private_cache
 
 TARGET = 0.80
@@ -30,23 +31,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, default=10, help="A/B comparisons (default 10)")
     parser.add_argument("--setting", default=SETTING, help=f"the slowing setting of side B (default {SETTING})")
     parser.add_argument("--keep", type=Path, help="keep the measured run directories here (else removed)")
+    parser.add_argument("--pool", type=Path, action="append", default=[],
+                        help="a run directory kept earlier with --keep, whose comparisons count too (repeatable)")
     args = parser.parse_args(argv)
     from lockprof.analysis.ab import compare
 
     p = plan(args.quick, args.blocks)
+    engines = ["embedded", f"embedded?{args.setting}"]
+    runs = pooled(p, engines, args.pool)
+    if not p.blocks and not runs:
+        parser.error("nothing to judge: --blocks 0 and no --pool")
     cache = private_cache("power")
     print(host_line(), flush=True)
     print(f"# {p.scenario.name} {', '.join(p.schemas)}, concurrency {p.concurrency}, {p.warmup_s} s warm-up + "
-          f"{p.duration_s} s per window; {p.blocks} comparisons of {p.repetitions} repetitions; "
-          f"B = embedded?{args.setting}", flush=True)
+          f"{p.duration_s} s per window; {p.blocks} comparisons of {p.repetitions} repetitions measured now, "
+          f"{len(runs)} kept runs pooled; B = embedded?{args.setting}", flush=True)
     started = time.perf_counter()
-    run = measure(p, ["embedded", f"embedded?{args.setting}"], args.keep or cache / "runs")
+    if p.blocks:
+        runs.append(measure(p, engines, args.keep or cache / "runs"))
     elapsed = time.perf_counter() - started
-    whole = compare(run).frame
-    for r in whole[whole["metric"].isin([*PERF, CPU])].itertuples():
-        print(f"RESULT ab_power injected change {r.schema} c={r.concurrency} {r.metric}: {r.ratio:.3f}x "
-              f"(95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, all {r.repetitions_a} repetitions)", flush=True)
-    points = verdicts(run, p)
+    for k, run in enumerate(runs, 1):
+        whole = compare(run).frame
+        for r in whole[whole["metric"].isin([*PERF, CPU])].itertuples():
+            print(f"RESULT ab_power injected change {r.schema} c={r.concurrency} {r.metric}: {r.ratio:.3f}x "
+                  f"(95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, all {r.repetitions_a} repetitions of run {k}/{len(runs)})",
+                  flush=True)  # fmt: skip
+    points = verdicts(runs, p)
     for metric, rows in points.groupby("metric"):
         print(f"# {metric}: " + ", ".join(f"{v} {n}" for v, n in rows["verdict"].value_counts().items()))
         print(rate_line(f"ab_power {metric} points called slower", int(rows["verdict"].eq("slower").sum()),
@@ -54,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     perf = points[points["metric"].isin(PERF)]
     print(rate_line("ab_power latency+throughput points called slower", int(perf["verdict"].eq("slower").sum()),
                     len(perf), TARGET, at_most=False), flush=True)  # fmt: skip
-    print(f"RESULT ab_power time: {elapsed:.0f} s for {p.blocks} comparisons", flush=True)
+    print(f"RESULT ab_power time: {elapsed:.0f} s for the {p.blocks} comparisons measured now; "
+          f"{points['block'].nunique()} comparisons judged", flush=True)
     return 0
 
 

@@ -58,6 +58,22 @@ def test_benchmark_quick_prints_its_lines(name: str) -> None:
         assert re.search(pattern, result.stdout, re.MULTILINE), f"{pattern!r} not in:\n{result.stdout}"
 
 
+def test_ab_benchmarks_pool_kept_runs_of_their_own_plan_only(tmp_path) -> None:
+    kept = tmp_path / "kept"
+    first = run_module("benchmarks.ab_power", "--quick", "--keep", str(kept))
+    assert first.returncode == 0, first.stderr[-3000:]
+    rate = r"^RATE ab_power latency\+throughput points called slower: (\d+)/(\d+) .*$"
+    alone = run_module("benchmarks.ab_power", "--quick", "--blocks", "0", "--pool", str(kept))
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert re.search(rate, alone.stdout, re.M).group(0) == re.search(rate, first.stdout, re.M).group(0)
+    both = run_module("benchmarks.ab_power", "--quick", "--pool", str(kept))
+    assert both.returncode == 0, both.stderr[-3000:]
+    assert int(re.search(rate, both.stdout, re.M).group(2)) == 2 * int(re.search(rate, first.stdout, re.M).group(2))
+    assert "all 6 repetitions of run 2/2" in both.stdout
+    other = run_module("benchmarks.ab_false_positives", "--quick", "--blocks", "0", "--pool", str(kept))
+    assert other.returncode != 0 and "cannot count this run: its engines are" in other.stderr, other.stderr
+
+
 def test_run_all_runs_the_chosen_benchmarks() -> None:
     result = run_module("benchmarks", "--quick", "--only", "dataset_build")
     assert result.returncode == 0, result.stderr[-3000:]
