@@ -78,6 +78,8 @@ def pooled(p: Plan, engines: list[str], paths: list[Path]) -> list[Run]:
     for path in paths:
         run = load_run(path / "ab" if (path / "ab" / "manifest.json").is_file() else path)
         problem = mismatch(run.manifest, p, engines)
+        if any(r.manifest["run_id"] == run.manifest["run_id"] for r in runs):
+            problem = "it is already counted (the same run given twice)"
         if problem:
             raise SystemExit(f"--pool {path}: cannot count this run: {problem}")
         runs.append(run)

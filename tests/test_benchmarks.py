@@ -72,6 +72,8 @@ def test_ab_benchmarks_pool_kept_runs_of_their_own_plan_only(tmp_path) -> None:
     assert "all 6 repetitions of run 2/2" in both.stdout
     other = run_module("benchmarks.ab_false_positives", "--quick", "--blocks", "0", "--pool", str(kept))
     assert other.returncode != 0 and "cannot count this run: its engines are" in other.stderr, other.stderr
+    twice = run_module("benchmarks.ab_power", "--quick", "--blocks", "0", "--pool", str(kept), "--pool", str(kept))
+    assert twice.returncode != 0 and "already counted" in twice.stderr, twice.stderr
 
 
 def test_run_all_runs_the_chosen_benchmarks() -> None:
