@@ -10,6 +10,7 @@ between the other blocks' windows, on a busy machine, as a user's run is.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import io
@@ -65,6 +66,13 @@ def measure(p: Plan, engines: list[str], out: Path) -> Run:
     return load_run(path)
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--keep`` and ``--pool``: where this run is kept, and which kept runs count with it."""
+    parser.add_argument("--keep", type=Path, help="keep the measured run directories here (else removed)")
+    parser.add_argument("--pool", type=Path, action="append", default=[],
+                        help="a run directory kept earlier with --keep, whose comparisons count too (repeatable)")
+
+
 def pooled(p: Plan, engines: list[str], paths: list[Path]) -> list[Run]:
     """Earlier runs of this benchmark, kept with ``--keep``, whose comparisons count with this invocation's.
 
@@ -74,6 +82,8 @@ def pooled(p: Plan, engines: list[str], paths: list[Path]) -> list[Run]:
     """
     from lockprof.analysis import load_run
 
+    if not p.blocks and not paths:
+        raise SystemExit("nothing to judge: --blocks 0 and no --pool")
     runs = []
     for path in paths:
         run = load_run(path / "ab" if (path / "ab" / "manifest.json").is_file() else path)

@@ -16,11 +16,21 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.ab_common import CHANGED, CPU, PERF, measure, plan, pooled, position_effect, rate_line, verdicts
+from benchmarks.ab_common import (
+    CHANGED,
+    CPU,
+    PERF,
+    add_run_arguments,
+    measure,
+    plan,
+    pooled,
+    position_effect,
+    rate_line,
+    verdicts,
+)
 from benchmarks.common import host_line, private_cache
 
 TARGET = 0.05
@@ -30,17 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, measures nothing")
     parser.add_argument("--blocks", type=int, default=20, help="A/A comparisons (default 20)")
-    parser.add_argument("--keep", type=Path, help="keep the measured run directories here (else removed)")
-    parser.add_argument("--pool", type=Path, action="append", default=[],
-                        help="a run directory kept earlier with --keep, whose comparisons count too (repeatable)")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     from lockprof.analysis.ab import compare
 
     p = plan(args.quick, args.blocks)
     engines = ["embedded", "embedded"]
     runs = pooled(p, engines, args.pool)
-    if not p.blocks and not runs:
-        parser.error("nothing to judge: --blocks 0 and no --pool")
     cache = private_cache("aa")
     print(host_line(), flush=True)
     print(f"# {p.scenario.name} {', '.join(p.schemas)}, concurrency {p.concurrency}, {p.warmup_s} s warm-up + "

@@ -16,9 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from benchmarks.ab_common import CPU, PERF, measure, plan, pooled, rate_line, verdicts
+from benchmarks.ab_common import CPU, PERF, add_run_arguments, measure, plan, pooled, rate_line, verdicts
 from benchmarks.common import host_line, private_cache
 
 TARGET = 0.80
@@ -30,17 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, measures nothing")
     parser.add_argument("--blocks", type=int, default=10, help="A/B comparisons (default 10)")
     parser.add_argument("--setting", default=SETTING, help=f"the slowing setting of side B (default {SETTING})")
-    parser.add_argument("--keep", type=Path, help="keep the measured run directories here (else removed)")
-    parser.add_argument("--pool", type=Path, action="append", default=[],
-                        help="a run directory kept earlier with --keep, whose comparisons count too (repeatable)")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     from lockprof.analysis.ab import compare
 
     p = plan(args.quick, args.blocks)
     engines = ["embedded", f"embedded?{args.setting}"]
     runs = pooled(p, engines, args.pool)
-    if not p.blocks and not runs:
-        parser.error("nothing to judge: --blocks 0 and no --pool")
     cache = private_cache("power")
     print(host_line(), flush=True)
     print(f"# {p.scenario.name} {', '.join(p.schemas)}, concurrency {p.concurrency}, {p.warmup_s} s warm-up + "
