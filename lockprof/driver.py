@@ -25,6 +25,7 @@ after its window however long its queries are. Such queries are recorded with
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import random
@@ -61,6 +62,11 @@ RECORD_COLUMNS = [
 # How query_log's row of a record is found on an engine without query ids: its connection's tag and its place
 # among that connection's statements (see lockprof.samplers.query_log). Dropped once matched.
 LOG_COLUMNS = ["log_tag", "log_seq"]
+# What a thread keeps per query: a tuple of these, the rest of a record is derived once the level is over.
+# The per-query path runs between two calls into the engine, when the interpreter's caches are cold, so
+# every object and step it saves shows in throughput on cheap queries (benchmarks/driver_overhead.py).
+ROW_COLUMNS = ["worker", "role", "query_name", "query_id", "intended_start_s", "start_s", "end_s", "error",
+               "log_tag", "log_seq"]
 
 ERROR_SHARE_LIMIT = 0.05  # a level whose measured records fail more often than this has failed
 GRACE_S = 1.0  # how long a query may run past its level's window before it is cancelled
@@ -102,14 +108,14 @@ def timed_execute(
     settings: dict[str, Any] | None = None,
     log_tag: str | None = None,
 ) -> tuple[float, float, str | None]:
-    """Run one statement; return (start_s, latency_ms, error or None)."""
+    """Run one statement; return (start_s, end_s, error or None)."""
     start = clock.now()
     error = None
     try:
         conn.execute(sql, params, query_id=query_id, settings=settings, log_tag=log_tag)
     except Exception as exc:  # the engine's error is data about the run
         error = first_line(exc)
-    return start, (clock.now() - start) * 1000.0, error
+    return start, clock.now(), error
 
 
 def first_line(exc: BaseException, limit: int = 500) -> str:
@@ -133,7 +139,6 @@ def run_level(
     background_connections: Sequence[Connection],
     clock: RunClock,
     stop: threading.Event,
-    on_query: Callable[[], None] | None = None,
     watchdog: Connection | None = None,
 ) -> LevelResult:
     """Run one level on the given connections (one per worker thread, one per background task).
@@ -146,35 +151,20 @@ def run_level(
         raise ValueError("not enough connections for this level")
     if level.rate_qps is not None and level.rate_qps <= 0:
         raise ValueError("rate_qps must be positive")
-    records: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     crashes: list[str] = []
     sequence = itertools.count()  # next() on itertools.count is atomic under the GIL
     arrivals = itertools.count()
     barrier = threading.Barrier(n + len(scenario.background) + 1)
     window: dict[str, float] = {}
-    weights = [q.weight for q in scenario.queries]
+    # A query is drawn as random.choices(queries, weights) draws it (same stream, same picks), without
+    # rebuilding the cumulative weights on every call; its table is filled in once per level.
+    cumulative = list(itertools.accumulate(q.weight for q in scenario.queries))
+    total, last = cumulative[-1] + 0.0, len(cumulative) - 1
+    picks = [(q, q.sql.replace("{table}", level.table)) for q in scenario.queries]
     # Closed loop: the query threads yet to finish their first query. The window opens only when none is left.
     warming: set[int] = set(range(n)) if level.rate_qps is None else set()
     warming_lock = threading.Lock()
-
-    def make_record(
-        worker: int, role: str, name: str, qid: str, intended: float, start: float, ms: float, err: str | None
-    ) -> dict[str, Any]:
-        return {
-            "schema": level.schema,
-            "concurrency": n,
-            "repetition": level.repetition,
-            "worker": worker,
-            "role": role,
-            "query_name": name,
-            "query_id": qid,
-            "intended_start_s": intended,
-            "start_s": start,
-            "latency_ms": (start - intended) * 1000.0 + ms,
-            "queue_delay_ms": (start - intended) * 1000.0,
-            "error": err,
-            "cancelled": err is not None and err.endswith(CANCELLED_CODES),
-        }
 
     def warmed_up(worker: int) -> None:
         """A query thread finished its first query (or ended); the last one to do so after the warm-up opens
@@ -195,7 +185,8 @@ def run_level(
         stop.wait(max(0.0, due - clock.now()))
         return due
 
-    def loop(worker: int, conn: Connection, pick: Callable[[random.Random], Query | Background], role: str) -> None:
+    def loop(worker: int, conn: Connection, pick: Callable[[random.Random], tuple[Query | Background, str]],
+             role: str) -> None:
         try:
             barrier.wait()
             issue(worker, conn, pick, role)
@@ -205,44 +196,53 @@ def run_level(
             if role == "query":
                 warmed_up(worker)  # a thread that ended early must not hold the others past the window
 
-    def issue(worker: int, conn: Connection, pick: Callable[[random.Random], Query | Background], role: str) -> None:
+    def issue(worker: int, conn: Connection, pick: Callable[[random.Random], tuple[Query | Background, str]],
+              role: str) -> None:
         rng = random.Random(f"{level.seed}:{level.schema}:{n}:{level.repetition}:{role}:{worker}")
         tag, sent = f"{level.id_prefix}{role}{worker}", 0
         open_loop = level.rate_qps is not None and role == "query"
         first = role == "query" and not open_loop
-        while not stop.is_set():
-            if clock.now() >= window["end"] and not warming:
+        # Everything a query needs is bound to a local name first: between two calls into the engine the
+        # interpreter's caches are cold, and each global or attribute lookup then costs a cache miss.
+        prefix, next_id, keep, stopped = level.id_prefix, sequence.__next__, rows.append, stop.is_set
+        limit, limit_end, renew_at = {}, math.nan, -math.inf
+        now = clock.now()  # then each query's end: one clock read per query fewer
+        while not stopped():
+            end = window["end"]
+            if now >= end and not warming:
                 break
-            due = next_due() if open_loop else None
-            if open_loop and (due is None or stop.is_set()):
-                break
-            item = pick(rng)
-            qid = f"{level.id_prefix}{next(sequence)}"
+            due = None
+            if open_loop:
+                due = next_due()
+                if due is None or stopped():
+                    break
+                now = clock.now()
+            item, sql = pick(rng)
+            qid = f"{prefix}{next_id()}"
             try:
                 params = draw_params(item.params, rng)
             except Exception as exc:  # a user's params function: its failure is a record, like the engine's
                 now = clock.now()
                 err = user_code_error(f"params of {item.name!r}", exc)
-                records.append(make_record(worker, role, item.name, qid, now if due is None else due, now, 0.0, err))
+                keep((worker, role, item.name, qid, now if due is None else due, now, now, err, None, None))
                 if first:
                     first = False
                     warmed_up(worker)
                 stop.wait(0.01)  # a function that always raises must not flood the level with records
+                now = clock.now()
                 continue
-            sql = item.sql.replace("{table}", level.table)
-            limit = {"max_execution_time": max(1, math.ceil(window["end"] + GRACE_S - clock.now()))}
-            start, ms, err = timed_execute(conn, sql, params, qid, clock, limit, log_tag=tag)
-            record = make_record(worker, role, item.name, qid, start if due is None else due, start, ms, err)
-            record["log_tag"], record["log_seq"] = tag, sent
-            records.append(record)
+            if now >= renew_at or end != limit_end:  # the whole seconds left change about once a second
+                seconds = max(1, math.ceil(end + GRACE_S - now))
+                limit, limit_end, renew_at = {"max_execution_time": seconds}, end, end + GRACE_S - (seconds - 1)
+            start, now, err = timed_execute(conn, sql, params, qid, clock, limit, log_tag=tag)
+            keep((worker, role, item.name, qid, start if due is None else due, start, now, err, tag, sent))
             sent += 1
             if first:
                 first = False
                 warmed_up(worker)
-            if on_query is not None:
-                on_query()
-            if isinstance(item, Background) and item.pause_s:
+            if role == "background" and item.pause_s:
                 stop.wait(item.pause_s)
+                now = clock.now()
 
     def kill_overdue(done: threading.Event) -> None:
         """Cancel the level's queries once the window and its grace are over, or at once on stop."""
@@ -257,8 +257,8 @@ def run_level(
             else:
                 stop.wait(0.05)
 
-    def pick_query(rng: random.Random) -> Query:
-        return rng.choices(scenario.queries, weights)[0]
+    def pick_query(rng: random.Random) -> tuple[Query, str]:
+        return picks[bisect.bisect(cumulative, rng.random() * total, 0, last)]
 
     threads = [
         threading.Thread(target=loop, args=(w, connections[w], pick_query, "query"), name=f"lockprof-query-{w}",
@@ -269,7 +269,8 @@ def run_level(
         threads.append(
             threading.Thread(
                 target=loop,
-                args=(i, background_connections[i], lambda _rng, t=task: t, "background"),
+                args=(i, background_connections[i], lambda _rng, t=(task, task.sql.replace("{table}", level.table)): t,
+                      "background"),
                 name=f"lockprof-background-{i}",
                 daemon=True,
             )
@@ -293,7 +294,7 @@ def run_level(
         if watchdog is not None:
             killer.join()
     end = min(clock.now(), window["end"])
-    frame = pd.DataFrame(records, columns=RECORD_COLUMNS + LOG_COLUMNS)
+    frame = level_records(level, rows)
     # Phases from the final window. A closed-loop query that got going only after the window closed (its thread
     # was descheduled between the check and the start) is not part of the window: "after", never measured.
     intended = frame["intended_start_s"]
@@ -301,6 +302,23 @@ def run_level(
                                "after")
     return LevelResult(frame, window["measure"], max(end, window["measure"]), interrupted=stop.is_set(),
                        errors=crashes)
+
+
+def level_records(level: Level, rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """The level's records (:data:`RECORD_COLUMNS` and :data:`LOG_COLUMNS`, phase still empty) from its rows."""
+    frame = pd.DataFrame.from_records(rows, columns=ROW_COLUMNS)
+    queued_ms = (frame["start_s"].astype(float) - frame["intended_start_s"].astype(float)) * 1000.0
+    error = frame["error"]
+    frame = frame.assign(
+        schema=level.schema,
+        concurrency=level.concurrency,
+        repetition=level.repetition,
+        phase=None,
+        latency_ms=queued_ms + (frame["end_s"].astype(float) - frame["start_s"].astype(float)) * 1000.0,
+        queue_delay_ms=queued_ms,
+        cancelled=error.notna() & error.astype(str).str.endswith(CANCELLED_CODES),
+    )
+    return frame[RECORD_COLUMNS + LOG_COLUMNS]
 
 
 def level_verdict(

@@ -8,12 +8,13 @@ machine usually achieves.
 
 import itertools
 import threading
-from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from lockprof.clock import RunClock
 from lockprof.driver import Level, run_level
+from lockprof.engines.base import Connection
 from lockprof.scenario import Query, Scenario, Schema
 
 SCHEMA = Schema("s", "CREATE TABLE {table} (x UInt8) ENGINE = MergeTree ORDER BY x")
@@ -27,15 +28,18 @@ def level(concurrency: int, duration: float = 1.0, warmup: float = 0.2) -> Level
     return Level("s", "system.one", concurrency, 0, warmup, duration, "t-", seed=1)
 
 
-def _stop_after(count: int) -> tuple[threading.Event, Callable[[], None]]:
-    """A stop event and an ``on_query`` callback that sets it once ``count`` queries have returned."""
-    stop, done = threading.Event(), itertools.count(1)
+class StopAfter:
+    """A real connection that sets ``stop`` once ``count`` queries have returned through it."""
 
-    def on_query() -> None:
-        if next(done) >= count:
-            stop.set()
+    def __init__(self, conn: Connection, count: int) -> None:
+        self.conn, self.count, self.stop, self.done = conn, count, threading.Event(), itertools.count(1)
 
-    return stop, on_query
+    def execute(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            self.conn.execute(*args, **kwargs)
+        finally:
+            if next(self.done) >= self.count:
+                self.stop.set()
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
@@ -89,8 +93,8 @@ def test_params_are_drawn_from_a_seeded_generator(engine):
     runs = []
     for _ in range(2):
         seen.clear()
-        stop, on_query = _stop_after(8)  # a count of queries, not of seconds: the same length on any machine
-        run_level(sc, level(1, duration=120, warmup=0), [engine.connect()], [], RunClock(), stop, on_query)
+        conn = StopAfter(engine.connect(), 8)  # a count of queries, not of seconds: the same length on any machine
+        run_level(sc, level(1, duration=120, warmup=0), [conn], [], RunClock(), conn.stop)
         runs.append(list(seen))
     assert len(runs[0]) == 8 and len(set(runs[0])) > 1
     # the same seed, schema and level give the same parameter sequence
@@ -119,8 +123,8 @@ def test_a_first_query_longer_than_the_warm_up_delays_the_window_instead_of_empt
 
 def test_stop_event_ends_the_level_early_and_marks_it(engine):
     sc = scenario(Query("sleepy", "SELECT sleep(0.02) FROM {table}"))
-    stop, on_query = _stop_after(6)  # set mid-level, after a known number of queries rather than a time
-    result = run_level(sc, level(1, duration=60, warmup=0), [engine.connect()], [], RunClock(), stop, on_query)
+    conn = StopAfter(engine.connect(), 6)  # set mid-level, after a known number of queries rather than a time
+    result = run_level(sc, level(1, duration=60, warmup=0), [conn], [], RunClock(), conn.stop)
     assert result.interrupted
     assert len(result.records) == 6  # the one worker stops after the query during which the event was set
     # six 20 ms queries, then the level ends: far inside its 60 s window even on a loaded machine

@@ -121,6 +121,9 @@ class EmbeddedConnection:
     def __init__(self, raw: Any) -> None:
         self._raw = raw
         self._session: dict[str, str] = dict(SESSION_RESET)
+        # The (settings, tag) of the last execute, which the session already holds: the driver sends the same
+        # ones query after query, and comparing them is far cheaper than rebuilding the wanted settings.
+        self._sent: tuple[dict[str, Any] | None, str] | None = None
 
     def execute(
         self,
@@ -132,7 +135,10 @@ class EmbeddedConnection:
     ) -> None:
         # chDB cannot set query_id, so lockprof's id travels in log_comment, which query_log keeps. A SET costs
         # a second call into the engine; with a tag for the whole connection it is sent once, not per query.
-        self._apply({**(settings or {}), "log_comment": log_tag or query_id or ""})
+        wanted = (settings, log_tag or query_id or "")
+        if wanted != self._sent:
+            self._apply({**(settings or {}), "log_comment": wanted[1]})
+            self._sent = (dict(settings) if settings else None, wanted[1])
         self._raw.query(sql, "Null", params=params or None)
 
     def _apply(self, wanted: dict[str, Any]) -> None:
@@ -146,6 +152,7 @@ class EmbeddedConnection:
 
     def frame(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
         self._apply({})  # lockprof's own queries carry no driver id and no time limit
+        self._sent = None
         return self._raw.query(sql, "DataFrame", params=params or None)
 
     def close(self) -> None:
