@@ -3,6 +3,7 @@ installing, starting or reaching anything; a bad spec is one EngineError (exit 3
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ from conftest import TINY
 
 from lockprof.engines import managed
 from lockprof.engines.base import Capabilities
+from lockprof.engines.launch import ephemeral_range, free_port
 from lockprof.engines.registry import KINDS, parse, prepare
 from lockprof.errors import EngineError
 
@@ -146,3 +148,19 @@ def test_observe_takes_only_a_url_and_installs_nothing_to_say_so(empty_cache: Pa
     refused = pytest.raises(LockprofError, observe, ObserveOptions(engine=text, duration_s=1))
     refused.match(r"^observe watches a running server: give --engine http\(s\)://")
     assert not (empty_cache / "engines").exists()
+
+
+def test_a_port_named_in_advance_is_free_and_outside_the_kernels_own_range(tmp_path):
+    """A cluster's replicas name each other's ports before they start; the kernel's automatic ports (other
+    replicas' HTTP listeners) must never land on them, so they come from below its ephemeral range."""
+    low, high = ephemeral_range()
+    ports = {free_port() for _ in range(10)}
+    assert all(1024 <= port < low for port in ports) and len(ports) > 1
+    for port in ports:  # free now: a listener can take it
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", port))
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("40000\t50000\n")
+    assert ephemeral_range(ranges) == (40000, 50000)
+    ranges.write_text("garbage")
+    assert ephemeral_range(ranges) == (32768, 60999)

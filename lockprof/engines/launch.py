@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import re
 import signal
 import socket
@@ -46,10 +47,32 @@ def open_engine(request: dict[str, Any]) -> LaunchedEngine:
 
 
 def free_port() -> int:
-    """A port the kernel says is free on loopback now (another process may take it later; rare)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free on loopback now, for a config that must name it before its server starts.
+
+    It is chosen below the kernel's ephemeral range: the ports the kernel hands out by itself, to every
+    listener on port 0 (another replica's HTTP port) and to every outgoing connection, come from that
+    range, and one of them had taken a cluster replica's chosen port before the replica started.
+    """
+    low = ephemeral_range()[0]
+    rng = random.SystemRandom()
+    for _ in range(100):
+        port = rng.randrange(max(1024, low - 16384), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use (or just closed): try another
+                continue
+            return port
+    raise EngineError(f"no free port on 127.0.0.1 between {max(1024, low - 16384)} and {low}")
+
+
+def ephemeral_range(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> tuple[int, int]:
+    """The ports the kernel picks from by itself (Linux's default when it does not say)."""
+    try:
+        low, high = (int(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
 
 
 def binary_version(binary: Path) -> tuple[int, ...]:

@@ -5,8 +5,8 @@ same generated password, its own ``display_name`` (``replica1``, ``replica2``, â
 on one host ``hostName()`` is the same for all, so ``--cluster`` names replicas by
 ``displayName()``) and a ``remote_servers`` entry listing every replica's native
 port. Those ports must be in the config before the servers start, so they are
-chosen free on loopback first (another process could take one in between; the
-start then fails with the server's log). Replicas authenticate to each other with
+chosen free on loopback first, below the kernel's ephemeral range so that no
+replica's automatic port takes them in between. Replicas authenticate to each other with
 a per-cluster inter-server ``secret``, so the user's password is in no config.
 """
 
