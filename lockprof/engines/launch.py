@@ -51,19 +51,21 @@ def free_port() -> int:
 
     It is chosen below the kernel's ephemeral range: the ports the kernel hands out by itself, to every
     listener on port 0 (another replica's HTTP port) and to every outgoing connection, come from that
-    range, and one of them had taken a cluster replica's chosen port before the replica started.
+    range, so one chosen there could be taken before its server starts. Where nothing lies below the
+    range, the kernel chooses.
     """
-    low = ephemeral_range()[0]
+    high = ephemeral_range()[0]
+    low = max(1024, high - 16384)
     rng = random.SystemRandom()
-    for _ in range(100):
-        port = rng.randrange(max(1024, low - 16384), low)
+    for _ in range(100 if low < high else 1):
+        port = rng.randrange(low, high) if low < high else 0
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:  # in use (or just closed): try another
                 continue
-            return port
-    raise EngineError(f"no free port on 127.0.0.1 between {max(1024, low - 16384)} and {low}")
+            return int(s.getsockname()[1])
+    raise EngineError(f"no free port on 127.0.0.1 between {low} and {high}")
 
 
 def ephemeral_range(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> tuple[int, int]:
