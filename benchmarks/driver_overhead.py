@@ -89,10 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(host_line(), flush=True)
     engine = EmbeddedEngine(settings=QUIET)
-    # The bare loop opens the engine's own data path with the same config, as a user of chDB would.
-    dsn = "&".join([f"{engine.data_path}?config-file={engine.home / 'config.xml'}",
-                    *(f"{k}={v}" for k, v in QUIET.items())])
-    bare_conns = [chdb.connect(dsn) for _ in range(max(levels))]
+    # The bare loop opens the engine's own data path with the same config and settings, as a user of chDB would.
+    bare_conns = [chdb.connect(engine.dsn) for _ in range(max(levels))]
     lockprof_conns = [engine.connect() for _ in range(max(levels))]
     print(f"# {reps} interleaved pairs per level, {duration_s} s each after {warmup_s} s warm-up; "
           f"ratio = lockprof qps / bare qps", flush=True)

@@ -178,9 +178,10 @@ class EmbeddedEngine:
             tmp = config.with_suffix(".tmp")
             tmp.write_text(QUERY_LOG_CONFIG)
             tmp.replace(config)
-        # Settings in the connection string apply to every query of every connection.
+        # Settings in the connection string apply to every query of every connection. ``dsn`` is public so that
+        # a plain chDB connection (a benchmark's baseline) can open the same data path with the same config.
         extra = [f"{k}={v}" for k, v in (settings or {}).items()]
-        self._dsn = "&".join([f"{self.data_path}?config-file={config}", *extra])
+        self.dsn = "&".join([f"{self.data_path}?config-file={config}", *extra])
         self._lock = threading.Lock()
         self._connections: list[EmbeddedConnection] = []
         self._admin = self.connect()
@@ -191,7 +192,7 @@ class EmbeddedEngine:
         import chdb
 
         try:
-            conn = EmbeddedConnection(chdb.connect(self._dsn))
+            conn = EmbeddedConnection(chdb.connect(self.dsn))
         except Exception as exc:
             raise EngineError(f"chDB could not open {self.data_path}: {exc}") from None
         with self._lock:
