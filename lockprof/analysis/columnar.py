@@ -229,3 +229,28 @@ def _codes(array: object) -> np.ndarray:
         out[pc.is_null(indices).to_numpy(zero_copy_only=False)] = -1
         return out
     return indices.to_numpy()
+
+
+def query_matrix(table: ParquetTable, ids: pd.Index, events: list[str]) -> np.ndarray:
+    """Each query's own counters: ``out[i, j]`` is event ``events[j]`` summed over the rows of query ``ids[i]``
+    (0 where it has none). Only the listed events are kept, so a million queries cost ``len(events)`` floats
+    each, not one per ProfileEvent the engine logs."""
+    out = np.zeros((len(ids), len(events)))
+    wanted = pd.Index(events)
+    for _, cols in table.batches(["query_id", "event", "value"], dictionary=("query_id", "event")):
+        qid, ev, value = cols["query_id"], cols["event"], cols["value"]
+        fold_rows(out, ids.get_indexer(qid.dictionary.to_pandas()), _codes(qid),
+                  wanted.get_indexer(ev.dictionary.to_pandas()), _codes(ev), value.to_numpy(zero_copy_only=False))
+    return out
+
+
+def fold_rows(out: np.ndarray, id_position: np.ndarray, id_codes: np.ndarray, event_position: np.ndarray,
+              event_codes: np.ndarray, values: np.ndarray) -> None:
+    """Add dictionary-encoded rows into ``out[query, event]``: a row's query is ``id_position[id_codes[row]]``
+    and its event ``event_position[event_codes[row]]``; a code of -1 (null) or a position of -1 (a query or an
+    event not asked for) drops the row."""
+    query = np.append(id_position, -1)[id_codes]
+    event = np.append(event_position, -1)[event_codes]
+    keep = (query >= 0) & (event >= 0)
+    # add.at, not assignment: on a cluster a query has one row per replica and event.
+    np.add.at(out, (query[keep], event[keep]), values[keep])

@@ -1,0 +1,114 @@
+"""Each query's own counters, one row per query: what the distributions, the tail and rare exclusive holds
+are read from.
+
+The time accounting and the lock budget are means per query (``sum / queries`` per level). A mean hides
+what the incident behind this tool was about: one query in a few hundred holding a lock exclusively for
+milliseconds stalls every reader for that long, and shows in the budget as microseconds per query. So the
+same ProfileEvents are also kept per query, for the queries whose own counters the engine logged
+(``system.query_log``); an engine without a query log has no rows here.
+
+Components are the accounting's, per query: ``other_us`` is thread time minus on-CPU, CPU wait, IO wait
+and lock waits, *not* clipped at zero, so the mean of a level's rows is the accounting's figure exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lockprof.analysis.accounting import CPU_WAIT, IO_WAIT, ON_CPU, ON_CPU_PARTS, THREAD_TIME, WINDOW
+from lockprof.analysis.columnar import fold_rows, query_matrix
+from lockprof.analysis.load import Run
+from lockprof.analysis.memo import per_run
+
+TIME = {"thread_us": THREAD_TIME, "on_cpu_us": ON_CPU, "cpu_wait_us": CPU_WAIT, "io_wait_us": IO_WAIT}
+# Wall timers of the planning phases (they may overlap one another) and what the query selected.
+PHASES = {"parse_us": "QueryParseMicroseconds", "analysis_us": "QueryAnalysisMicroseconds",
+          "plan_build_us": "QueryPlanBuildMicroseconds", "plan_optimize_us": "QueryPlanOptimizeMicroseconds",
+          "pipeline_build_us": "QueryPipelineBuildMicroseconds"}
+SELECTION = {"selected_parts": "SelectedParts", "selected_parts_total": "SelectedPartsTotal",
+             "selected_marks": "SelectedMarks", "selected_marks_total": "SelectedMarksTotal",
+             "selected_rows": "SelectedRows"}
+ROLE_SUFFIX = {"wait": "wait_us", "hold": "hold_us", "count": "acquisitions"}
+KEY_COLUMNS = [*WINDOW, "role", "query_name", "query_id", "start_s", "end_s", "latency_ms"]
+
+
+def lock_column(lock: str, mode: str, role: str) -> str:
+    """The column of a lock's counter: ``parts_exclusive_hold_us``, ``parts_shared_acquisitions``…"""
+    return f"{lock}_{mode}_{ROLE_SUFFIX[role]}"
+
+
+@per_run
+def query_counters(run: Run) -> pd.DataFrame:
+    """One row per successful statement of the measured windows that has its own ProfileEvents: the scenario's
+    queries (``role == "query"``) and its background statements (another role), with their window, start and
+    end (seconds on the run's clock), latency, time components in µs, planning phases, selection counters, and
+    each lock's wait (µs), hold (µs) and acquisitions (``lock_column``; NaN where the engine has no such
+    counter)."""
+    catalog = run.locks[["engine", "event", "lock", "mode", "role", "to_us"]].drop_duplicates(["engine", "event"])
+    statements = run.queries
+    statements = statements[(statements["phase"] == "measure") & statements["error"].isna()]
+    statements = statements.drop_duplicates("query_id")
+    lock_events = catalog.drop_duplicates("event")
+    events = [*TIME.values(), *ON_CPU_PARTS, *PHASES.values(), *SELECTION.values(), *lock_events["event"]]
+    if statements.empty or _no_events(run):
+        return pd.DataFrame(columns=KEY_COLUMNS)
+    ids = pd.Index(statements["query_id"].astype(str))
+    matrix = _matrix(run, ids, events)
+    logged = (matrix != 0).any(axis=1)
+    matrix, statements = matrix[logged], statements[logged]
+    value = dict(zip(events, matrix.T))
+    out = statements[[c for c in KEY_COLUMNS if c in statements and c != "end_s"]].reset_index(drop=True)
+    out["end_s"] = out["start_s"] + out["latency_ms"] / 1000.0
+    for column, event in TIME.items():
+        out[column] = value[event]
+    if not value[ON_CPU].any():  # engines without OSCPUVirtualTime: user + system, as the accounting does
+        out["on_cpu_us"] = sum(value[e] for e in ON_CPU_PARTS)
+    out["lock_wait_us"] = 0.0
+    engine = out["engine"].astype(str).to_numpy()
+    for _, ev in lock_events.sort_values(["lock", "mode", "role"]).iterrows():
+        column = lock_column(ev["lock"], ev["mode"], ev["role"])
+        has = np.isin(engine, catalog.loc[catalog["event"] == ev["event"], "engine"].astype(str).to_numpy())
+        amount = value[ev["event"]] * (1.0 if ev["role"] == "count" else float(ev["to_us"]))
+        out[column] = out.get(column, 0.0) + np.where(has, amount, np.nan)
+        if ev["role"] == "wait":
+            out["lock_wait_us"] += np.nan_to_num(amount * has)
+    known = out[["on_cpu_us", "cpu_wait_us", "io_wait_us", "lock_wait_us"]].sum(axis=1)
+    out["other_us"] = out["thread_us"] - known
+    for column, event in {**PHASES, **SELECTION}.items():
+        out[column] = value[event]
+    return out
+
+
+def lock_columns(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    """(lock, mode, role, column) for every lock counter column of a :func:`query_counters` frame."""
+    out = []
+    for column in frame.columns:
+        for role, suffix in ROLE_SUFFIX.items():
+            if column.endswith("_" + suffix) and column.count("_") >= 2 and column not in _NOT_LOCKS:
+                stem = column[: -len(suffix) - 1]
+                lock, _, mode = stem.rpartition("_")
+                if mode in ("exclusive", "shared", "unknown") and lock:
+                    out.append((lock, mode, role, column))
+    return out
+
+
+_NOT_LOCKS = {*TIME, "lock_wait_us", "other_us", *PHASES, *SELECTION}
+
+
+def _no_events(run: Run) -> bool:
+    disk = run.query_events_on_disk()
+    return disk.empty if disk is not None else run.query_events.empty
+
+
+def _matrix(run: Run, ids: pd.Index, events: list[str]) -> np.ndarray:
+    disk = run.query_events_on_disk()
+    if disk is not None:
+        return query_matrix(disk, ids, events)
+    frame = run.query_events
+    out = np.zeros((len(ids), len(events)))
+    query_id, event = pd.Categorical(frame["query_id"].astype(str)), pd.Categorical(frame["event"].astype(str))
+    fold_rows(out, ids.get_indexer(query_id.categories), np.asarray(query_id.codes),
+              pd.Index(events).get_indexer(event.categories), np.asarray(event.codes),
+              frame["value"].to_numpy(dtype=float))
+    return out

@@ -1,0 +1,325 @@
+"""Beyond the mean: how each lock is spread over the queries, rare exclusive holds, and what the slowest
+queries are made of.
+
+The incident this tool exists for was queries timing out: a tail, caused by an exclusive lock held now and
+then for milliseconds while every reader waited. A per-query mean turns such a hold into microseconds, so
+these figures read each query's own counters (:func:`lockprof.analysis.per_query.query_counters`):
+
+* :func:`lock_distribution`: per level and lock mode, the share of queries that took it and the spread of
+  its wait and hold over queries (p50, p99, max), not only their mean;
+* :func:`exclusive_holds`: every statement that held a lock exclusively, and the queries that ran beside it;
+* :func:`rare_exclusive_holds`: locks that a few queries (under half) held exclusively for a millisecond or
+  more: how often, how long, and what the queries overlapping them cost against the rest;
+* :func:`tail_attribution`: per level, the slowest queries (p99 and above, at least three) against the middle
+  half on every counter, whether they overlapped an exclusive hold, and whether they cluster in time (a
+  stall), ending in one sentence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from lockprof.analysis.accounting import LEVEL, WINDOW
+from lockprof.analysis.load import Run
+from lockprof.analysis.memo import per_run
+from lockprof.analysis.per_query import lock_columns, query_counters
+
+RARE_SHARE = 0.5  # of queries: a lock held exclusively by fewer is a rare holder (more is the pre-fix norm)
+RARE_HOLD_US = 1000.0  # the longest hold from which a rare exclusive hold is worth a sentence
+TAIL_QUANTILE = 0.99
+MIN_SLOW = 3  # the tail is at least this many queries, so one odd query is not called a pattern
+MIN_QUERIES = 30  # fewer queries in a level: too few to tell a tail from the middle
+OVERLAP_SHARE = 0.5  # of the slow queries: overlapping an exclusive hold explains the tail when this many did…
+OVERLAP_RATIO = 2.0  # …and at least this many times the share of the middle half
+CLUSTER_SHARE = 0.8  # a stall: this share of the slow queries started within…
+CLUSTER_SPAN = 0.1  # …this share of their window
+COMPONENT_TEXT = {"cpu_wait_us": "waiting for a CPU", "on_cpu_us": "on a CPU", "io_wait_us": "waiting for IO",
+                  "other_us": "other (no counter)"}
+
+
+def _measured(run: Run) -> pd.DataFrame:
+    counters = query_counters(run)
+    return counters[counters["role"] == "query"] if not counters.empty else counters
+
+
+@per_run
+def lock_distribution(run: Run) -> pd.DataFrame:
+    """Per (engine, schema, concurrency, lock, mode) that any query touched: how many queries took it, and
+    the spread over queries of its wait, hold and hold per acquisition (µs)."""
+    counters = _measured(run)
+    columns = [*LEVEL, "lock", "mode", "queries", "takers", "taken_share", "acquisitions_per_query",
+               "hold_us_per_query", "hold_us_p50", "hold_us_p99", "hold_us_max", "hold_us_per_acquisition_max",
+               "wait_us_per_query", "wait_us_p50", "wait_us_p99", "wait_us_max"]
+    if counters.empty:
+        return pd.DataFrame(columns=columns)
+    by_mode: dict[tuple[str, str], dict[str, str]] = {}
+    for lock, mode, role, column in lock_columns(counters):
+        by_mode.setdefault((lock, mode), {})[role] = column
+    rows = []
+    for keys, level in counters.groupby(LEVEL, sort=True):
+        for (lock, mode), cols in sorted(by_mode.items()):
+            values = {role: level[c].to_numpy(dtype=float) for role, c in cols.items()}
+            if all(np.isnan(v).all() or not np.nansum(np.abs(v)) for v in values.values()):
+                continue
+            took = np.zeros(len(level), dtype=bool)
+            for v in values.values():
+                took |= np.nan_to_num(v) > 0
+            hold, count, wait = values.get("hold"), values.get("count"), values.get("wait")
+            held = hold[took] if hold is not None else np.array([])
+            per_acq = (hold / np.where(count > 0, count, np.nan)) if hold is not None and count is not None else None
+            rows.append({
+                **dict(zip(LEVEL, keys)), "lock": lock, "mode": mode, "queries": len(level), "takers": int(took.sum()),
+                "taken_share": took.mean(),
+                "acquisitions_per_query": float(np.nanmean(count)) if count is not None else math.nan,
+                "hold_us_per_query": float(np.nanmean(hold)) if hold is not None else math.nan,
+                "hold_us_p50": _quantile(held, 0.5), "hold_us_p99": _quantile(held, 0.99),
+                "hold_us_max": float(held.max()) if held.size else math.nan,
+                "hold_us_per_acquisition_max": float(np.nanmax(per_acq)) if per_acq is not None
+                and np.isfinite(per_acq).any() else math.nan,
+                "wait_us_per_query": float(np.nanmean(wait)) if wait is not None else math.nan,
+                "wait_us_p50": _quantile(wait, 0.5), "wait_us_p99": _quantile(wait, 0.99),
+                "wait_us_max": float(np.nanmax(wait)) if wait is not None else math.nan,
+            })
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _quantile(values: np.ndarray | None, q: float) -> float:
+    if values is None or not values.size or np.isnan(values).all():
+        return math.nan
+    return float(np.nanquantile(values, q))
+
+
+@per_run
+def exclusive_holds(run: Run) -> pd.DataFrame:
+    """Every statement of the measured windows (queries and background statements) that held a lock
+    exclusively: when, how long, and how the queries that ran beside it fared against the rest of its level."""
+    counters = query_counters(run)
+    columns = [*WINDOW, "role", "query_name", "query_id", "lock", "start_s", "end_s", "hold_us", "acquisitions",
+               "overlapping_queries", "overlapping_p50_ms", "others_p50_ms"]
+    if counters.empty:
+        return pd.DataFrame(columns=columns)
+    queries = counters[counters["role"] == "query"]
+    rows = []
+    for lock, mode, role, column in lock_columns(counters):
+        if mode != "exclusive" or role != "hold":
+            continue
+        count_column = column.removesuffix("hold_us") + "acquisitions"
+        holders = counters[counters[column].fillna(0) > 0]
+        for _, h in holders.iterrows():
+            window = queries[(queries[WINDOW] == h[WINDOW]).all(axis=1)]
+            beside = _overlaps(window, h["start_s"], h["end_s"]) & (window["query_id"] != h["query_id"]).to_numpy()
+            rows.append({**{k: h[k] for k in WINDOW}, "role": h["role"], "query_name": h["query_name"],
+                         "query_id": h["query_id"], "lock": lock, "start_s": h["start_s"], "end_s": h["end_s"],
+                         "hold_us": float(h[column]),
+                         "acquisitions": float(h[count_column]) if count_column in h else math.nan,
+                         "overlapping_queries": int(beside.sum()),
+                         "overlapping_p50_ms": float(window["latency_ms"][beside].median()) if beside.any()
+                         else math.nan,
+                         "others_p50_ms": float(window["latency_ms"][~beside].median()) if (~beside).any()
+                         else math.nan})
+    return pd.DataFrame(rows, columns=columns).sort_values([*WINDOW, "start_s"], ignore_index=True)
+
+
+def _overlaps(queries: pd.DataFrame, start: float, end: float) -> np.ndarray:
+    """Which queries ran at some moment of [start, end]."""
+    return ((queries["start_s"] < end) & (queries["end_s"] > start)).to_numpy()
+
+
+@per_run
+def rare_exclusive_holds(run: Run) -> pd.DataFrame:
+    """Per level and lock that under ``RARE_SHARE`` of the queries held exclusively, for ``RARE_HOLD_US`` or
+    more at least once: how many held it, how often per second, how long, its mean per query (what the lock
+    budget shows), and the latency of the queries that overlapped a hold against the rest."""
+    holds = exclusive_holds(run)
+    counters = _measured(run)
+    columns = [*LEVEL, "lock", "queries", "holders", "holders_share", "holds_per_s", "hold_us_p50", "hold_us_max",
+               "hold_us_per_query", "background_holders", "overlapped_queries", "overlapped_p50_ms",
+               "others_p50_ms", "sentence"]
+    if holds.empty:
+        return pd.DataFrame(columns=columns)
+    windows = run.levels.assign(window_s=run.levels["measure_end_s"] - run.levels["measure_start_s"])
+    window_s = windows.drop_duplicates(WINDOW).groupby(LEVEL)["window_s"].sum()
+    rows = []
+    for (engine, schema, concurrency, lock), mine in holds.groupby([*LEVEL, "lock"], sort=True):
+        level = counters[(counters["engine"] == engine) & (counters["schema"] == schema)
+                         & (counters["concurrency"] == concurrency)]
+        own = mine[mine["role"] == "query"]
+        share = len(own) / len(level) if len(level) else math.nan
+        if share >= RARE_SHARE or not mine["hold_us"].max() >= RARE_HOLD_US:
+            continue
+        beside = np.zeros(len(level), dtype=bool)
+        for _, h in mine.iterrows():
+            same = (level["repetition"] == h["repetition"]).to_numpy()
+            other = (level["query_id"] != h["query_id"]).to_numpy()
+            beside |= same & other & _overlaps(level, h["start_s"], h["end_s"])
+        row = {"engine": engine, "schema": schema, "concurrency": concurrency, "lock": lock, "queries": len(level),
+               "holders": len(own), "holders_share": share,
+               "holds_per_s": len(mine) / float(window_s.get((engine, schema, concurrency), math.nan)),
+               "hold_us_p50": float(mine["hold_us"].median()), "hold_us_max": float(mine["hold_us"].max()),
+               "hold_us_per_query": float(own["hold_us"].sum() / len(level)) if len(level) else math.nan,
+               "background_holders": int((mine["role"] != "query").sum()),
+               "overlapped_queries": int(beside.sum()),
+               "overlapped_p50_ms": float(level["latency_ms"][beside].median()) if beside.any() else math.nan,
+               "others_p50_ms": float(level["latency_ms"][~beside].median()) if (~beside).any() else math.nan}
+        row["sentence"] = _rare_sentence(row, mine)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _rare_sentence(row: dict, holds: pd.DataFrame) -> str:
+    where = f"{row['engine']} / {row['schema']} c={row['concurrency']}"
+    lock = row["lock"].replace("_", " ")
+    who = []
+    if row["holders"]:
+        who.append(f"{row['holders']} of its {row['queries']} queries" if row["holders"] > 1
+                   else f"1 query in {row['queries']}")
+    if row["background_holders"]:
+        names = ", ".join(sorted(set(holds.loc[holds["role"] != "query", "query_name"].astype(str))))
+        who.append(f"{row['background_holders']} background statement{'s' if row['background_holders'] > 1 else ''}"
+                   f" ({names})")
+    size = (f"{row['hold_us_max'] / 1000:.1f} ms" if len(holds) == 1 else
+            f"{row['hold_us_p50'] / 1000:.1f} ms each at the median, {row['hold_us_max'] / 1000:.1f} ms the longest")
+    text = (f"{where}: rare exclusive holds of the {lock} lock: {' and '.join(who)} held it exclusively "
+            f"({row['holds_per_s']:.2g} per second), {size}; the lock budget averages this to "
+            f"{row['hold_us_per_query']:.1f} µs per query. Every reader needing the lock waits out such a hold: ")
+    if row["overlapped_queries"]:
+        text += (f"the {row['overlapped_queries']} queries that ran beside a hold took "
+                 f"{row['overlapped_p50_ms']:.1f} ms at the median against {row['others_p50_ms']:.1f} ms for the rest.")
+    else:
+        text += "no other query ran beside it."
+    return text
+
+
+@per_run
+def tail_attribution(run: Run) -> pd.DataFrame:
+    """Per level: the slowest queries (p99 and above, at least ``MIN_SLOW``) against the middle half (p25–p75),
+    on every counter; the share of each group that overlapped an exclusive hold by another statement (or held
+    one); how tightly the slow ones cluster in time; and the sentence that says what the tail is made of."""
+    counters = _measured(run)
+    columns = [*LEVEL, "queries", "p50_ms", "p99_ms", "slow_queries", "slow_mean_ms", "middle_mean_ms",
+               "extra_thread_ms", "extra_ms", "slow_overlap_share", "middle_overlap_share", "overlap_lock",
+               "cluster_span_s", "window_s", "cause", "sentence"]
+    if counters.empty:
+        return pd.DataFrame(columns=columns)
+    holds = exclusive_holds(run)
+    windows = run.levels.assign(window_s=run.levels["measure_end_s"] - run.levels["measure_start_s"])
+    windows = windows.drop_duplicates(WINDOW).set_index(WINDOW)["window_s"]
+    components = ["cpu_wait_us", "on_cpu_us", "io_wait_us", "other_us"]
+    waits = [(lock, mode, c) for lock, mode, role, c in lock_columns(counters) if role == "wait"]
+    rows = []
+    for keys, level in counters.groupby(LEVEL, sort=True):
+        level = level.sort_values("latency_ms", kind="stable")
+        n = len(level)
+        row = {**dict(zip(LEVEL, keys)), "queries": n, "p50_ms": float(level["latency_ms"].median()),
+               "p99_ms": float(np.percentile(level["latency_ms"], 99))}
+        if n < MIN_QUERIES:
+            rows.append({**row, "cause": "too_few", "sentence": ""})
+            continue
+        slow_n = max(MIN_SLOW, int(np.sum(level["latency_ms"].to_numpy() >= row["p99_ms"])))
+        slow, middle = level.iloc[n - slow_n:], level.iloc[n // 4: n - n // 4]
+        extra = {c: (slow[c].mean() - middle[c].mean()) / 1000.0 for c in components}
+        for lock, mode, c in waits:
+            gap = (slow[c].mean() - middle[c].mean()) / 1000.0
+            if gap == gap and gap > 0:
+                extra[f"{lock} ({mode})"] = gap
+        overlap_slow, lock_slow = _overlap_share(slow, holds)
+        overlap_middle, _ = _overlap_share(middle, holds)
+        span, window_s = _cluster(slow, windows)
+        row.update(slow_queries=slow_n, slow_mean_ms=float(slow["latency_ms"].mean()),
+                   middle_mean_ms=float(middle["latency_ms"].mean()),
+                   extra_thread_ms=float((slow["thread_us"].mean() - middle["thread_us"].mean()) / 1000.0),
+                   extra_ms={k: float(v) for k, v in extra.items()}, slow_overlap_share=overlap_slow,
+                   middle_overlap_share=overlap_middle, overlap_lock=lock_slow, cluster_span_s=span,
+                   window_s=window_s)
+        row["cause"], row["sentence"] = _tail_sentence(row, slow, holds)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _overlap_share(group: pd.DataFrame, holds: pd.DataFrame) -> tuple[float, str]:
+    """The share of the group's queries that held a lock exclusively or ran beside a statement that did, and
+    the lock most of them met."""
+    if holds.empty or group.empty:
+        return 0.0, ""
+    met: dict[str, int] = {}
+    hit = np.zeros(len(group), dtype=bool)
+    for (repetition, lock), mine in holds.groupby(["repetition", "lock"]):
+        same = (group["repetition"] == repetition).to_numpy()
+        found = np.zeros(len(group), dtype=bool)
+        for start, end in zip(mine["start_s"], mine["end_s"]):
+            found |= same & _overlaps(group, start, end)
+        met[lock] = met.get(lock, 0) + int(found.sum())
+        hit |= found
+    lock = max(met, key=met.get) if met else ""
+    return float(hit.mean()), lock
+
+
+def _cluster(slow: pd.DataFrame, windows: pd.Series) -> tuple[float, float]:
+    """(shortest span holding ``CLUSTER_SHARE`` of the slow queries of the window with most of them, that
+    window's length)."""
+    by_window = slow.groupby("repetition")
+    repetition, mine = max(by_window, key=lambda kv: len(kv[1]))
+    level = tuple(slow.iloc[0][k] for k in WINDOW[:-1])
+    window_s = float(windows.get((*level, repetition), math.nan))
+    starts = np.sort(mine["start_s"].to_numpy())
+    k = max(2, math.ceil(CLUSTER_SHARE * len(starts)))
+    if len(starts) < k:
+        return math.nan, window_s
+    return float(np.min(starts[k - 1:] - starts[: len(starts) - k + 1])), window_s
+
+
+def _tail_sentence(row: dict, slow: pd.DataFrame, holds: pd.DataFrame) -> tuple[str, str]:
+    where = f"{row['engine']} / {row['schema']} c={row['concurrency']}"
+    head = (f"{where}: the tail (p99 {row['p99_ms']:.1f} ms against a median of {row['p50_ms']:.1f} ms; "
+            f"the {row['slow_queries']} slowest queries, {row['slow_mean_ms']:.1f} ms on average against "
+            f"{row['middle_mean_ms']:.1f} ms for the middle half)")
+    extra = {k: v for k, v in row["extra_ms"].items() if v > 0}
+    parts = sorted(extra.items(), key=lambda kv: -kv[1])
+    total = row["extra_thread_ms"]
+    breakdown = ", ".join(f"{v:.1f} ms {COMPONENT_TEXT.get(k, 'waiting for the ' + k.replace('_', ' ') + ' lock')}"
+                          for k, v in parts[:3] if v >= 0.05 * max(total, 1e-9))
+    made = (f"they spent {total:.1f} ms more thread time per query than the middle half"
+            + (f" ({breakdown})" if breakdown else "") if total > 0 else
+            "their own counters show no more thread time than the middle half's")
+    stalled = (row["cluster_span_s"] == row["cluster_span_s"]
+               and row["cluster_span_s"] <= CLUSTER_SPAN * row["window_s"])
+    stall = (f"; they cluster in time: {math.ceil(CLUSTER_SHARE * 100)}% of them started within "
+             f"{row['cluster_span_s']:.2f} s of each other in a {row['window_s']:.0f} s window, a stall"
+             if stalled else "")
+    overlap, middle = row["slow_overlap_share"], row["middle_overlap_share"]
+    if overlap >= OVERLAP_SHARE and overlap >= OVERLAP_RATIO * middle:
+        lock = row["overlap_lock"].replace("_", " ")
+        mine = holds[holds["lock"] == row["overlap_lock"]]
+        who = _holder_text(mine)
+        return "exclusive_hold", (
+            f"{head} is made of exclusive holds of the {lock} lock: {overlap:.0%} of them held it or ran beside "
+            f"a statement holding it exclusively ({who}), against {middle:.0%} of the middle half; {made}{stall}.")
+    if stalled:
+        return "stall", f"{head} is a stall{stall.split(', a stall')[0].replace('; they cluster in time', '')}; {made}."
+    if parts:
+        top = parts[0][0]
+        name = COMPONENT_TEXT.get(top, f"waiting for the {top.replace('_', ' ')} lock")
+        return "component", f"{head} is made of more time {name}: {made}."
+    return "none", f"{head}: {made}."
+
+
+def _holder_text(holds: pd.DataFrame) -> str:
+    kinds = []
+    queries = holds[holds["role"] == "query"]
+    background = holds[holds["role"] != "query"]
+    if not background.empty:
+        names = ", ".join(sorted(set(background["query_name"].astype(str))))
+        kinds.append(f"the background statement {names}, {background['hold_us'].median() / 1000:.1f} ms per hold")
+    if not queries.empty:
+        kinds.append(f"{len(queries)} queries, {queries['hold_us'].median() / 1000:.1f} ms per hold")
+    return "; ".join(kinds)
+
+
+def tail_lines(run: Run) -> list[str]:
+    """The tail sentences and the rare exclusive holds, as every output shows them."""
+    tails = tail_attribution(run)
+    rare = rare_exclusive_holds(run)
+    return [*(s for s in tails["sentence"] if s), *rare["sentence"]]
