@@ -12,6 +12,7 @@ from rich.table import Table
 
 from lockprof.analysis import Run, level_summary, load_run, lock_budget, time_accounting, verdict_lines
 from lockprof.analysis.accounting import SOURCE_TEXT
+from lockprof.analysis.tail import rare_exclusive_holds, tail_attribution
 from lockprof.formatting import ACCOUNTING_HEADERS, BUDGET_HEADERS, accounting_cells, budget_cells
 from lockprof.run import ACHIEVED_FRACTION  # noqa: E402
 from lockprof.samplers.pyspy import SATURATED_GIL_DEMAND  # noqa: E402
@@ -30,13 +31,47 @@ def locks_that_matter(budget: pd.DataFrame, threshold_us: float = MATTERS_US) ->
 
 
 def render(run: Run, console: Console) -> None:
+    """The answer first (the verdict, then what the slowest queries are made of), then warnings, then the
+    tables behind them."""
     manifest = run.manifest
     summary = level_summary(run)
-    budget = lock_budget(run)
     engines = summary["engine"].nunique() > 1
+    console.print(f"[bold]{escape(manifest['scenario']['name'])} — run {escape(manifest['run_id'])}[/]",
+                  highlight=False)
+    console.print("[bold]Verdict[/]")
+    for sentence in verdict_lines(run):
+        console.print("• " + escape(sentence), highlight=False)
+    tail = summary_tail_lines(run)
+    if tail:
+        console.print("[bold]The slowest queries[/]")
+        for sentence in tail:
+            console.print("• " + escape(sentence), highlight=False)
+    for warning in warnings(run, summary):
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+    console.print(levels_table(summary, engines))
+    accounting = time_accounting(run)
+    if not accounting.empty:
+        console.print(accounting_table(accounting, engines))
+    budget = budget_table(lock_budget(run), engines)
+    if budget is not None:
+        console.print(budget)
+    console.print(f"run directory: {run.paths[0]}", highlight=False)
+
+
+def summary_tail_lines(run: Run) -> list[str]:
+    """The tail sentences the summary shows: per engine and schema, the highest concurrency and every level
+    whose tail is an exclusive hold or a stall (the report shows every level), and the rare exclusive holds."""
+    tails = tail_attribution(run)
+    if not tails.empty:
+        top = tails.groupby(["engine", "schema"])["concurrency"].transform("max") == tails["concurrency"]
+        tails = tails[(top | tails["cause"].isin(["exclusive_hold", "stall"])) & (tails["sentence"] != "")]
+    return [*tails["sentence"], *rare_exclusive_holds(run)["sentence"]]
+
+
+def levels_table(summary: pd.DataFrame, engines: bool) -> Table:
+    """Throughput and latency per level."""
     open_loop = summary["target_qps"].notna().any()
-    title = f"{manifest['scenario']['name']} — run {manifest['run_id']}"
-    levels = Table(title=title, title_justify="left")
+    levels = Table(title="Levels", title_justify="left")
     columns = ["schema", "conc", "parts", "queries", "qps", "p50 ms", "p99 ms", "errors"]
     if open_loop:
         columns[4:4] = ["target qps"]
@@ -59,30 +94,25 @@ def render(run: Run, console: Console) -> None:
             cells.insert(5 if engines else 4, f"{r['target_qps']:g}")
             cells.append(f"{r['queue_delay_p99_ms']:.1f}")
         levels.add_row(*cells)
-    console.print(levels)
-    accounting = time_accounting(run)
-    if not accounting.empty:
-        console.print(accounting_table(accounting, engines))
+    return levels
 
+
+def budget_table(budget: pd.DataFrame, engines: bool) -> Table | None:
+    """The lock budget of the locks that matter, at the lowest and highest concurrency."""
     shown = locks_that_matter(budget)
     shown = shown[shown.groupby(["engine", "schema"])["concurrency"].transform(
         lambda c: c.isin([c.min(), c.max()]))] if not shown.empty else shown
-    if not shown.empty:
-        source = SOURCE_TEXT.get(shown["source"].iloc[0], shown["source"].iloc[0])
-        table = Table(title=f"Lock budget per query at the lowest and highest concurrency (from {source}; "
-                            "n/a: the engine has no such counter)", title_justify="left")
-        for col in (["engine"] if engines else []) + ["schema", "conc", "lock", "mode", *BUDGET_HEADERS]:
-            table.add_column(col, justify="left" if col in ("engine", "schema", "lock", "mode") else "right")
-        for _, r in shown.sort_values(["engine", "schema", "concurrency", "lock", "mode"]).iterrows():
-            cells = [r["engine"]] if engines else []
-            table.add_row(*cells, r["schema"], str(r["concurrency"]), r["lock"], r["mode"], *budget_cells(r))
-        console.print(table)
-    console.print("[bold]Verdict[/]")
-    for sentence in verdict_lines(run):
-        console.print("• " + escape(sentence), highlight=False)
-    for warning in warnings(run, summary):
-        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
-    console.print(f"run directory: {run.paths[0]}", highlight=False)
+    if shown.empty:
+        return None
+    source = SOURCE_TEXT.get(shown["source"].iloc[0], shown["source"].iloc[0])
+    table = Table(title=f"Lock budget per query at the lowest and highest concurrency (from {source}; "
+                        "n/a: the engine has no such counter)", title_justify="left")
+    for col in (["engine"] if engines else []) + ["schema", "conc", "lock", "mode", *BUDGET_HEADERS]:
+        table.add_column(col, justify="left" if col in ("engine", "schema", "lock", "mode") else "right")
+    for _, r in shown.sort_values(["engine", "schema", "concurrency", "lock", "mode"]).iterrows():
+        cells = [r["engine"]] if engines else []
+        table.add_row(*cells, r["schema"], str(r["concurrency"]), r["lock"], r["mode"], *budget_cells(r))
+    return table
 
 
 def accounting_table(accounting: pd.DataFrame, engines: bool) -> Table:
@@ -137,6 +167,24 @@ def warnings(run: Run, summary: pd.DataFrame) -> list[str]:
         out.append(f"{errors} measured queries failed; see the error column of the queries table")
     if "sampler_errors" in run.levels and run.levels["sampler_errors"].notna().any():
         out.append("a sampler failed during some levels: " + str(run.levels["sampler_errors"].dropna().iloc[0]))
+    from lockprof.analysis.host import BUSY_OTHER_SHARE, busy_host
+
+    # Observe mode generates no load: the server it watches is one of the other processes, busy on purpose.
+    observed = {m["run_id"] for m in run.manifests if (m.get("parameters") or {}).get("mode") == "observe"}
+    by_url = {e.get("label") for m in run.manifests for e in m.get("engines", [])
+              if str(e.get("spec", "")).startswith(("http://", "https://"))}
+    levels = run.levels[~run.levels["run_id"].isin(observed)] if "run_id" in run.levels else run.levels
+    for _, b in busy_host(levels).iterrows():
+        repeated = levels.loc[levels["engine"] == b["engine"], "repetition"].nunique() > 1
+        rep = f" rep {b['repetition']}" if repeated else ""
+        load = "" if pd.isna(b["load_avg"]) else f" (load average {b['load_avg']:.1f})"
+        also = (f"; {b['busy_levels']} of its {b['levels']} levels were above {BUSY_OTHER_SHARE:.0%}"
+                if b["busy_levels"] > 1 else "")
+        url = (" (a server given by URL is not one of the run's processes: if it runs on this machine, its own work "
+               "is counted here)" if b["engine"] in by_url else "")
+        out.append(f"the machine was busy during {b['schema']} c={b['concurrency']}{rep} [{b['engine']}]: other "
+                   f"processes used {b['host_other_cpu_share']:.0%} of its {b['host_cpus']:.0f} cores{load}{url}; "
+                   f"CPU-wait figures include their load{also}")
     return out
 
 

@@ -25,10 +25,18 @@ import math
 
 import pandas as pd
 
-from lockprof.analysis.accounting import COMPONENT_TEXT, SOURCE_TEXT, time_accounting
+from lockprof.analysis.accounting import (
+    COMPONENT_TEXT,
+    COMPONENTS,
+    SOURCE_TEXT,
+    per_query,
+    time_accounting,
+    window_totals,
+)
 from lockprof.analysis.budget import lock_budget
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
+from lockprof.analysis.per_query import PHASES, SELECTION
 
 MATERIAL_SHARE = 0.10  # of thread time: below this no component, and no lock, explains the latency
 BRIEF_HOLD_US = 50.0  # per acquisition: a lock held this briefly cannot by itself queue waits of milliseconds
@@ -40,6 +48,12 @@ EXCLUSIVE_HOLD_US = 1.0  # hold per query from which it does, where the engine d
 CONTENDED_SHARE = 0.002  # of thread time: a table lock waited for this much (and CONTENDED_US) is named
 CONTENDED_US = 5.0  # per query; an uncontended parts lock costs readers well under a microsecond
 SHARED_BESIDE_WRITER_US = 1.0  # per query: readers waiting this long in shared mode while a writer ran
+OTHER_SHARE = 0.25  # of thread time: a remainder this large gets a sentence even when another part is larger
+THIN_MARGIN = 0.8  # the runner-up grew at least this share of the winner's growth: the margin is thin
+# What the remainder of thread time is (docs/remainder.md): time a query's threads were blocked, neither on a
+# CPU, nor runnable, nor in IO or a counted lock wait.
+REMAINDER_TEXT = ("time the query's threads were blocked without running, waiting for a CPU, IO or a counted "
+                  "lock; no counter says on what.")
 INTERNAL_LOCKS = ("global_thread_pool", "local_thread_pool", "context")  # mutexes every query takes briefly
 
 VERDICTS = {"lock": "a lock", "cpu_queueing": "CPU (queueing for the cores)", "cpu": "CPU (work per query)",
@@ -108,7 +122,11 @@ def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks:
         verdict, component = _component_verdict(lo, hi)
         share = float(hi[f"{component}_share"])
         conclusion = VERDICTS[verdict]
-        explanation = f"{_component_text(verdict, component, lo, hi)} {_no_lock_text(largest, victims, lo, hi)}"
+        explanation = " ".join(t for t in (_component_text(verdict, component, lo, hi), _margin_text(component, lo, hi),
+                                           _no_lock_text(largest, victims, lo, hi)) if t)
+    other = _other_text(lo, hi)
+    if other:
+        row["findings"].append(f"{where}: {other}")
     return _finish(row, where, verdict, share, conclusion, explanation)
 
 
@@ -121,6 +139,10 @@ def _preempted(lo: pd.Series, hi: pd.Series, lock: pd.Series, throughput_qps: fl
     """Lock wait that CPU queueing explains: the queries queue for the cores (CPU wait is a material share
     of thread time and grew with concurrency), while the lock is held too briefly and too rarely to make
     waits of its own; a descheduled holder makes the others wait."""
+    if lo["concurrency"] == hi["concurrency"]:
+        # One level shows no growth, so preemption cannot be told from contention: a lock is named only when
+        # the queries wait for it longer than for a CPU.
+        return bool(hi["cpu_wait_ms"] * 1000.0 > lock["wait_us_per_query"])
     queueing = hi["cpu_wait_share"] >= MATERIAL_SHARE and hi["cpu_wait_ms"] > 2 * lo["cpu_wait_ms"]
     per_acquisition = lock["hold_us_per_acquisition"]
     if math.isnan(per_acquisition):  # no acquisition count: the hold per query bounds the hold per acquisition
@@ -145,6 +167,43 @@ def _component_verdict(lo: pd.Series, hi: pd.Series) -> tuple[str, str]:
     if hi[f"{component}_share"] < MATERIAL_SHARE and lo[f"{component}_share"] < MATERIAL_SHARE:
         return "unexplained", "other"
     return components[component], component
+
+
+def _growth(lo: pd.Series, hi: pd.Series) -> dict[str, float]:
+    """ms per query each component of thread time grew by from the lowest to the highest concurrency."""
+    return {c: float(hi[f"{c}_ms"] - lo[f"{c}_ms"]) for c in COMPONENTS}
+
+
+def _margin_text(component: str, lo: pd.Series, hi: pd.Series) -> str:
+    """A sentence when the component that names the verdict grew barely more than the next one."""
+    if not (hi["concurrency"] > lo["concurrency"] and hi["thread_ms"] > GROWTH * lo["thread_ms"]):
+        return ""
+    growth = _growth(lo, hi)
+    same = {component, "lock_wait"} if component == "cpu_wait" else {component}  # preempted waits: one story
+    rivals = {c: g for c, g in growth.items() if c not in same}
+    runner = max(rivals, key=rivals.get)
+    if not growth[component] > 0 or rivals[runner] < THIN_MARGIN * growth[component]:
+        return ""
+    return (f"The margin is thin: {COMPONENT_TEXT[component]} grew {growth[component]:.1f} ms per query, "
+            f"{COMPONENT_TEXT[runner]} {rivals[runner]:.1f} ms.")
+
+
+def _other_text(lo: pd.Series, hi: pd.Series) -> str:
+    """What the remainder is, whenever it is the largest component at either end, a quarter of thread time or
+    more, or grew nearly as much as the largest growth: an unexplained share is where a lock without a counter
+    would hide."""
+    largest = any(max(COMPONENTS, key=lambda c, r=r: r[f"{c}_ms"]) == "other" or r["other_share"] >= OTHER_SHARE
+                  for r in (lo, hi))
+    growth = _growth(lo, hi)
+    rival = hi["concurrency"] > lo["concurrency"] and growth["other"] >= THIN_MARGIN * max(growth.values())
+    if not (largest or rival) or not hi["other_ms"] > 0:
+        return ""
+    return (f"\"other\" is {lo['other_ms']:.1f} ms of {lo['thread_ms']:.1f} ms thread time per query at concurrency "
+            f"{int(lo['concurrency'])} ({lo['other_share']:.0%})"
+            + ("" if lo["concurrency"] == hi["concurrency"] else
+               f" and {hi['other_ms']:.1f} of {hi['thread_ms']:.1f} ms at {int(hi['concurrency'])} "
+               f"({hi['other_share']:.0%})")
+            + f": {REMAINDER_TEXT}")
 
 
 def _component_text(verdict: str, component: str, lo: pd.Series, hi: pd.Series) -> str:
@@ -177,10 +236,15 @@ def _no_lock_text(largest: tuple | None, victims: list, lo: pd.Series, hi: pd.Se
         return "No lock wait was recorded."
     (name, mode), lock = largest
     share = lock["wait_share_of_thread_time"]
-    why = (f"but the queries queue for the cores ({hi['cpu_wait_ms']:.1f} ms waiting for a CPU, up from "
-           f"{lo['cpu_wait_ms']:.1f} ms) while the lock is held briefly: its holders are preempted, it is not the "
-           "cause" if (name, mode) in victims
-           else f"under the {MATERIAL_SHARE:.0%} that would make it matter")
+    if (name, mode) in victims and lo["concurrency"] == hi["concurrency"]:
+        why = (f"but waiting for a CPU takes longer ({hi['cpu_wait_ms']:.1f} ms per query), and with a single "
+               "concurrency level preemption cannot be told from contention: run two levels to tell")
+    elif (name, mode) in victims:
+        why = (f"but the queries queue for the cores ({hi['cpu_wait_ms']:.1f} ms waiting for a CPU, up from "
+               f"{lo['cpu_wait_ms']:.1f} ms) while the lock is held briefly: its holders are preempted, it is not "
+               "the cause")
+    else:
+        why = f"under the {MATERIAL_SHARE:.0%} that would make it matter"
     others = [f"{_lock_name(n)} ({m})" for n, m in victims if (n, m) != (name, mode)]
     also = f" The same holds for {', '.join(others)}." if others else ""
     return (f"No lock explains it: the largest lock wait, {_lock_name(name)} ({mode}), is "
@@ -260,6 +324,7 @@ def _cpu_contrasts(accounting: pd.DataFrame, run: Run) -> dict[tuple[str, str], 
     """Per engine: how many times the CPU per query of the cheapest schema each other schema needs, at the
     lowest concurrency (where CPU time is not stretched by contention)."""
     parts = _active_parts(run)
+    work = work_per_query(run)
     out: dict[tuple[str, str], list[str]] = {}
     for engine, group in accounting.groupby("engine", sort=True):
         low = group[group["concurrency"] == group["concurrency"].min()].set_index("schema")
@@ -273,11 +338,48 @@ def _cpu_contrasts(accounting: pd.DataFrame, run: Run) -> dict[tuple[str, str], 
             counts = ""
             if (engine, schema) in parts and (engine, cheapest) in parts:
                 counts = f" ({parts[(engine, schema)]:,.0f} vs {parts[(engine, cheapest)]:,.0f} active parts)"
+            where = work.get((engine, schema, int(r["concurrency"])), {})
+            base = work.get((engine, cheapest, int(r["concurrency"])), {})
             out.setdefault((engine, schema), []).append(
                 f"{engine}: {schema} needs {times:.1f}× the CPU per query of {cheapest}{counts}: "
                 f"{r['on_cpu_ms']:.1f} vs {low.at[cheapest, 'on_cpu_ms']:.1f} ms on a CPU at concurrency "
-                f"{int(r['concurrency'])}, so its extra latency is work each query does, not waiting.")
+                f"{int(r['concurrency'])}, so its extra latency is work each query does, not waiting"
+                + (f". {_work_text(where, base, cheapest)}" if where else "."))
     return out
+
+
+def work_per_query(run: Run) -> dict[tuple[str, str, int], dict[str, float]]:
+    """Per level: the planning phases' wall timers (ms per query) and the parts and marks selected of the
+    table's, from the same counters and queries as the time accounting."""
+    long = per_query(window_totals(run))
+    names = {**{v: k for k, v in PHASES.items()}, **{v: k for k, v in SELECTION.items()}}
+    long = long[long["event"].isin(names)]
+    out: dict[tuple[str, str, int], dict[str, float]] = {}
+    for (engine, schema, concurrency, event), value in zip(
+            long[["engine", "schema", "concurrency", "event"]].itertuples(index=False), long["per_query"]):
+        name = names[event]
+        out.setdefault((engine, schema, int(concurrency)), {})[name] = value / 1000.0 if name in PHASES else value
+    return out
+
+
+PHASE_TEXT = {"analysis_us": "query analysis", "plan_build_us": "building the plan",
+              "plan_optimize_us": "optimizing the plan", "pipeline_build_us": "building the pipeline"}
+
+
+def _work_text(work: dict[str, float], base: dict[str, float], base_name: str) -> str:
+    """Where the work goes, by the engine's phase timers (wall time; the phases may overlap), and what the
+    query selected of the table."""
+    phases = [(k, t) for k, t in PHASE_TEXT.items() if work.get(k, 0) >= 0.1]
+    text = ""
+    if phases:
+        text = "Per query, " + ", ".join(f"{t} takes {work[k]:.1f} ms ({base.get(k, 0.0):.1f} for {base_name})"
+                                         for k, t in phases) + " (the engine's wall timers)"
+    if work.get("selected_parts_total"):
+        text += ("; " if text else "Per query, ") + (
+            f"it selects {work.get('selected_parts', 0):,.0f} of {work['selected_parts_total']:,.0f} parts"
+            + (f" ({base.get('selected_parts', 0):,.0f} of {base['selected_parts_total']:,.0f} for {base_name})"
+               if base.get("selected_parts_total") else ""))
+    return text + "." if text else ""
 
 
 def _active_parts(run: Run) -> dict[tuple[str, str], float]:

@@ -37,7 +37,7 @@ OVERLAP_RATIO = 2.0  # …and at least this many times the share of the middle h
 CLUSTER_SHARE = 0.8  # a stall: this share of the slow queries started within…
 CLUSTER_SPAN = 0.1  # …this share of their window
 COMPONENT_TEXT = {"cpu_wait_us": "waiting for a CPU", "on_cpu_us": "on a CPU", "io_wait_us": "waiting for IO",
-                  "other_us": "other (no counter)"}
+                  "other_us": "in \"other\" (no counter)"}
 
 
 def _measured(run: Run) -> pd.DataFrame:
@@ -302,7 +302,7 @@ def _tail_sentence(row: dict, slow: pd.DataFrame, holds: pd.DataFrame) -> tuple[
     if parts:
         top = parts[0][0]
         name = COMPONENT_TEXT.get(top, f"waiting for the {top.replace('_', ' ')} lock")
-        return "component", f"{head} is made of more time {name}: {made}."
+        return "component", f"{head} is mostly time {name}: {made}."
     return "none", f"{head}: {made}."
 
 
