@@ -43,6 +43,7 @@ FAST_MODULES = frozenset({
     "test_diagnosis",
     "test_engines",
     "test_flamegraph",
+    "test_host_load",
     "test_inputs",
     "test_layers",
     "test_locks",
@@ -52,6 +53,7 @@ FAST_MODULES = frozenset({
     "test_report",
     "test_scenario",
     "test_stacks",
+    "test_tail",
     "test_store",
 })
 # Fixtures that open an engine or produce a run by running one.

@@ -286,9 +286,9 @@ def _tail_sentence(row: dict, slow: pd.DataFrame, holds: pd.DataFrame) -> tuple[
             "their own counters show no more thread time than the middle half's")
     stalled = (row["cluster_span_s"] == row["cluster_span_s"]
                and row["cluster_span_s"] <= CLUSTER_SPAN * row["window_s"])
-    stall = (f"; they cluster in time: {math.ceil(CLUSTER_SHARE * 100)}% of them started within "
-             f"{row['cluster_span_s']:.2f} s of each other in a {row['window_s']:.0f} s window, a stall"
-             if stalled else "")
+    bunched = (f"{math.ceil(CLUSTER_SHARE * 100)}% of them started within {row['cluster_span_s']:.2f} s of each "
+               f"other in a {row['window_s']:.0f} s window" if stalled else "")
+    stall = f"; they cluster in time, a stall: {bunched}" if stalled else ""
     overlap, middle = row["slow_overlap_share"], row["middle_overlap_share"]
     if overlap >= OVERLAP_SHARE and overlap >= OVERLAP_RATIO * middle:
         lock = row["overlap_lock"].replace("_", " ")
@@ -298,7 +298,7 @@ def _tail_sentence(row: dict, slow: pd.DataFrame, holds: pd.DataFrame) -> tuple[
             f"{head} is made of exclusive holds of the {lock} lock: {overlap:.0%} of them held it or ran beside "
             f"a statement holding it exclusively ({who}), against {middle:.0%} of the middle half; {made}{stall}.")
     if stalled:
-        return "stall", f"{head} is a stall{stall.split(', a stall')[0].replace('; they cluster in time', '')}; {made}."
+        return "stall", f"{head} is a stall: {bunched}; {made}."
     if parts:
         top = parts[0][0]
         name = COMPONENT_TEXT.get(top, f"waiting for the {top.replace('_', ' ')} lock")
