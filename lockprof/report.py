@@ -38,6 +38,7 @@ from lockprof.analysis import (
 from lockprof.analysis.ab_text import ab_headlines
 from lockprof.analysis.accounting import SOURCE_TEXT
 from lockprof.analysis.scalability import MIN_LEVELS_TO_DRAW, MIN_R_SQUARED
+from lockprof.analysis.utilization import no_ceiling_reason, no_forecast_reason
 from lockprof.errors import LockprofError
 from lockprof.flamegraph import flame_graph, short_name, waiting_locks
 from lockprof.formatting import ACCOUNTING_HEADERS, BUDGET_HEADERS, accounting_cells, budget_cells, cells_frame
@@ -81,10 +82,9 @@ def table_html(frame: pd.DataFrame, empty: str = "nothing to show") -> str:
                          escape=True)
 
 
-def _forecast_sentence(check: pd.DataFrame) -> str:
+def _forecast_sentence(run: Run, check: pd.DataFrame) -> str:
     if check.empty:
-        return ("No exclusive lock was held at the lowest concurrency level, so the queueing forecast had "
-                "nothing to start from (on engines where readers share the parts lock this is expected).")
+        return no_forecast_reason(run)
     errors = check["relative_error"].dropna().abs()
     if errors.empty:
         return "The forecast could not be checked: no wait was measured at the higher levels."
@@ -185,13 +185,15 @@ def render_report(run: Run) -> str:
     parts.append(table_html(utilization, "no lock reported a hold time"))
     ceilings = exclusive_ceilings(run)
     ceilings["peak_utilization"] = ceilings["peak_utilization"].map(_percent)
-    parts.append(table_html(ceilings, "no exclusive lock taken by the queries reported a hold time"))
+    parts.append(table_html(ceilings, no_ceiling_reason(run)))
 
     check = forecast_vs_measured(run)
     if not check.empty:
         parts.append("<h2>Queueing forecast vs measured wait</h2>")
-        parts.append(f"<p>{html.escape(_forecast_sentence(check))}</p>")
+        parts.append(f"<p>{html.escape(_forecast_sentence(run, check))}</p>")
         parts.append(table_html(check, ""))
+    elif not ceilings.empty:  # a ceiling but no forecast: say why once (without a ceiling, its note says it)
+        parts.append(f"<p class='note'>{html.escape(no_forecast_reason(run))}</p>")
 
     parts.append("<h2>Scalability (Universal Scalability Law)</h2>")
     parts.append(f"<p class='note'>A fit is drawn only with r² ≥ {MIN_R_SQUARED} over at least "

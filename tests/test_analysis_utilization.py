@@ -18,6 +18,7 @@ from lockprof.analysis import (
     queueing_wait_us,
     wait_forecast,
 )
+from lockprof.analysis.utilization import no_ceiling_reason, no_forecast_reason, rare_exclusive_holds
 
 
 def test_ceiling_is_one_over_the_hold():
@@ -89,6 +90,42 @@ def test_shared_locks_get_no_ceiling_and_no_forecast():
     assert exclusive_ceilings(run).empty
     assert wait_forecast(run).empty
     assert len(wait_forecast(run, modes=("shared",))) == 2
+
+
+def rare_run(hold_us: float = 24.0):
+    """An exclusive lock held by 5 in 1000 queries (a merge's copy, say), at two levels."""
+    run = make_run([Level("s", 1, 1000, 10.0, hold_us=hold_us), Level("s", 4, 1000, 5.0, hold_us=hold_us)])
+    events = run.query_events
+    taken = events["query_id"].str.rsplit("-", n=1).str[1].astype(int) % 1000 < 5
+    run.query_events = events[(events["event"] != "PartsLocks") | taken]
+    return run
+
+
+def test_a_rarely_taken_exclusive_lock_gets_no_ceiling_anywhere():
+    run = rare_run()
+    util = lock_utilization(run)
+    assert util["acquisitions_per_query"].tolist() == pytest.approx([0.005, 0.005])
+    assert util["ceiling_qps"].isna().all()  # the table follows the same rule as exclusive_ceilings
+    assert exclusive_ceilings(run).empty
+    assert wait_forecast(run).empty and forecast_vs_measured(run).empty  # and the forecast
+    assert rare_exclusive_holds(run)["lock"].tolist() == ["parts"]
+    reason = no_ceiling_reason(run)
+    assert "rare" in reason and "under 1% of the queries" in reason and "0.5 acquisitions per 100" in reason
+    assert "reported a hold time" not in reason
+    assert "rare" in no_forecast_reason(run)
+
+
+def test_a_commonly_taken_exclusive_lock_keeps_its_ceiling_at_every_level():
+    run, _ = known_run()
+    assert lock_utilization(run)["ceiling_qps"].tolist() == pytest.approx([2000.0, 2000.0])
+    assert no_ceiling_reason(run) == ""
+    assert no_forecast_reason(run) == ""
+
+
+def test_no_exclusive_hold_at_all_says_so():
+    run = make_run([Level("s", 1, 100, 10.0, hold_us=500.0, mode="shared")])
+    assert "No exclusive lock taken by the queries reported a hold time" in no_ceiling_reason(run)
+    assert rare_exclusive_holds(run).empty
 
 
 def test_notes_say_when_the_hold_grew_and_workers_outnumber_cores():

@@ -11,7 +11,8 @@ from conftest import TINY, lockprof_cli
 from nbclient import NotebookClient
 
 from lockprof import plots
-from lockprof.analysis import ab, load_run, verdict_lines
+from lockprof.analysis import ab, forecast_vs_measured, load_run, verdict_lines
+from lockprof.analysis.utilization import no_forecast_reason
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -69,6 +70,8 @@ def test_explore_run(tiny_run):
     for line in verdict_lines(load_run(tiny_run)):  # the verdicts, word for word as summary and report print them
         assert line in text
     assert "needs at least 3 concurrency levels" in text  # two levels: the USL fit says why it is empty
+    if forecast_vs_measured(load_run(tiny_run)).empty:  # why not, in the report's words
+        assert no_forecast_reason(load_run(tiny_run)) in text
     assert images >= 5
 
 

@@ -30,15 +30,17 @@ from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
 
 MODELS = {"md1": 0.0, "mm1": 1.0}  # squared coefficient of variation of the hold time
-_UTILIZATION_COLUMNS = [*KEYS, "lock", "mode", "hold_us_per_query", "wait_us_per_query", "throughput_qps",
-                        "utilization", "ceiling_qps"]
+_UTILIZATION_COLUMNS = [*KEYS, "lock", "mode", "hold_us_per_query", "wait_us_per_query", "acquisitions_per_query",
+                        "throughput_qps", "utilization", "ceiling_qps"]
 _FORECAST_COLUMNS = ["engine", "schema", "lock", "mode", "model", "base_concurrency", "base_hold_us",
                      "base_wait_us", "concurrency", "throughput_qps", "utilization", "forecast_wait_us",
                      "measured_wait_us", "measured_hold_us", "relative_error", "note"]
 HOLD_GROWTH = 1.5  # a hold this many times the base one means the model's input no longer holds
-# A ceiling is drawn only for an exclusive lock that at least this share of queries take: a hold of
+# A ceiling is given only for an exclusive lock that at least this share of queries take: a hold of
 # 0.03 µs from a merge that 0.14% of the queries met caps nothing.
 CEILING_MIN_ACQUISITIONS = 0.01
+# Where an engine does not count acquisitions, a lock held at least this long per query counts as taken.
+CEILING_MIN_HOLD_US = 1.0
 
 
 def ceiling_qps(hold_us_per_query: float | np.ndarray) -> float | np.ndarray:
@@ -73,13 +75,23 @@ def forecast_wait_us(hold_us: float, throughput_qps: float | np.ndarray, concurr
     return out if out.ndim else float(out)
 
 
+def has_ceiling(frame: pd.DataFrame) -> pd.Series:
+    """Rows (of a lock budget or utilization frame) whose lock caps throughput at 1/h: taken exclusively by
+    at least ``CEILING_MIN_ACQUISITIONS`` per query, or, where acquisitions are not counted, held at least
+    ``CEILING_MIN_HOLD_US`` per query. The one rule for the table, the ceilings and the forecast."""
+    taken = frame["acquisitions_per_query"].where(frame["acquisitions_per_query"].notna(),
+                                                  (frame["hold_us_per_query"] >= CEILING_MIN_HOLD_US).astype(float))
+    return (frame["mode"] == "exclusive") & (frame["hold_us_per_query"] > 0) & (taken >= CEILING_MIN_ACQUISITIONS)
+
+
 @per_run
 def lock_utilization(run: Run) -> pd.DataFrame:
     """Per level and lock: the share of wall time the lock was held, and the 1/h ceiling.
 
     Utilization is hold per query × measured throughput (over the levels' measure windows).
     For a shared lock it can exceed 1 (several readers hold it at once) and there is no
-    ceiling; for an exclusive lock it is the fraction of the way to the ceiling.
+    ceiling; for an exclusive lock it is the fraction of the way to the ceiling. The ceiling
+    is NaN where the lock fails :func:`has_ceiling` (taken by under 1% of the queries).
     """
     budget = lock_budget(run)
     if budget.empty:
@@ -88,26 +100,19 @@ def lock_utilization(run: Run) -> pd.DataFrame:
     out = budget.merge(summary, on=KEYS, how="left")
     out = out[out["hold_us_per_query"] > 0].copy()
     out["utilization"] = out["hold_us_per_query"] * out["throughput_qps"] / 1e6
-    out["ceiling_qps"] = np.where(out["mode"] == "exclusive", ceiling_qps(out["hold_us_per_query"].to_numpy()),
-                                  np.nan)
+    out["ceiling_qps"] = np.where(has_ceiling(out), ceiling_qps(out["hold_us_per_query"].to_numpy()), np.nan)
     return out[_UTILIZATION_COLUMNS].sort_values(KEYS + ["lock", "mode"], ignore_index=True)
 
 
 @per_run
 def exclusive_ceilings(run: Run) -> pd.DataFrame:
     """Per engine, schema and exclusive lock the queries take: the ceiling from the hold at the lowest
-    level, and how close the highest measured throughput came to it.
+    level that has one, and how close the highest measured throughput came to it.
 
-    Only locks taken by at least ``CEILING_MIN_ACQUISITIONS`` per query count (or, on engines that do
-    not count acquisitions, held at least 1 µs per query)."""
+    The rows are those of :func:`lock_utilization` with a ceiling (see :func:`has_ceiling`), so the two
+    never disagree."""
     util = lock_utilization(run)
-    util = util[util["mode"] == "exclusive"]
-    budget = lock_budget(run)
-    taken = budget["acquisitions_per_query"].where(budget["acquisitions_per_query"].notna(),
-                                                   (budget["hold_us_per_query"] >= 1.0).astype(float))
-    used = budget[(budget["mode"] == "exclusive") & (taken >= CEILING_MIN_ACQUISITIONS)]
-    used = used.groupby(["engine", "schema", "lock"]).size().index
-    util = util[util.set_index(["engine", "schema", "lock"]).index.isin(used)]
+    util = util[util["ceiling_qps"].notna()]
     rows = []
     for (engine, schema, lock), group in util.groupby(["engine", "schema", "lock"], sort=True):
         base = group.loc[group["concurrency"].idxmin()]
@@ -116,13 +121,42 @@ def exclusive_ceilings(run: Run) -> pd.DataFrame:
             "engine": engine, "schema": schema, "lock": lock,
             "base_concurrency": int(base["concurrency"]),
             "hold_us_per_query": float(base["hold_us_per_query"]),
-            "ceiling_qps": float(ceiling_qps(base["hold_us_per_query"])),
+            "ceiling_qps": float(base["ceiling_qps"]),
             "peak_throughput_qps": float(peak["throughput_qps"]),
             "peak_utilization": float(peak["utilization"]),
         })
     columns = ["engine", "schema", "lock", "base_concurrency", "hold_us_per_query", "ceiling_qps",
                "peak_throughput_qps", "peak_utilization"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def rare_exclusive_holds(run: Run) -> pd.DataFrame:
+    """Exclusive holds the queries met too rarely for a ceiling: per engine, schema and lock, the most
+    acquisitions per query at any level (NaN where the engine does not count them)."""
+    util = lock_utilization(run)
+    rare = util[(util["mode"] == "exclusive") & util["ceiling_qps"].isna()]
+    rare = rare[~rare.set_index(["engine", "schema", "lock"]).index.isin(
+        exclusive_ceilings(run).set_index(["engine", "schema", "lock"]).index)]
+    return rare.groupby(["engine", "schema", "lock"], as_index=False, sort=True).agg(
+        acquisitions_per_query=("acquisitions_per_query", "max"), hold_us_per_query=("hold_us_per_query", "max"))
+
+
+def no_ceiling_reason(run: Run) -> str:
+    """Why no exclusive-lock ceiling is given, in one sentence ('' when one is): nothing held exclusively,
+    or exclusive holds too rare to cap anything."""
+    if not exclusive_ceilings(run).empty:
+        return ""
+    rare = rare_exclusive_holds(run)
+    if rare.empty:
+        return "No exclusive lock taken by the queries reported a hold time, so no ceiling applies."
+    names = sorted({str(lock).replace("_", " ") for lock in rare["lock"]})
+    locks = f"{names[0]} lock" if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]} locks"
+    share = rare["acquisitions_per_query"].max()
+    seen = (f"at most {100 * share:.2g} acquisitions per 100 queries" if pd.notna(share)
+            else f"held under {CEILING_MIN_HOLD_US:g} µs per query")
+    return (f"Exclusive holds were rare: the {locks} was taken exclusively by under "
+            f"{CEILING_MIN_ACQUISITIONS:.0%} of the queries ({seen}), too rarely to cap throughput, so no "
+            "ceiling is given.")
 
 
 @per_run
@@ -144,6 +178,8 @@ def wait_forecast(run: Run, model: str = "md1", modes: tuple[str, ...] = ("exclu
         base = group[group["concurrency"] == base_c]
         if base.empty:
             continue  # not held at the lowest level (a one-off, e.g. a merge): nothing to forecast from
+        if mode == "exclusive" and base["ceiling_qps"].isna().all():
+            continue  # taken by under 1% of the queries: the same rule as the ceiling, no forecast either
         h = float(base["hold_us_per_query"].iloc[0])
         w0 = float(base["wait_us_per_query"].iloc[0])
         w0 = 0.0 if np.isnan(w0) else w0  # an engine without a wait counter: forecast from the hold alone
@@ -167,6 +203,19 @@ def forecast_vs_measured(run: Run, model: str = "md1") -> pd.DataFrame:
     """The forecast check: only the levels above the base level, where the forecast is a prediction."""
     frame = wait_forecast(run, model=model)
     return frame[frame["concurrency"] > frame["base_concurrency"]].reset_index(drop=True)
+
+
+def no_forecast_reason(run: Run) -> str:
+    """Why :func:`forecast_vs_measured` is empty, in one sentence ('' when it is not)."""
+    if not forecast_vs_measured(run).empty:
+        return ""
+    reason = no_ceiling_reason(run)
+    if reason:
+        return reason.removesuffix(".") + ", and the queueing forecast has nothing to start from."
+    if wait_forecast(run).empty:
+        return ("No exclusive lock with a ceiling was held at the lowest concurrency level, so the queueing "
+                "forecast has nothing to start from.")
+    return "Only the lowest concurrency level held the lock, so there is no higher level to check a forecast against."
 
 
 def cpu_count(run: Run) -> int | None:
