@@ -84,7 +84,10 @@ def test_the_tail_is_attributed_to_the_background_writers_exclusive_hold(writer_
     assert "exclusive holds of the parts lock" in tail["sentence"] and "ingest" in tail["sentence"]
     holds = exclusive_holds(writer_stall)
     assert list(holds["role"]) == ["background", "background"] and (holds["overlapping_queries"] == 3).all()
-    assert holds["overlapping_p50_ms"].iloc[0] == pytest.approx(15.0)
+    rare = rare_exclusive_holds(writer_stall).iloc[0]
+    assert (rare["holders"], rare["background_holders"], rare["overlapped_queries"]) == (0, 2, 6)
+    assert rare["overlapped_p50_ms"] == pytest.approx(15.0) and rare["holds_per_s"] == pytest.approx(2 / WINDOW_S)
+    assert "2 background statements (ingest)" in rare["sentence"]
 
 
 def test_a_rare_long_exclusive_hold_by_one_query_is_reported_with_its_size_and_cost():

@@ -95,37 +95,60 @@ def _quantile(values: np.ndarray | None, q: float) -> float:
 @per_run
 def exclusive_holds(run: Run) -> pd.DataFrame:
     """Every statement of the measured windows (queries and background statements) that held a lock
-    exclusively: when, how long, and how the queries that ran beside it fared against the rest of its level."""
+    exclusively: when, how long, and how many of the window's queries ran beside it."""
     counters = query_counters(run)
     columns = [*WINDOW, "role", "query_name", "query_id", "lock", "start_s", "end_s", "hold_us", "acquisitions",
-               "overlapping_queries", "overlapping_p50_ms", "others_p50_ms"]
-    if counters.empty:
-        return pd.DataFrame(columns=columns)
-    queries = counters[counters["role"] == "query"]
-    rows = []
-    for lock, mode, role, column in lock_columns(counters):
+               "overlapping_queries"]
+    frames = []
+    for lock, mode, role, column in lock_columns(counters) if not counters.empty else []:
         if mode != "exclusive" or role != "hold":
             continue
-        count_column = column.removesuffix("hold_us") + "acquisitions"
+        count = column.removesuffix("hold_us") + "acquisitions"
         holders = counters[counters[column].fillna(0) > 0]
-        for _, h in holders.iterrows():
-            window = queries[(queries[WINDOW] == h[WINDOW]).all(axis=1)]
-            beside = _overlaps(window, h["start_s"], h["end_s"]) & (window["query_id"] != h["query_id"]).to_numpy()
-            rows.append({**{k: h[k] for k in WINDOW}, "role": h["role"], "query_name": h["query_name"],
-                         "query_id": h["query_id"], "lock": lock, "start_s": h["start_s"], "end_s": h["end_s"],
-                         "hold_us": float(h[column]),
-                         "acquisitions": float(h[count_column]) if count_column in h else math.nan,
-                         "overlapping_queries": int(beside.sum()),
-                         "overlapping_p50_ms": float(window["latency_ms"][beside].median()) if beside.any()
-                         else math.nan,
-                         "others_p50_ms": float(window["latency_ms"][~beside].median()) if (~beside).any()
-                         else math.nan})
-    return pd.DataFrame(rows, columns=columns).sort_values([*WINDOW, "start_s"], ignore_index=True)
+        frames.append(holders[[*WINDOW, "role", "query_name", "query_id", "start_s", "end_s"]].assign(
+            lock=lock, hold_us=holders[column].astype(float),
+            acquisitions=holders[count].astype(float) if count in holders else np.nan))
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    holds = pd.concat(frames, ignore_index=True)
+    queries = counters[counters["role"] == "query"]
+    holds["overlapping_queries"] = 0
+    for keys, mine in holds.groupby(WINDOW, sort=False):
+        window = queries[(queries[WINDOW] == pd.Series(keys, index=WINDOW)).all(axis=1)]
+        starts, ends = np.sort(window["start_s"].to_numpy()), np.sort(window["end_s"].to_numpy())
+        # Queries that ran at some moment of [start, end]: those started before its end, less those ended by its
+        # start (a query that ended by then started before it too); less the holder itself.
+        beside = (np.searchsorted(starts, mine["end_s"].to_numpy(), side="left")
+                  - np.searchsorted(ends, mine["start_s"].to_numpy(), side="right"))
+        holds.loc[mine.index, "overlapping_queries"] = beside - (mine["role"] == "query").to_numpy()
+    return holds[columns].sort_values([*WINDOW, "start_s"], ignore_index=True)
 
 
-def _overlaps(queries: pd.DataFrame, start: float, end: float) -> np.ndarray:
-    """Which queries ran at some moment of [start, end]."""
-    return ((queries["start_s"] < end) & (queries["end_s"] > start)).to_numpy()
+def _beside(queries: pd.DataFrame, holds: pd.DataFrame) -> np.ndarray:
+    """Which queries ran at some moment of a hold of their own window (their own holds included)."""
+    out = np.zeros(len(queries), dtype=bool)
+    if holds.empty or queries.empty:
+        return out
+    for repetition, mine in holds.groupby("repetition"):
+        spans = _union(mine["start_s"].to_numpy(), mine["end_s"].to_numpy())
+        same = (queries["repetition"] == repetition).to_numpy()
+        first = np.searchsorted(spans[:, 1], queries["start_s"].to_numpy(), side="right")  # first span ending after
+        hit = first < len(spans)
+        hit[hit] &= spans[first[hit], 0] < queries["end_s"].to_numpy()[hit]
+        out |= same & hit
+    return out
+
+
+def _union(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Intervals merged into disjoint ones, in order: rows of (start, end)."""
+    order = np.argsort(starts, kind="stable")
+    merged: list[list[float]] = []
+    for start, end in zip(starts[order], ends[order]):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return np.array(merged, dtype=float).reshape(-1, 2)
 
 
 @per_run
@@ -150,11 +173,7 @@ def rare_exclusive_holds(run: Run) -> pd.DataFrame:
         share = len(own) / len(level) if len(level) else math.nan
         if share >= RARE_SHARE or not mine["hold_us"].max() >= RARE_HOLD_US:
             continue
-        beside = np.zeros(len(level), dtype=bool)
-        for _, h in mine.iterrows():
-            same = (level["repetition"] == h["repetition"]).to_numpy()
-            other = (level["query_id"] != h["query_id"]).to_numpy()
-            beside |= same & other & _overlaps(level, h["start_s"], h["end_s"])
+        beside = _beside(level, mine) & ~level["query_id"].isin(own["query_id"]).to_numpy()
         row = {"engine": engine, "schema": schema, "concurrency": concurrency, "lock": lock, "queries": len(level),
                "holders": len(own), "holders_share": share,
                "holds_per_s": len(mine) / float(window_s.get((engine, schema, concurrency), math.nan)),
@@ -244,17 +263,9 @@ def _overlap_share(group: pd.DataFrame, holds: pd.DataFrame) -> tuple[float, str
     the lock most of them met."""
     if holds.empty or group.empty:
         return 0.0, ""
-    met: dict[str, int] = {}
-    hit = np.zeros(len(group), dtype=bool)
-    for (repetition, lock), mine in holds.groupby(["repetition", "lock"]):
-        same = (group["repetition"] == repetition).to_numpy()
-        found = np.zeros(len(group), dtype=bool)
-        for start, end in zip(mine["start_s"], mine["end_s"]):
-            found |= same & _overlaps(group, start, end)
-        met[lock] = met.get(lock, 0) + int(found.sum())
-        hit |= found
-    lock = max(met, key=met.get) if met else ""
-    return float(hit.mean()), lock
+    met = {lock: _beside(group, mine) for lock, mine in holds.groupby("lock")}
+    hit = np.logical_or.reduce(list(met.values()))
+    return float(hit.mean()), max(met, key=lambda lock: int(met[lock].sum()))
 
 
 def _cluster(slow: pd.DataFrame, windows: pd.Series) -> tuple[float, float]:
