@@ -10,7 +10,15 @@ from lockprof.analysis.diagnosis import diagnose, verdict_lines
 from lockprof.analysis.levels import level_summary
 from lockprof.analysis.load import Run, load_run
 from lockprof.analysis.parts import has_parts_range, parts_dependence, parts_slopes
+from lockprof.analysis.per_query import query_counters
 from lockprof.analysis.scalability import fit_usl, level_throughput, usl_fits, usl_peak, usl_throughput
+from lockprof.analysis.tail import (
+    exclusive_holds,
+    lock_distribution,
+    rare_exclusive_holds,
+    tail_attribution,
+    tail_lines,
+)
 from lockprof.analysis.utilization import (
     ceiling_qps,
     exclusive_ceilings,
@@ -27,6 +35,7 @@ __all__ = [
     "choose_source",
     "diagnose",
     "exclusive_ceilings",
+    "exclusive_holds",
     "fit_usl",
     "forecast_vs_measured",
     "forecast_wait_us",
@@ -35,12 +44,17 @@ __all__ = [
     "level_throughput",
     "load_run",
     "lock_budget",
+    "lock_distribution",
     "lock_waits",
     "lock_utilization",
     "parts_dependence",
     "time_accounting",
     "parts_slopes",
+    "query_counters",
     "queueing_wait_us",
+    "rare_exclusive_holds",
+    "tail_attribution",
+    "tail_lines",
     "usl_fits",
     "usl_peak",
     "usl_throughput",
