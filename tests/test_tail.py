@@ -180,3 +180,11 @@ def test_the_work_per_query_is_named_in_the_schema_contrast():
     assert "optimizing the plan takes 7.1 ms" in contrast
     assert "selects 7 of 10,000 parts (7 of 50 for day)" in contrast
     assert np.isclose(query_counters(run).groupby("schema")["analysis_us"].mean()["ns_day"], 3500)
+
+
+def test_an_engine_without_per_query_counters_still_gets_its_timing_read():
+    queries = [{**q, "events": {}} for q in spread(300)]
+    queries += [{"start_s": 6.0 + 0.01 * k, "latency_ms": 80.0, "events": {}} for k in range(5)]
+    tail = tail_attribution(run_of(queries)).iloc[0]
+    assert tail["cause"] == "stall" and tail["slow_queries"] == 5
+    assert "no counters per query" in tail["sentence"]

@@ -216,8 +216,11 @@ def _rare_sentence(row: dict, holds: pd.DataFrame) -> str:
 def tail_attribution(run: Run) -> pd.DataFrame:
     """Per level: the slowest queries (p99 and above, at least ``MIN_SLOW``) against the middle half (p25–p75),
     on every counter; the share of each group that overlapped an exclusive hold by another statement (or held
-    one); how tightly the slow ones cluster in time; and the sentence that says what the tail is made of."""
-    counters = _measured(run)
+    one); how tightly the slow ones cluster in time; and the sentence that says what the tail is made of.
+
+    A level of an engine that logs no per-query counters keeps its timing (percentiles, clustering) and says
+    that its counters cannot be read per query."""
+    counters = _timed(run)
     columns = [*LEVEL, "queries", "p50_ms", "p99_ms", "slow_queries", "slow_mean_ms", "middle_mean_ms",
                "extra_thread_ms", "extra_ms", "slow_overlap_share", "middle_overlap_share", "overlap_lock",
                "cluster_span_s", "window_s", "cause", "sentence"]
@@ -258,6 +261,19 @@ def tail_attribution(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def _timed(run: Run) -> pd.DataFrame:
+    """The successful measured queries with their own counters where the engine logged them (NaN elsewhere)."""
+    timed = run.measured([*WINDOW, "query_id", "query_name", "start_s", "latency_ms", "error"])
+    timed = timed[timed["error"].isna()].drop(columns="error").drop_duplicates("query_id")
+    timed = timed.assign(role="query", end_s=timed["start_s"] + timed["latency_ms"] / 1000.0)
+    counters = _measured(run)
+    if counters.empty:
+        return timed.assign(thread_us=np.nan, cpu_wait_us=np.nan, on_cpu_us=np.nan, io_wait_us=np.nan,
+                            other_us=np.nan).reset_index(drop=True)
+    own = counters.drop(columns=[c for c in counters if c in timed and c != "query_id"])
+    return timed.merge(own, on="query_id", how="left")
+
+
 def _overlap_share(group: pd.DataFrame, holds: pd.DataFrame) -> tuple[float, str]:
     """The share of the group's queries that held a lock exclusively or ran beside a statement that did, and
     the lock most of them met."""
@@ -292,9 +308,13 @@ def _tail_sentence(row: dict, slow: pd.DataFrame, holds: pd.DataFrame) -> tuple[
     total = row["extra_thread_ms"]
     breakdown = ", ".join(f"{v:.1f} ms {COMPONENT_TEXT.get(k, 'waiting for the ' + k.replace('_', ' ') + ' lock')}"
                           for k, v in parts[:3] if v >= 0.05 * max(total, 1e-9))
-    made = (f"they spent {total:.1f} ms more thread time per query than the middle half"
-            + (f" ({breakdown})" if breakdown else "") if total > 0 else
-            "their own counters show no more thread time than the middle half's")
+    if total != total:
+        made = "the engine logged no counters per query, so only the queries' timing can be read"
+    elif total > 0:
+        made = (f"they spent {total:.1f} ms more thread time per query than the middle half"
+                + (f" ({breakdown})" if breakdown else ""))
+    else:
+        made = "their own counters show no more thread time than the middle half's"
     stalled = (row["cluster_span_s"] == row["cluster_span_s"]
                and row["cluster_span_s"] <= CLUSTER_SPAN * row["window_s"])
     bunched = (f"{math.ceil(CLUSTER_SHARE * 100)}% of them started within {row['cluster_span_s']:.2f} s of each "
