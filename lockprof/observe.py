@@ -33,6 +33,7 @@ from lockprof.errors import LockprofError
 from lockprof.locks import CATALOG_SQL, catalog
 from lockprof.samplers import EventsSampler, MetricsSampler
 from lockprof.samplers.cluster import check_cluster, check_name, on_replicas
+from lockprof.samplers.host import HostSampler
 from lockprof.samplers.trace_log import TraceLogReader
 
 SCHEMA = "observed"
@@ -127,9 +128,10 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
     cluster = options.cluster or None
     events = EventsSampler(engine.connect(), clock, options.sample_interval_s, cluster)
     metrics = MetricsSampler(engine.connect(), clock, options.sample_interval_s, cluster)
+    host = HostSampler(clock)  # this machine's load; a server on it is one of the other processes
     interrupted = False
     start = clock.now()
-    with events, metrics:
+    with host, events, metrics:
         try:
             stop.wait(options.duration_s)
         except KeyboardInterrupt:
@@ -173,7 +175,7 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
         **level_keys, "seq": 0, "measure_start_s": start, "measure_end_s": end,
         "queries": len(queries), "errors": int(queries["error"].notna().sum()) if not queries.empty else 0,
         "active_parts_before": float("nan"), "active_parts_after": float("nan"), "interrupted": interrupted,
-        "sampler_errors": "; ".join(sampler_errors) or None,
+        "sampler_errors": "; ".join(sampler_errors) or None, **host.window(start, end),
     }
     store.write_part(run_dir.path, "levels", part, pd.DataFrame([level_row]))
     return interrupted

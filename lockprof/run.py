@@ -250,7 +250,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         prepared: dict[str, dict[str, Any]] = {}
         prepare_fields = {"scenario_path": str(loaded.path), "schemas": schemas, "clock_origin": clock.origin,
                           "sample_interval_s": options.sample_interval_s, "samplers": list(options.samplers),
-                          "cluster": options.cluster}  # fmt: skip
+                          "cluster": options.cluster, "run_pid": os.getpid()}  # fmt: skip
 
         def start(spec: EngineSpec) -> dict[str, Any]:
             workers[spec.label] = WorkerProcess(spec.label, spec.python)

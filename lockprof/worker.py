@@ -31,6 +31,7 @@ from lockprof.errors import LockprofError
 from lockprof.locks import CATALOG_SQL, catalog
 from lockprof.preflight import preflight
 from lockprof.samplers import EventsSampler, MetricsSampler, QueryLogReader
+from lockprof.samplers.host import HostSampler
 from lockprof.scenario import Scenario, load_scenario
 from lockprof.workerproc import DUMP_STACKS_SIGNAL
 
@@ -58,6 +59,7 @@ class Worker:
         self.clock = RunClock(req["clock_origin"])
         self.interval_s = float(req.get("sample_interval_s", 0.2))
         self.samplers = set(req.get("samplers", ALL_SAMPLERS))
+        self.run_pid = int(req.get("run_pid") or os.getpid())  # the orchestrator: the run is it and what it started
         self.scenario = load_scenario(req["scenario_path"]).scenario
         self.engine = open_engine({**req["engine"], "datasets": dataset_set(self.scenario, req["schemas"])})
         self.cluster = self._cluster(req.get("cluster"))
@@ -121,7 +123,9 @@ class Worker:
         events = EventsSampler(self.sampler_connections[0], self.clock, self.interval_s, self.cluster)
         metrics = MetricsSampler(self.sampler_connections[1], self.clock, self.interval_s, self.cluster)
         active = [s for name, s in (("events", events), ("metrics", metrics)) if name in samplers]
+        host = HostSampler(self.clock, self.run_pid)  # every level, samplers or not: how busy the machine was
         with contextlib.ExitStack() as running:
+            running.enter_context(host)
             for sampler in active:
                 running.enter_context(sampler)
             result = run_level(self.scenario, level, self.connections, self.background, self.clock, self.stop,
@@ -153,6 +157,7 @@ class Worker:
             "interrupted": result.interrupted,
             "sampler_errors": "; ".join([*(s.error for s in active if s.error), *log_problems]) or None,
             "cancelled": int(measured["cancelled"].sum()),
+            **host.window(result.measure_start_s, result.measure_end_s),
             **level_verdict(records, measured, result.errors, result.interrupted),
         }
         part = f"{label}-{seq:05d}"
