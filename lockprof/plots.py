@@ -26,7 +26,7 @@ from lockprof.analysis.scalability import (
     usl_fits,
     usl_throughput,
 )
-from lockprof.analysis.utilization import cpu_count, exclusive_ceilings, wait_forecast
+from lockprof.analysis.utilization import cpu_count, exclusive_ceilings, no_forecast_reason, wait_forecast
 
 VERDICT_COLORS = {"faster": "#2a9d55", "slower": "#c0392b", "unchanged": "#7f8c8d", "unstable": "#e6a23c"}
 MODEL_NAMES = {"md1": "M/D/1", "mm1": "M/M/1"}
@@ -216,7 +216,7 @@ def throughput_figure(run: Run) -> Figure:
     ceilings = exclusive_ceilings(run)
     fig = _figure(11, 4.5)
     ax = fig.subplots()
-    ax.set_title("Throughput vs concurrency: scalability-law fit and exclusive-lock ceiling")
+    ax.set_title("Throughput vs concurrency")
     if points.empty:
         _empty(ax, "no measured levels")
         return fig
@@ -228,6 +228,7 @@ def throughput_figure(run: Run) -> Figure:
     reach = min(2 * n_max, 2 * cores) if cores else n_max  # never extrapolate past twice the cores
     y_max = points["throughput_qps"].max()
     off_scale = []
+    drawn = []  # what the title may promise: only what is on the chart
     for (engine, schema), g in points.groupby(["engine", "schema"], sort=True):
         color = colors[schema]
         style, marker = engine_style(all_engines, engine)
@@ -240,6 +241,7 @@ def throughput_figure(run: Run) -> Figure:
             ax.plot(n, usl_throughput(n, f["lambda_qps"], f["sigma"], f["kappa"]), linestyle=style, color=color,
                     alpha=0.7, label=f"{label}: USL fit (σ={f['sigma']:.2f}, κ={f['kappa']:.3f}, "
                                      f"r²={f['r_squared']:.2f})")
+            drawn.append("scalability-law fit")
         elif not fit.empty:
             off_scale.append(f"{label}: no USL fit drawn (r²={f_r2(fit)}, {int(fit['levels'].iloc[0])} levels; "
                              f"needs r² ≥ {MIN_R_SQUARED} and {MIN_LEVELS_TO_DRAW}+ levels)")
@@ -249,11 +251,14 @@ def throughput_figure(run: Run) -> Figure:
             if c["ceiling_qps"] <= 3 * y_max:
                 ax.axhline(c["ceiling_qps"], color=color, linestyle=":",
                            label=f"{label}: {c['lock'].replace('_', ' ')} lock ceiling 1/h")
+                drawn.append("exclusive-lock ceiling")
             else:
                 off_scale.append(f"{label}: {c['lock'].replace('_', ' ')} lock ceiling {c['ceiling_qps']:,.0f} q/s "
                                  "(above the chart)")
     for text in off_scale:  # a ceiling far above the data, or a poor fit: named, not drawn
         ax.plot([], [], " ", label=text)
+    if drawn:
+        ax.set_title("Throughput vs concurrency: measured, " + " and ".join(dict.fromkeys(drawn)))
     ax.set_xlabel("concurrent queries (workers)")
     ax.set_ylabel("throughput (queries per second)")
     ax.set_ylim(bottom=0)
@@ -267,24 +272,32 @@ def f_r2(fit: pd.DataFrame) -> str:
     return "n/a" if pd.isna(r2) else f"{r2:.2f}"
 
 
+def has_wait_forecast(run: Run, model: str = "md1") -> bool:
+    """Whether :func:`wait_forecast_figure` has anything to draw: a level above the base one with a positive
+    forecast or measured wait (the log scale cannot show a zero, and the base level alone checks nothing)."""
+    frame = wait_forecast(run, model=model)
+    above = frame[frame["concurrency"] > frame["base_concurrency"]]
+    values = above[["forecast_wait_us", "measured_wait_us"]].to_numpy(dtype=float)
+    return bool((np.isfinite(values) & (values > 0)).any())
+
+
 def wait_forecast_figure(run: Run, model: str = "md1") -> Figure:
     """Did queueing theory, fed only the lowest level, predict the lock wait at higher load?"""
     frame = wait_forecast(run, model=model)
     fig = _figure(10, 4.5)
     ax = fig.subplots()
     ax.set_title(f"Exclusive-lock wait: {MODEL_NAMES.get(model, model)} forecast from the lowest level vs measured")
-    values = frame[["forecast_wait_us", "measured_wait_us"]].to_numpy(dtype=float) if not frame.empty else []
-    if not np.isfinite(values).any():
-        _empty(ax, "no exclusive lock was held at the lowest concurrency, so there is nothing to forecast")
+    if not has_wait_forecast(run, model):
+        _empty(ax, no_forecast_reason(run) or "every forecast and measured wait was zero: nothing to draw")
         return fig
     engines = frame["engine"].nunique()
     for i, ((engine, schema, lock), g) in enumerate(frame.groupby(["engine", "schema", "lock"], sort=True)):
         color = _PALETTE[i % len(_PALETTE)]
         label = f"{_series_label(engine, schema, engines)}, {lock.replace('_', ' ')} lock"
-        # clipped so that a zero wait still shows on the log scale
-        ax.plot(g["concurrency"], g["measured_wait_us"].clip(lower=1e-2), "o-", color=color,
+        # a zero wait has no place on the log scale: left out, never moved to a made-up small value
+        ax.plot(g["concurrency"], g["measured_wait_us"].where(g["measured_wait_us"] > 0), "o-", color=color,
                 label=f"{label}: measured")
-        ax.plot(g["concurrency"], g["forecast_wait_us"].clip(lower=1e-2), "x--", color=color,
+        ax.plot(g["concurrency"], g["forecast_wait_us"].where(g["forecast_wait_us"] > 0), "x--", color=color,
                 label=f"{label}: forecast")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(frame["concurrency"].unique()), labels=sorted(frame["concurrency"].unique()))
@@ -434,11 +447,9 @@ def report_figures(run: Run) -> dict[str, Figure]:
         "Where a query's thread time goes": time_accounting_figure(run),
         "Latency vs concurrency": latency_vs_concurrency(run),
         "Lock budget per query": lock_budget_figure(run),
-        "Throughput, scalability fit and lock ceiling": throughput_figure(run),
+        "Throughput vs concurrency": throughput_figure(run),
     }
-    forecast = wait_forecast(run)
-    drawable = forecast[["forecast_wait_us", "measured_wait_us"]].to_numpy(dtype=float) if not forecast.empty else []
-    if np.isfinite(drawable).any():  # no empty panels: a figure appears only with something to show
+    if has_wait_forecast(run):  # no empty panels: a figure appears only with something to show
         figures["Lock-wait forecast vs measured"] = wait_forecast_figure(run)
     if has_parts_range(parts_dependence(run)):
         figures["Latency vs active parts"] = latency_vs_parts(run)

@@ -15,6 +15,7 @@ from synthetic_runs import Level, make_run
 
 from lockprof import plots
 from lockprof.analysis import has_parts_range, load_run, parts_dependence, parts_slopes
+from lockprof.report import render_report
 
 
 def parts_run():
@@ -89,6 +90,40 @@ def test_throughput_figure_names_an_off_scale_ceiling_instead_of_drawing_it():
     fig = plots.throughput_figure(run)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any("100,000 q/s (above the chart)" in label for label in labels)
+    # neither the ceiling (off the chart) nor a fit (3 levels) is drawn: the title promises neither
+    assert fig.axes[0].get_title() == "Throughput vs concurrency"
+
+
+def test_throughput_title_names_what_is_drawn():
+    ceiling = plots.throughput_figure(make_run([Level("s", c, q, 10.0, hold_us=20_000.0)
+                                                for c, q in ((1, 200), (2, 300), (4, 400))]))
+    assert ceiling.axes[0].get_title() == "Throughput vs concurrency: measured, exclusive-lock ceiling"
+    # five levels on a USL curve (λ = 100, σ = 0.1, κ = 0): the fit is drawn, and no lock is held
+    usl = [(c, round(10 * 100 * c / (1 + 0.1 * (c - 1)))) for c in (1, 2, 4, 8, 16)]
+    fit = plots.throughput_figure(make_run([Level("s", c, q, 10.0) for c, q in usl]))
+    assert fit.axes[0].get_title() == "Throughput vs concurrency: measured, scalability-law fit"
+
+
+def forecast_run(wait_at_8: float):
+    return make_run([Level("s", 1, 100, 10.0, hold_us=500.0), Level("s", 8, 1000, 10.0, hold_us=500.0,
+                                                                    wait_us=wait_at_8)])
+
+
+def test_the_wait_forecast_figure_appears_only_with_something_to_draw():
+    drawn = plots.report_figures(forecast_run(wait_at_8=40.0))
+    assert "Lock-wait forecast vs measured" in drawn
+    fig = drawn["Lock-wait forecast vs measured"]
+    assert_readable(fig)
+    ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in fig.axes[0].lines])
+    assert np.nanmin(ys) > 1.0, "a zero wait must be left out, not drawn at a made-up small value"
+    # one level only: the forecast is the base level's zero, nothing to check
+    one = make_run([Level("s", 1, 100, 10.0, hold_us=500.0)])
+    assert not plots.has_wait_forecast(one)
+    assert "Lock-wait forecast vs measured" not in plots.report_figures(one)
+    # readers share the lock: nothing exclusive to forecast
+    shared = make_run([Level("s", c, 100 * c, 10.0, hold_us=50.0, mode="shared") for c in (1, 4)])
+    assert "Lock-wait forecast vs measured" not in plots.report_figures(shared)
+    assert "Lock-wait forecast" not in render_report(shared)
 
 
 def test_lock_budget_figure_stacks_wait_and_hold():
