@@ -47,6 +47,7 @@ FAST_MODULES = frozenset({
     "test_inputs",
     "test_layers",
     "test_locks",
+    "test_outside",
     "test_packaging",
     "test_plots",
     "test_pyspy",

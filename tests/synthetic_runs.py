@@ -34,9 +34,20 @@ class Level:
     mode: str = "exclusive"
     # Further ProfileEvents every query of the level reports, e.g. {"RealTimeMicroseconds": 5000}.
     counters: dict[str, float] = field(default_factory=dict)
+    # Process-wide deltas beyond the queries' own, one per sampler slice (four per window), e.g. a system-log
+    # flush: {"PartsLockHoldMicroseconds": (3000, 0, 3000, 0), "InsertedRows": (40, 0, 40, 0)}.
+    process: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # Background statements of the level (role "background"), each reporting these ProfileEvents (none if not
+    # logged, as when the engine kept no row for them); their counters are not added to the process-wide ones.
+    background: int = 0
+    background_counters: dict[str, float] = field(default_factory=dict)
+    background_logged: bool = True
 
 
-def make_run(levels: list[Level], engine: str = "embedded", status: str = "complete", cpu_count: int = 64) -> Run:
+def make_run(levels: list[Level], engine: str = "embedded", status: str = "complete", cpu_count: int = 64,
+             slice_offsets: bool = True) -> Run:
+    """The frames of a run of ``levels``. The process-wide hold deltas of slice k exceed the queries' by k µs
+    unless ``slice_offsets`` is False."""
     queries, level_rows, query_events, events = [], [], [], []
     t = 0.0
     for seq, lv in enumerate(levels):
@@ -57,10 +68,24 @@ def make_run(levels: list[Level], engine: str = "embedded", status: str = "compl
             for event, value in per_query:
                 if value:
                     query_events.append({"query_id": qid, "event": event, "value": value, "engine": engine})
+        for i, s in enumerate(np.linspace(start, end, lv.background, endpoint=False)):
+            qid = f"{engine}-{seq}-bg{i}"
+            queries.append({"engine": engine, "schema": lv.schema, "concurrency": lv.concurrency, "repetition": 0,
+                            "worker": 0, "role": "background", "query_name": "bg", "query_id": qid,
+                            "phase": "measure", "intended_start_s": s, "start_s": s, "latency_ms": lv.latency_ms,
+                            "error": None})
+            for event, value in lv.background_counters.items() if lv.background_logged else ():
+                query_events.append({"query_id": qid, "event": event, "value": value, "engine": engine})
         for k, tk in enumerate(np.linspace(start, end, 5)[1:]):
+            extra = {event: deltas[k] for event, deltas in lv.process.items() if deltas[k]}
             events.append({"t_s": tk, "interval_s": lv.window_s / 4, "event": hold_event,
-                           "delta": lv.hold_us * lv.queries / 4 + k, "engine": engine, "schema": lv.schema,
+                           "delta": lv.hold_us * lv.queries / 4 + (k if slice_offsets else 0)
+                           + extra.pop(hold_event, 0), "engine": engine, "schema": lv.schema,
                            "concurrency": lv.concurrency, "repetition": 0})
+            for event, value in extra.items():
+                events.append({"t_s": tk, "interval_s": lv.window_s / 4, "event": event, "delta": value,
+                               "engine": engine, "schema": lv.schema, "concurrency": lv.concurrency,
+                               "repetition": 0})
             for event, value in lv.counters.items():  # process-wide deltas: the same totals, in four slices
                 events.append({"t_s": tk, "interval_s": lv.window_s / 4, "event": event,
                                "delta": value * lv.queries / 4, "engine": engine, "schema": lv.schema,
