@@ -44,14 +44,30 @@ def query_counters(run: Run) -> pd.DataFrame:
     queries (``role == "query"``) and its background statements (another role), with their window, start and
     end (seconds on the run's clock), latency, time components in µs, planning phases, selection counters, and
     each lock's wait (µs), hold (µs) and acquisitions (``lock_column``; NaN where the engine has no such
-    counter)."""
-    catalog = run.locks[["engine", "event", "lock", "mode", "role", "to_us"]].drop_duplicates(["engine", "event"])
+    counter; locks no statement touched are left out)."""
+    return counters_of(run)
+
+
+def measured_statements(run: Run) -> pd.DataFrame:
+    """The successful statements of the measured windows, queries and background statements, once each."""
     statements = run.queries
     statements = statements[(statements["phase"] == "measure") & statements["error"].isna()]
-    statements = statements.drop_duplicates("query_id")
-    lock_events = catalog.drop_duplicates("event")
-    events = [*TIME.values(), *ON_CPU_PARTS, *PHASES.values(), *SELECTION.values(), *lock_events["event"]]
-    if statements.empty or _no_events(run):
+    return statements.drop_duplicates("query_id")
+
+
+def counters_of(run: Run, statements: pd.DataFrame | None = None, part: str = "all") -> pd.DataFrame:
+    """:func:`query_counters` for some statements (rows of ``run.queries``; default all) and some counters:
+    ``part`` is "all", "locks" (thread time and the lock counters) or "exclusive" (the exclusive modes' hold
+    and acquisitions, for finding holders). Reading a few counters, or a few queries, of a million-query run
+    costs a fraction of reading them all, which is what the summary relies on."""
+    catalog = run.locks[["engine", "event", "lock", "mode", "role", "to_us"]].drop_duplicates(["engine", "event"])
+    statements = measured_statements(run) if statements is None else statements.drop_duplicates("query_id")
+    lock_events = catalog.drop_duplicates("event").sort_values(["lock", "mode", "role"])
+    if part == "exclusive":
+        lock_events = lock_events[(lock_events["mode"] == "exclusive") & (lock_events["role"] != "wait")]
+    events = {"all": [*TIME.values(), *ON_CPU_PARTS, *PHASES.values(), *SELECTION.values()],
+              "locks": [THREAD_TIME], "exclusive": []}[part] + list(lock_events["event"])
+    if statements.empty or _no_events(run) or not events:
         return pd.DataFrame(columns=KEY_COLUMNS)
     ids = pd.Index(statements["query_id"].astype(str))
     matrix = _matrix(run, ids, events)
@@ -60,24 +76,31 @@ def query_counters(run: Run) -> pd.DataFrame:
     value = dict(zip(events, matrix.T))
     out = statements[[c for c in KEY_COLUMNS if c in statements and c != "end_s"]].reset_index(drop=True)
     out["end_s"] = out["start_s"] + out["latency_ms"] / 1000.0
-    for column, event in TIME.items():
-        out[column] = value[event]
-    if not value[ON_CPU].any():  # engines without OSCPUVirtualTime: user + system, as the accounting does
-        out["on_cpu_us"] = sum(value[e] for e in ON_CPU_PARTS)
-    out["lock_wait_us"] = 0.0
+    if part == "all":
+        for column, event in TIME.items():
+            out[column] = value[event]
+        if not value[ON_CPU].any():  # engines without OSCPUVirtualTime: user + system, as the accounting does
+            out["on_cpu_us"] = sum(value[e] for e in ON_CPU_PARTS)
+        out["lock_wait_us"] = 0.0
+    elif part == "locks":
+        out["thread_us"] = value[THREAD_TIME]
     engine = out["engine"].astype(str).to_numpy()
-    for _, ev in lock_events.sort_values(["lock", "mode", "role"]).iterrows():
+    locks = {}
+    for _, ev in lock_events.iterrows():
+        if not value[ev["event"]].any():
+            continue  # no statement touched it: no column
         column = lock_column(ev["lock"], ev["mode"], ev["role"])
         has = np.isin(engine, catalog.loc[catalog["event"] == ev["event"], "engine"].astype(str).to_numpy())
         amount = value[ev["event"]] * (1.0 if ev["role"] == "count" else float(ev["to_us"]))
-        out[column] = out.get(column, 0.0) + np.where(has, amount, np.nan)
-        if ev["role"] == "wait":
+        locks[column] = locks.get(column, 0.0) + np.where(has, amount, np.nan)
+        if ev["role"] == "wait" and part == "all":
             out["lock_wait_us"] += np.nan_to_num(amount * has)
-    known = out[["on_cpu_us", "cpu_wait_us", "io_wait_us", "lock_wait_us"]].sum(axis=1)
-    out["other_us"] = out["thread_us"] - known
-    for column, event in {**PHASES, **SELECTION}.items():
-        out[column] = value[event]
-    return out
+    if part == "all":
+        known = out[["on_cpu_us", "cpu_wait_us", "io_wait_us", "lock_wait_us"]].sum(axis=1)
+        out["other_us"] = out["thread_us"] - known
+        for column, event in {**PHASES, **SELECTION}.items():
+            out[column] = value[event]
+    return pd.concat([out, pd.DataFrame(locks, index=out.index)], axis=1)
 
 
 def lock_columns(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:

@@ -3,7 +3,7 @@ queries are made of.
 
 The incident this tool exists for was queries timing out: a tail, caused by an exclusive lock held now and
 then for milliseconds while every reader waited. A per-query mean turns such a hold into microseconds, so
-these figures read each query's own counters (:func:`lockprof.analysis.per_query.query_counters`):
+these figures read each query's own counters (:mod:`lockprof.analysis.per_query`):
 
 * :func:`lock_distribution`: per level and lock mode, the share of queries that took it and the spread of
   its wait and hold over queries (p50, p99, max), not only their mean;
@@ -25,11 +25,11 @@ import pandas as pd
 from lockprof.analysis.accounting import LEVEL, WINDOW
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
-from lockprof.analysis.per_query import lock_columns, query_counters
+from lockprof.analysis.per_query import counters_of, lock_columns
 
 RARE_SHARE = 0.5  # of queries: a lock held exclusively by fewer is a rare holder (more is the pre-fix norm)
 RARE_HOLD_US = 1000.0  # the longest hold from which a rare exclusive hold is worth a sentence
-TAIL_QUANTILE = 0.99
+MIDDLE_SAMPLE = 2000  # queries of the middle half whose counters are read for its means
 MIN_SLOW = 3  # the tail is at least this many queries, so one odd query is not called a pattern
 MIN_QUERIES = 30  # fewer queries in a level: too few to tell a tail from the middle
 OVERLAP_SHARE = 0.5  # of the slow queries: overlapping an exclusive hold explains the tail when this many did…
@@ -40,16 +40,20 @@ COMPONENT_TEXT = {"cpu_wait_us": "waiting for a CPU", "on_cpu_us": "on a CPU", "
                   "other_us": "in \"other\" (no counter)"}
 
 
-def _measured(run: Run) -> pd.DataFrame:
-    counters = query_counters(run)
-    return counters[counters["role"] == "query"] if not counters.empty else counters
+@per_run
+def timed_queries(run: Run) -> pd.DataFrame:
+    """The successful measured queries with their window, start, end and latency (every engine, query log or
+    not)."""
+    timed = run.measured([*WINDOW, "query_id", "query_name", "start_s", "latency_ms", "error"])
+    timed = timed[timed["error"].isna()].drop(columns="error").drop_duplicates("query_id")
+    return timed.assign(role="query", end_s=timed["start_s"] + timed["latency_ms"] / 1000.0).reset_index(drop=True)
 
 
 @per_run
 def lock_distribution(run: Run) -> pd.DataFrame:
     """Per (engine, schema, concurrency, lock, mode) that any query touched: how many queries took it, and
     the spread over queries of its wait, hold and hold per acquisition (µs)."""
-    counters = _measured(run)
+    counters = counters_of(run, run.measured().query("error.isna()"), part="locks")
     columns = [*LEVEL, "lock", "mode", "queries", "takers", "taken_share", "acquisitions_per_query",
                "hold_us_per_query", "hold_us_p50", "hold_us_p99", "hold_us_max", "hold_us_per_acquisition_max",
                "wait_us_per_query", "wait_us_p50", "wait_us_p99", "wait_us_max"]
@@ -96,7 +100,7 @@ def _quantile(values: np.ndarray | None, q: float) -> float:
 def exclusive_holds(run: Run) -> pd.DataFrame:
     """Every statement of the measured windows (queries and background statements) that held a lock
     exclusively: when, how long, and how many of the window's queries ran beside it."""
-    counters = query_counters(run)
+    counters = counters_of(run, part="exclusive")
     columns = [*WINDOW, "role", "query_name", "query_id", "lock", "start_s", "end_s", "hold_us", "acquisitions",
                "overlapping_queries"]
     frames = []
@@ -111,10 +115,10 @@ def exclusive_holds(run: Run) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=columns)
     holds = pd.concat(frames, ignore_index=True)
-    queries = counters[counters["role"] == "query"]
+    windows = dict(tuple(timed_queries(run).groupby(WINDOW, sort=False)))
     holds["overlapping_queries"] = 0
     for keys, mine in holds.groupby(WINDOW, sort=False):
-        window = queries[(queries[WINDOW] == pd.Series(keys, index=WINDOW)).all(axis=1)]
+        window = windows.get(keys, timed_queries(run).iloc[:0])
         starts, ends = np.sort(window["start_s"].to_numpy()), np.sort(window["end_s"].to_numpy())
         # Queries that ran at some moment of [start, end]: those started before its end, less those ended by its
         # start (a query that ended by then started before it too); less the holder itself.
@@ -142,13 +146,13 @@ def _beside(queries: pd.DataFrame, holds: pd.DataFrame) -> np.ndarray:
 def _union(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Intervals merged into disjoint ones, in order: rows of (start, end)."""
     order = np.argsort(starts, kind="stable")
-    merged: list[list[float]] = []
-    for start, end in zip(starts[order], ends[order]):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return np.array(merged, dtype=float).reshape(-1, 2)
+    starts, ends = starts[order], ends[order]
+    reach = np.maximum.accumulate(ends)  # the furthest end of the intervals so far
+    new = np.ones(len(starts), dtype=bool)
+    new[1:] = starts[1:] > reach[:-1]  # an interval that starts after every earlier one ended opens a span
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], len(starts)) - 1
+    return np.column_stack([starts[first], reach[last]])
 
 
 @per_run
@@ -157,7 +161,7 @@ def rare_exclusive_holds(run: Run) -> pd.DataFrame:
     more at least once: how many held it, how often per second, how long, its mean per query (what the lock
     budget shows), and the latency of the queries that overlapped a hold against the rest."""
     holds = exclusive_holds(run)
-    counters = _measured(run)
+    counters = timed_queries(run)
     columns = [*LEVEL, "lock", "queries", "holders", "holders_share", "holds_per_s", "hold_us_p50", "hold_us_max",
                "hold_us_per_query", "background_holders", "overlapped_queries", "overlapped_p50_ms",
                "others_p50_ms", "sentence"]
@@ -218,60 +222,70 @@ def tail_attribution(run: Run) -> pd.DataFrame:
     on every counter; the share of each group that overlapped an exclusive hold by another statement (or held
     one); how tightly the slow ones cluster in time; and the sentence that says what the tail is made of.
 
-    A level of an engine that logs no per-query counters keeps its timing (percentiles, clustering) and says
-    that its counters cannot be read per query."""
-    counters = _timed(run)
+    The middle half's counter means are read from at most ``MIDDLE_SAMPLE`` of its queries, evenly spaced in
+    latency order, so a million-query run reads the counters of a few thousand. A level of an engine that logs
+    no per-query counters keeps its timing (percentiles, clustering) and says that its counters cannot be read
+    per query."""
+    timed = timed_queries(run)
     columns = [*LEVEL, "queries", "p50_ms", "p99_ms", "slow_queries", "slow_mean_ms", "middle_mean_ms",
                "extra_thread_ms", "extra_ms", "slow_overlap_share", "middle_overlap_share", "overlap_lock",
                "cluster_span_s", "window_s", "cause", "sentence"]
-    if counters.empty:
+    if timed.empty:
         return pd.DataFrame(columns=columns)
+    groups = {}
+    for keys, level in timed.groupby(LEVEL, sort=True):
+        level = level.sort_values("latency_ms", kind="stable")
+        n = len(level)
+        p99 = np.percentile(level["latency_ms"], 99)
+        slow_n = max(MIN_SLOW, int(np.sum(level["latency_ms"].to_numpy() >= p99)))
+        middle = level.iloc[n // 4: n - n // 4]
+        middle = middle.iloc[np.unique(np.linspace(0, len(middle) - 1, min(len(middle), MIDDLE_SAMPLE)).astype(int))]
+        groups[keys] = (level, level.iloc[max(n - slow_n, 0):], middle)
+    wanted = pd.concat([g for _, slow, middle in groups.values() for g in (slow, middle)])["query_id"]
+    own = _own_counters(run, run.queries[run.queries["query_id"].isin(wanted)], timed)
     holds = exclusive_holds(run)
     windows = run.levels.assign(window_s=run.levels["measure_end_s"] - run.levels["measure_start_s"])
     windows = windows.drop_duplicates(WINDOW).set_index(WINDOW)["window_s"]
     components = ["cpu_wait_us", "on_cpu_us", "io_wait_us", "other_us"]
-    waits = [(lock, mode, c) for lock, mode, role, c in lock_columns(counters) if role == "wait"]
+    waits = [(lock, mode, c) for lock, mode, role, c in lock_columns(own) if role == "wait"]
     rows = []
-    for keys, level in counters.groupby(LEVEL, sort=True):
-        level = level.sort_values("latency_ms", kind="stable")
+    for keys, (level, slow, middle) in groups.items():
         n = len(level)
         row = {**dict(zip(LEVEL, keys)), "queries": n, "p50_ms": float(level["latency_ms"].median()),
                "p99_ms": float(np.percentile(level["latency_ms"], 99))}
         if n < MIN_QUERIES:
             rows.append({**row, "cause": "too_few", "sentence": ""})
             continue
-        slow_n = max(MIN_SLOW, int(np.sum(level["latency_ms"].to_numpy() >= row["p99_ms"])))
-        slow, middle = level.iloc[n - slow_n:], level.iloc[n // 4: n - n // 4]
+        slow, middle = slow.merge(own, on="query_id", how="left"), middle.merge(own, on="query_id", how="left")
         extra = {c: (slow[c].mean() - middle[c].mean()) / 1000.0 for c in components}
         for lock, mode, c in waits:
             gap = (slow[c].mean() - middle[c].mean()) / 1000.0
             if gap == gap and gap > 0:
                 extra[f"{lock} ({mode})"] = gap
-        overlap_slow, lock_slow = _overlap_share(slow, holds)
-        overlap_middle, _ = _overlap_share(middle, holds)
+        mine = holds[(holds[LEVEL] == pd.Series(keys, index=LEVEL)).all(axis=1)] if not holds.empty else holds
+        overlap_slow, lock_slow = _overlap_share(slow, mine)
+        overlap_middle, _ = _overlap_share(middle, mine)
         span, window_s = _cluster(slow, windows)
-        row.update(slow_queries=slow_n, slow_mean_ms=float(slow["latency_ms"].mean()),
-                   middle_mean_ms=float(middle["latency_ms"].mean()),
+        row.update(slow_queries=len(slow), slow_mean_ms=float(slow["latency_ms"].mean()),
+                   middle_mean_ms=float(level["latency_ms"].iloc[n // 4: n - n // 4].mean()),
                    extra_thread_ms=float((slow["thread_us"].mean() - middle["thread_us"].mean()) / 1000.0),
                    extra_ms={k: float(v) for k, v in extra.items()}, slow_overlap_share=overlap_slow,
                    middle_overlap_share=overlap_middle, overlap_lock=lock_slow, cluster_span_s=span,
                    window_s=window_s)
-        row["cause"], row["sentence"] = _tail_sentence(row, slow, holds)
+        row["cause"], row["sentence"] = _tail_sentence(row, slow, mine)
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 
 
-def _timed(run: Run) -> pd.DataFrame:
-    """The successful measured queries with their own counters where the engine logged them (NaN elsewhere)."""
-    timed = run.measured([*WINDOW, "query_id", "query_name", "start_s", "latency_ms", "error"])
-    timed = timed[timed["error"].isna()].drop(columns="error").drop_duplicates("query_id")
-    timed = timed.assign(role="query", end_s=timed["start_s"] + timed["latency_ms"] / 1000.0)
-    counters = _measured(run)
-    if counters.empty:
-        return timed.assign(thread_us=np.nan, cpu_wait_us=np.nan, on_cpu_us=np.nan, io_wait_us=np.nan,
-                            other_us=np.nan).reset_index(drop=True)
-    own = counters.drop(columns=[c for c in counters if c in timed and c != "query_id"])
-    return timed.merge(own, on="query_id", how="left")
+def _own_counters(run: Run, statements: pd.DataFrame, timed: pd.DataFrame) -> pd.DataFrame:
+    """The counters of some queries, keyed by query_id, with the time components NaN where none were logged."""
+    counters = counters_of(run, statements)
+    own = (counters.drop(columns=[c for c in counters if c in timed and c != "query_id"]) if not counters.empty
+           else pd.DataFrame({"query_id": pd.Series(dtype=str)}))
+    for c in ("thread_us", "cpu_wait_us", "on_cpu_us", "io_wait_us", "other_us"):
+        if c not in own:
+            own[c] = np.nan
+    return own
 
 
 def _overlap_share(group: pd.DataFrame, holds: pd.DataFrame) -> tuple[float, str]:
