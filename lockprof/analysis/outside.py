@@ -40,6 +40,14 @@ KEYS = ["run_id", *WINDOW]  # one measurement window
 MERGE_EVENTS = ("MergeTotalMilliseconds", "MergedIntoWideParts", "MergedIntoCompactParts")
 INSERTED = "InsertedRows"
 SOURCE_TEXT = {"system_log_flush": "with a system-log flush", "merge": "with a background merge"}
+# What an unattributed remainder could be. A thread pool's workers take its mutex between jobs, to finish one and
+# pick the next (ClickHouse's ThreadPoolImpl worker loop counts that wait), when they run for no query.
+CANDIDATES = {"global_thread_pool": "the pool's worker threads, which wait for its mutex between jobs, outside any "
+                                    "query's counters",
+              "local_thread_pool": "the pools' worker threads, which wait for the pool's mutex between jobs, outside "
+                                   "any query's counters"}
+GENERIC_CANDIDATES = ("the engine's own threads (system-log flushes, merges, cleanup, pool threads) or the samplers' "
+                      "queries")
 
 # When a sentence is worth saying: the outside part is at least a quarter of the process-wide figure (below that
 # the queries' own counters explain most of it, and window edges and statement placement move the rest) and at
@@ -167,8 +175,7 @@ def _source_text(row: pd.Series, split: pd.DataFrame) -> str:
         parts.append(f"{share:.0%} of it in {where} {label} ({rate})")
     if parts:
         return "; ".join(parts)
-    return ("not attributed: it could be the engine's own threads (system-log flushes, merges, cleanup, pool "
-            "threads) or the samplers' queries")
+    return f"not attributed: it could be {CANDIDATES.get(row['lock'], GENERIC_CANDIDATES)}"
 
 
 def _range(group: pd.DataFrame, top: pd.Series) -> str:
