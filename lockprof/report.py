@@ -13,8 +13,10 @@ import io
 import json
 import math
 import operator
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -131,8 +133,11 @@ def _stacks_section(stacks: pd.DataFrame) -> list[str]:
     return out
 
 
-def render_report(run: Run) -> str:
-    """The report as one HTML string: the answer first, then the evidence, then the details."""
+def render_report(run: Run, report_dir: str | Path | None = None) -> str:
+    """The report as one HTML string: the answer first, then the evidence, then the details.
+
+    ``report_dir`` is where the file will be written (default: the first run's directory, where
+    ``lockprof report`` writes it); links to the run's files are relative to it, so they work there."""
     manifest = run.manifest
     name = manifest.get("scenario", {}).get("name", "run")
     run_ids = ", ".join(m.get("run_id", "?") for m in run.manifests)
@@ -205,7 +210,7 @@ def render_report(run: Run) -> str:
         parts.append("<h2>Active parts</h2>")
         parts.append(table_html(frame))
 
-    parts += _profiles_section(run)
+    parts += _profiles_section(run, Path(report_dir) if report_dir is not None else None)
     parts.append("<h2>Manifest</h2>")
     for m in run.manifests:
         text = json.dumps(m, indent=2, sort_keys=True, default=str)
@@ -324,18 +329,22 @@ def _accounting_table(accounting: pd.DataFrame) -> pd.DataFrame:
     return cells_frame(accounting, ["engine", "schema", "concurrency"], ACCOUNTING_HEADERS, accounting_cells)
 
 
-def _profiles_section(run: Run) -> list[str]:
-    """Links to the driver's py-spy profiles (speedscope JSON, open in speedscope.app)."""
+def _profiles_section(run: Run, report_dir: Path | None = None) -> list[str]:
+    """Links to the driver's py-spy profiles (speedscope JSON, open in speedscope.app), relative to where
+    the report is written, so they open wherever ``--out`` put it (and still when both are moved together)."""
+    if not run.paths:
+        return []
+    base = (report_dir or run.paths[0]).resolve()
     links = []
     for path in run.paths:
         for f in sorted((path / "pyspy").glob("*.speedscope.json")):
-            rel = f.relative_to(path).as_posix()
-            links.append(f'<li><a href="{html.escape(rel)}">{html.escape(rel)}</a></li>')
+            href = Path(os.path.relpath(f.resolve(), base)).as_posix()
+            links.append(f'<li><a href="{html.escape(quote(href))}">{html.escape(href)}</a></li>')
     if not links:
         return []
     return ["<h2>Driver profiles (py-spy)</h2>",
             "<p class='note'>Where the load generator's own threads spent their time, per level; open in "
-            "speedscope. Links are relative to the run directory.</p>", "<ul>", *links, "</ul>"]
+            "speedscope. Links are relative to this report's file.</p>", "<ul>", *links, "</ul>"]
 
 
 def _engines_line(run: Run) -> str:
@@ -386,6 +395,6 @@ def write_report(paths: str | Path | Sequence[str | Path], out: str | Path | Non
     """Load the run(s), render, and write the HTML atomically (default: first run's report.html)."""
     run = load_runs([paths] if isinstance(paths, (str, Path)) else list(paths))
     target = Path(out) if out is not None else run.paths[0] / "report.html"
-    store.atomic_write_bytes(target, render_report(run).encode("utf-8"))
+    store.atomic_write_bytes(target, render_report(run, report_dir=target.parent).encode("utf-8"))
     target.chmod(0o644)  # a report is meant to be shared; the atomic write leaves it private
     return target

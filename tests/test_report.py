@@ -97,11 +97,32 @@ def test_rare_exclusive_holds_give_no_ceiling_and_say_so():
     assert "41,667" not in text  # the 1/h of a 24 µs hold: no table row may give it
 
 
+def links(text: str) -> list[str]:
+    return [html.unescape(h) for h in re.findall(r'<a href="([^"]+)"', text)]
+
+
+def test_profile_links_are_relative_to_the_report_file(tmp_path):
+    run = make_run([Level("s", 1, 50, 5.0, hold_us=100.0)])
+    run.paths = [tmp_path / "runs" / "r1"]
+    (run.paths[0] / "pyspy").mkdir(parents=True)
+    (run.paths[0] / "pyspy" / "embedded-00000.speedscope.json").write_text("{}")
+    for report_dir in (run.paths[0], tmp_path / "elsewhere" / "deeper", tmp_path / "runs"):
+        hrefs = links(render_report(run, report_dir=report_dir))
+        assert len(hrefs) == 1
+        assert not hrefs[0].startswith("/"), "a link must be relative, so the run and report can move together"
+        assert (report_dir / hrefs[0]).resolve() == (run.paths[0] / "pyspy" / "embedded-00000.speedscope.json")
+    assert links(render_report(run)) == ["pyspy/embedded-00000.speedscope.json"]  # by default, beside the run
+
+
 def test_report_cli_writes_where_told_and_refuses_a_non_run(tiny_run, tmp_path):
     out = tmp_path / "sub" / "r.html"
     result = lockprof_cli("report", str(tiny_run), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert out.stat().st_size > 10_000
+    hrefs = links(out.read_text(encoding="utf-8"))
+    assert len(hrefs) == len(list((tiny_run / "pyspy").glob("*.speedscope.json")))
+    for href in hrefs:  # every link opens from where the report was written
+        assert (out.parent / href).is_file(), href
     bad = lockprof_cli("report", str(tmp_path))
     assert bad.returncode == 4
     assert "not a lockprof run directory" in bad.stderr
