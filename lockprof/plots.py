@@ -259,6 +259,10 @@ def throughput_figure(run: Run) -> Figure:
         ax.plot([], [], " ", label=text)
     if drawn:
         ax.set_title("Throughput vs concurrency: measured, " + " and ".join(dict.fromkeys(drawn)))
+    if "scalability-law fit" in drawn:  # σ is a shape, not a cause: say so where it is printed
+        crowded = f" ({n_max} workers on {cores} cores here)" if cores and n_max > cores else ""
+        fig.text(0.01, 0.005, f"σ includes serialization from running more workers than cores{crowded}; a lock is "
+                 "named only by the verdict from its wait counters, never by σ", fontsize="x-small")
     ax.set_xlabel("concurrent queries (workers)")
     ax.set_ylabel("throughput (queries per second)")
     ax.set_ylim(bottom=0)

@@ -201,8 +201,12 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
         parts.append(f"<p class='note'>{html.escape(no_forecast_reason(run))}</p>")
 
     parts.append("<h2>Scalability (Universal Scalability Law)</h2>")
-    parts.append(f"<p class='note'>A fit is drawn only with r² ≥ {MIN_R_SQUARED} over at least "
-                 f"{MIN_LEVELS_TO_DRAW} concurrency levels, and never past twice the machine's cores.</p>")
+    parts.append("<p class='note'>X(N) = λN / (1 + σ(N − 1) + κN(N − 1)): λ is one worker's throughput, σ "
+                 "(contention) flattens the curve and κ (coherency) makes it peak and fall. σ takes in every "
+                 "reason the workers do not run in parallel, including more workers than cores, so it does not "
+                 "point at a lock: a lock is named only by the verdict above, from its wait counters. "
+                 f"A fit is drawn only with r² ≥ {MIN_R_SQUARED} over at least {MIN_LEVELS_TO_DRAW} "
+                 "concurrency levels, and never past twice the machine's cores.</p>")
     parts.append(table_html(usl_fits(run)))
 
     frame = parts_dependence(run)

@@ -9,6 +9,7 @@ import pytest
 from synthetic_runs import Level, make_run
 
 from lockprof.analysis import fit_usl, load_run, usl_fits, usl_peak, usl_throughput
+from lockprof.report import render_report
 
 LAMBDA, SIGMA, KAPPA = 120.0, 0.08, 0.002
 LEVELS = np.array([1, 2, 4, 8, 16, 32, 64])
@@ -73,6 +74,18 @@ def test_usl_fits_per_schema_from_levels():
     assert fits.loc["slow", "sigma"] == pytest.approx(0.5, abs=0.05)
     assert fits.loc["slow", "kappa"] == pytest.approx(0.05, rel=0.2)
     assert fits.loc["slow", "peak_concurrency"] < fits.loc["fast", "peak_concurrency"]
+
+
+def test_sigma_is_said_to_include_the_cores_when_workers_outnumber_them():
+    levels = [Level("s", c, int(gunther(c, 200.0, 0.3, 0.0) * 100), 100.0) for c in (1, 2, 4, 8)]
+    crowded = usl_fits(make_run(levels, cpu_count=2))
+    assert "8 workers on 2 cores: σ includes their wait for a core" in crowded["note"].iloc[0]
+    roomy = usl_fits(make_run(levels, cpu_count=64))
+    assert "cores" not in roomy["note"].iloc[0]
+    # and the report's wording does not invite reading σ as a lock
+    text = render_report(make_run(levels, cpu_count=2))
+    assert "more workers than cores" in text and "named only by the verdict" in text
+    assert "serializes, such as" not in text
 
 
 def test_on_a_real_run_with_two_levels(tiny_run):

@@ -1,9 +1,12 @@
 """Universal Scalability Law fits of throughput against concurrency.
 
 Gunther's USL: X(N) = λN / (1 + σ(N − 1) + κN(N − 1)). λ is the throughput of one
-worker alone, σ the contention share (work that serializes, such as an exclusive lock:
-throughput flattens towards λ/σ), κ the coherency cost (workers paying for each other,
-such as copying shared state: throughput peaks at N* = √((1 − σ)/κ) and then falls).
+worker alone, σ the contention share (throughput flattens towards λ/σ), κ the coherency
+cost (throughput peaks at N* = √((1 − σ)/κ) and then falls).
+
+σ and κ are curve shapes, not causes: σ takes in every reason the workers do not run in
+parallel, and running more workers than cores is one (on a 2-core machine, σ mostly measures
+the cores). A fit never names a lock; only the diagnosis, from the lock's wait counters, does.
 Three coefficients need at least three distinct concurrency levels; with fewer the fit
 is NaN with a note saying why, never an exception.
 """
@@ -18,6 +21,7 @@ from scipy.optimize import OptimizeWarning, curve_fit
 
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
+from lockprof.analysis.utilization import cpu_count
 
 # A fit is drawn only when it explains most of the variation between levels and has a level to spare
 # beyond its three coefficients; otherwise the table shows it with its r² and the figure leaves it out.
@@ -105,10 +109,17 @@ def level_throughput(run: Run) -> pd.DataFrame:
 
 @per_run
 def usl_fits(run: Run) -> pd.DataFrame:
-    """The USL fit per engine and schema; ``drawable`` says whether it is good enough to draw."""
+    """The USL fit per engine and schema; ``drawable`` says whether it is good enough to draw, and
+    ``note`` says when more workers than cores ran, since σ then includes their wait for a core."""
     points = level_throughput(run)
     rows = [{"engine": engine, "schema": schema, **fit_usl(group["concurrency"], group["throughput_qps"])}
             for (engine, schema), group in points.groupby(["engine", "schema"], sort=True)]
     out = pd.DataFrame(rows, columns=USL_COLUMNS)
+    cores = cpu_count(run)
+    for i, (engine, schema) in enumerate(zip(out["engine"], out["schema"], strict=True)):
+        most = points.loc[(points["engine"] == engine) & (points["schema"] == schema), "concurrency"].max()
+        if cores and most > cores and pd.notna(out.at[i, "sigma"]):
+            said = f"{most} workers on {cores} cores: σ includes their wait for a core"
+            out.at[i, "note"] = "; ".join(n for n in (out.at[i, "note"], said) if n)
     out["drawable"] = (out["levels"] >= MIN_LEVELS_TO_DRAW) & (out["r_squared"] >= MIN_R_SQUARED)
     return out
