@@ -12,6 +12,7 @@ from rich.table import Table
 
 from lockprof.analysis import Run, level_summary, load_run, lock_budget, time_accounting, verdict_lines
 from lockprof.analysis.accounting import SOURCE_TEXT
+from lockprof.analysis.outside import outside_sentences
 from lockprof.analysis.tail import rare_exclusive_holds, tail_attribution
 from lockprof.formatting import ACCOUNTING_HEADERS, BUDGET_HEADERS, accounting_cells, budget_cells
 from lockprof.run import ACHIEVED_FRACTION  # noqa: E402
@@ -43,7 +44,7 @@ def render(run: Run, console: Console) -> None:
         console.print("• " + escape(sentence), highlight=False)
     tail = summary_tail_lines(run)
     if tail:
-        console.print("[bold]The slowest queries[/]")
+        console.print("[bold]Beyond the mean: the slowest queries and rare exclusive holds[/]")
         for sentence in tail:
             console.print("• " + escape(sentence), highlight=False)
     for warning in warnings(run, summary):
@@ -60,12 +61,14 @@ def render(run: Run, console: Console) -> None:
 
 def summary_tail_lines(run: Run) -> list[str]:
     """The tail sentences the summary shows: per engine and schema, the highest concurrency and every level
-    whose tail is an exclusive hold or a stall (the report shows every level), and the rare exclusive holds."""
+    whose tail is an exclusive hold or a stall (the report shows every level), the rare exclusive holds, and the
+    exclusive holds outside the measured queries."""
     tails = tail_attribution(run)
     if not tails.empty:
         top = tails.groupby(["engine", "schema"])["concurrency"].transform("max") == tails["concurrency"]
         tails = tails[(top | tails["cause"].isin(["exclusive_hold", "stall"])) & (tails["sentence"] != "")]
-    return [*tails["sentence"], *rare_exclusive_holds(run)["sentence"]]
+    return [*tails["sentence"], *rare_exclusive_holds(run)["sentence"],
+            *outside_sentences(run, only=("exclusive", "hold"))]
 
 
 def levels_table(summary: pd.DataFrame, engines: bool) -> Table:

@@ -104,15 +104,18 @@ def outside_sources(run: Run) -> pd.DataFrame:
     return out[SOURCE_COLUMNS].sort_values([*ROW_KEYS, "source"], ignore_index=True)
 
 
-def outside_sentences(run: Run) -> list[str]:
+def outside_sentences(run: Run, only: tuple[str, str] | None = None) -> list[str]:
     """Plain sentences, one per engine, schema, lock, mode and role whose outside part is material
     (``MATERIAL_SHARE`` of the process-wide figure and ``MATERIAL_US_PER_S``) at some level: the level where it is
     largest per second, its rate and size, the process-wide and per-query figures that disagree by it, where the
-    run can tell which intervals it fell in, and the range over the other material levels."""
+    run can tell which intervals it fell in, and the range over the other material levels. ``only`` keeps one
+    (mode, role), e.g. ("exclusive", "hold")."""
     totals = outside_queries(run)
     if totals.empty:
         return []
     material = totals[(totals["outside_share"] >= MATERIAL_SHARE) & (totals["outside_us_per_s"] >= MATERIAL_US_PER_S)]
+    if only is not None:
+        material = material[(material["mode"] == only[0]) & (material["role"] == only[1])]
     sources = outside_sources(run)
     lines = []
     for _, group in material.groupby([*ROW_KEYS[:2], "lock", "mode", "role"], sort=True):
