@@ -7,7 +7,8 @@ import pandas as pd
 
 from lockprof.analysis.accounting import COMPONENTS
 
-ACCOUNTING_HEADERS = ["latency ms", "thread ms", "on CPU", "CPU wait", "IO wait", "lock wait", "other"]
+ACCOUNTING_HEADERS = ["latency ms", "thread ms", "on CPU", "CPU wait", "IO wait", "lock wait", "own threads",
+                      "other"]
 BUDGET_HEADERS = ["wait µs", "hold µs", "acq/query", "wait % thread"]
 
 

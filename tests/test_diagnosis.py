@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from synthetic_runs import Level, make_run
@@ -29,8 +30,17 @@ def test_accounting_recovers_known_parts_and_shares_add_up():
     assert (row["on_cpu_ms"], row["cpu_wait_ms"], row["io_wait_ms"]) == pytest.approx((6.0, 2.0, 0.5))
     assert row["lock_wait_ms"] == pytest.approx(0.5)  # the parts lock's wait
     assert row["other_ms"] == pytest.approx(1.0)
-    assert sum(row[f"{c}_share"] for c in COMPONENTS) == pytest.approx(1.0)
+    assert pd.isna(row["own_threads_ms"])  # no thread log: not measured, not zero
+    assert np.nansum([row[f"{c}_share"] for c in COMPONENTS]) == pytest.approx(1.0)
     assert row["source"] == "query_log"
+
+
+def test_waiting_for_the_querys_own_threads_is_taken_out_of_other():
+    own = {**counters(10_000, 6_000, 2_000, io=500), "LockprofOwnThreadsWaitMicroseconds": 700}
+    run = make_run([Level("s", 1, 100, 5.0, hold_us=50.0, wait_us=500.0, counters=own)])
+    row = time_accounting(run).iloc[0]
+    assert (row["own_threads_ms"], row["other_ms"]) == pytest.approx((0.7, 0.3))
+    assert sum(row[f"{c}_share"] for c in COMPONENTS) == pytest.approx(1.0)
 
 
 def test_events_deltas_in_the_window_give_the_same_per_query_figures():

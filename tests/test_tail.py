@@ -38,9 +38,11 @@ def run_of(queries: list[dict], background: list[dict] = (), concurrency: int = 
 
 
 def plain(start: float, latency_ms: float = 5.0, **extra: float) -> dict:
-    """A query of 8 ms thread time: 4 on a CPU, 1 waiting for one, 3 other; ``extra`` adds or overrides."""
+    """A query of 8 ms thread time: 4 on a CPU, 1 waiting for one, 2 waiting for its own threads, 1 other;
+    ``extra`` adds to it."""
     events = {"RealTimeMicroseconds": 8000, "OSCPUVirtualTimeMicroseconds": 4000, "OSCPUWaitMicroseconds": 1000,
-              "SharedPartsLocks": 10, "SharedPartsLockHoldMicroseconds": 20}
+              "LockprofOwnThreadsWaitMicroseconds": 2000, "SharedPartsLocks": 10,
+              "SharedPartsLockHoldMicroseconds": 20}
     for name, value in extra.items():
         events[name] = events.get(name, 0) + value
     return {"start_s": start, "latency_ms": latency_ms, "events": events}
@@ -69,11 +71,12 @@ def test_per_query_means_are_the_accounting_and_budget_figures(writer_stall):
     counters = query_counters(writer_stall)
     mine = counters[counters["role"] == "query"]
     accounting = time_accounting(writer_stall).iloc[0]
-    for component in ("thread", "on_cpu", "cpu_wait", "lock_wait", "other"):
+    for component in ("thread", "on_cpu", "cpu_wait", "lock_wait", "own_threads", "other"):
         assert mine[f"{component}_us"].mean() / 1000 == pytest.approx(accounting[f"{component}_ms"])
     shared = lock_budget(writer_stall).set_index(["lock", "mode"]).loc[("parts", "shared")]
     assert mine["parts_shared_wait_us"].mean() == pytest.approx(shared["wait_us_per_query"])
     assert set(counters["role"]) == {"query", "background"}  # the holders are kept beside the queries
+    assert mine["own_threads_us"].iloc[0] == 2000 and mine["other_us"].iloc[0] == 1000
 
 
 def test_the_tail_is_attributed_to_the_background_writers_exclusive_hold(writer_stall):

@@ -37,9 +37,14 @@ ON_CPU = "OSCPUVirtualTimeMicroseconds"
 ON_CPU_PARTS = ("UserTimeMicroseconds", "SystemTimeMicroseconds")  # where OSCPUVirtualTime is missing
 CPU_WAIT = "OSCPUWaitMicroseconds"
 IO_WAIT = "OSIOWaitMicroseconds"
-COMPONENTS = ["on_cpu", "cpu_wait", "io_wait", "lock_wait", "other"]
+# Derived per query from system.query_thread_log where it is kept (lockprof/samplers/query_log.py): the time the
+# query's calling thread and pipeline executor slept while its pipeline ran, which no ProfileEvent counts
+# (docs/remainder.md). It repeats wall time another thread of the query accounts for: not a cost of its own.
+OWN_THREADS = "LockprofOwnThreadsWaitMicroseconds"
+COMPONENTS = ["on_cpu", "cpu_wait", "io_wait", "lock_wait", "own_threads", "other"]
 COMPONENT_TEXT = {"on_cpu": "on a CPU", "cpu_wait": "waiting for a CPU", "io_wait": "waiting for IO",
-                  "lock_wait": "waiting for locks", "other": "other (not accounted for)"}
+                  "lock_wait": "waiting for locks", "own_threads": "waiting for the query's own threads",
+                  "other": "other (not accounted for)"}
 
 TOTAL_COLUMNS = [*WINDOW, "event", "total", "queries", "source"]
 
@@ -186,7 +191,8 @@ def lock_waits(run: Run, keys: tuple[str, ...] = tuple(LEVEL)) -> pd.DataFrame:
 @per_run
 def time_accounting(run: Run) -> pd.DataFrame:
     """Per level (engine, schema, concurrency): thread time per query split into on-CPU, waiting for a CPU,
-    IO wait, lock waits and the rest, in ms per query and as shares of thread time, beside wall latency.
+    IO wait, lock waits, waiting for the query's own threads (NaN where the engine kept no thread log) and the
+    rest, in ms per query and as shares of thread time, beside wall latency.
 
     Shares add up to 100%: when the parts sum to more than the thread time (counters of different threads
     overlap a little), they are shares of their sum and ``other`` is zero."""
@@ -209,7 +215,9 @@ def time_accounting(run: Run) -> pd.DataFrame:
     wide["cpu_wait_ms"] = col(CPU_WAIT) / 1000.0
     wide["io_wait_ms"] = col(IO_WAIT) / 1000.0
     wide["lock_wait_ms"] = lock_wait / 1000.0
-    known = wide[["on_cpu_ms", "cpu_wait_ms", "io_wait_ms", "lock_wait_ms"]].sum(axis=1)
+    # NaN where the engine kept no thread log: then "other" still holds the own-thread waits.
+    wide["own_threads_ms"] = pq[OWN_THREADS] / 1000.0 if OWN_THREADS in pq else np.nan
+    known = wide[["on_cpu_ms", "cpu_wait_ms", "io_wait_ms", "lock_wait_ms", "own_threads_ms"]].sum(axis=1)
     wide["other_ms"] = (wide["thread_ms"] - known).clip(lower=0.0)
     whole = np.maximum(wide["thread_ms"], known)
     for c in COMPONENTS:

@@ -50,10 +50,17 @@ CONTENDED_US = 5.0  # per query; an uncontended parts lock costs readers well un
 SHARED_BESIDE_WRITER_US = 1.0  # per query: readers waiting this long in shared mode while a writer ran
 OTHER_SHARE = 0.25  # of thread time: a remainder this large gets a sentence even when another part is larger
 THIN_MARGIN = 0.8  # the runner-up grew at least this share of the winner's growth: the margin is thin
-# What the remainder of thread time is (docs/remainder.md): time a query's threads were blocked, neither on a
-# CPU, nor runnable, nor in IO or a counted lock wait.
-REMAINDER_TEXT = ("time the query's threads were blocked without running, waiting for a CPU, IO or a counted "
-                  "lock; no counter says on what.")
+# What the remainder of thread time is, measured on 26.9 (docs/remainder.md). Where the engine keeps a thread
+# log, the own-thread waits are their own component and the rest is mostly CPU the per-thread counters miss.
+REMAINDER_TEXT = ("the rest is mostly CPU time the per-thread counters miss (up to a scheduler tick per thread) "
+                  "and waits no counter covers, where a lock without a counter would show.")
+REMAINDER_WITH_OWN_THREADS = (
+    "most of it is the query's calling thread (and, with worker threads, its pipeline executor) sleeping while "
+    "the pipeline runs, which no counter covers and which repeats wall time another thread accounts for; the "
+    "rest is CPU time the per-thread counters miss and waits no counter covers (this engine keeps no thread log "
+    "to tell them apart).")
+# Components that repeat time another thread of the query accounts for: never a verdict or its runner-up.
+ECHOES = ("own_threads",)
 INTERNAL_LOCKS = ("global_thread_pool", "local_thread_pool", "context")  # mutexes every query takes briefly
 
 VERDICTS = {"lock": "a lock", "cpu_queueing": "CPU (queueing for the cores)", "cpu": "CPU (work per query)",
@@ -171,7 +178,7 @@ def _component_verdict(lo: pd.Series, hi: pd.Series) -> tuple[str, str]:
 
 def _growth(lo: pd.Series, hi: pd.Series) -> dict[str, float]:
     """ms per query each component of thread time grew by from the lowest to the highest concurrency."""
-    return {c: float(hi[f"{c}_ms"] - lo[f"{c}_ms"]) for c in COMPONENTS}
+    return {c: float(hi[f"{c}_ms"] - lo[f"{c}_ms"]) for c in COMPONENTS if c not in ECHOES}
 
 
 def _margin_text(component: str, lo: pd.Series, hi: pd.Series) -> str:
@@ -192,18 +199,22 @@ def _other_text(lo: pd.Series, hi: pd.Series) -> str:
     """What the remainder is, whenever it is the largest component at either end, a quarter of thread time or
     more, or grew nearly as much as the largest growth: an unexplained share is where a lock without a counter
     would hide."""
-    largest = any(max(COMPONENTS, key=lambda c, r=r: r[f"{c}_ms"]) == "other" or r["other_share"] >= OTHER_SHARE
+    parts = [c for c in COMPONENTS if c not in ECHOES]
+    largest = any(max(parts, key=lambda c, r=r: r[f"{c}_ms"]) == "other" or r["other_share"] >= OTHER_SHARE
                   for r in (lo, hi))
     growth = _growth(lo, hi)
     rival = hi["concurrency"] > lo["concurrency"] and growth["other"] >= THIN_MARGIN * max(growth.values())
     if not (largest or rival) or not hi["other_ms"] > 0:
         return ""
-    return (f"\"other\" is {lo['other_ms']:.1f} ms of {lo['thread_ms']:.1f} ms thread time per query at concurrency "
-            f"{int(lo['concurrency'])} ({lo['other_share']:.0%})"
-            + ("" if lo["concurrency"] == hi["concurrency"] else
-               f" and {hi['other_ms']:.1f} of {hi['thread_ms']:.1f} ms at {int(hi['concurrency'])} "
-               f"({hi['other_share']:.0%})")
-            + f": {REMAINDER_TEXT}")
+    text = (f"\"other\" is {lo['other_ms']:.1f} ms of {lo['thread_ms']:.1f} ms thread time per query at concurrency "
+            f"{int(lo['concurrency'])} ({lo['other_share']:.0%})")
+    if lo["concurrency"] != hi["concurrency"]:
+        text += (f" and {hi['other_ms']:.1f} of {hi['thread_ms']:.1f} ms at {int(hi['concurrency'])} "
+                 f"({hi['other_share']:.0%})")
+    if lo["own_threads_ms"] == lo["own_threads_ms"]:  # the thread log told the own-thread waits apart
+        return (f"{text}, after {lo['own_threads_ms']:.1f} ms per query waiting for the query's own threads at "
+                f"{int(lo['concurrency'])} is taken out: {REMAINDER_TEXT}")
+    return f"{text}: {REMAINDER_WITH_OWN_THREADS}"
 
 
 def _component_text(verdict: str, component: str, lo: pd.Series, hi: pd.Series) -> str:

@@ -7,8 +7,9 @@ milliseconds stalls every reader for that long, and shows in the budget as micro
 same ProfileEvents are also kept per query, for the queries whose own counters the engine logged
 (``system.query_log``); an engine without a query log has no rows here.
 
-Components are the accounting's, per query: ``other_us`` is thread time minus on-CPU, CPU wait, IO wait
-and lock waits, *not* clipped at zero, so the mean of a level's rows is the accounting's figure exactly.
+Components are the accounting's, per query: ``other_us`` is thread time minus on-CPU, CPU wait, IO wait,
+lock waits and waiting for the query's own threads, *not* clipped at zero, so the mean of a level's rows is
+the accounting's figure exactly.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lockprof.analysis.accounting import CPU_WAIT, IO_WAIT, ON_CPU, ON_CPU_PARTS, THREAD_TIME, WINDOW
+from lockprof.analysis.accounting import CPU_WAIT, IO_WAIT, ON_CPU, ON_CPU_PARTS, OWN_THREADS, THREAD_TIME, WINDOW
 from lockprof.analysis.columnar import fold_rows, query_matrix
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
 
-TIME = {"thread_us": THREAD_TIME, "on_cpu_us": ON_CPU, "cpu_wait_us": CPU_WAIT, "io_wait_us": IO_WAIT}
+TIME = {"thread_us": THREAD_TIME, "on_cpu_us": ON_CPU, "cpu_wait_us": CPU_WAIT, "io_wait_us": IO_WAIT,
+        "own_threads_us": OWN_THREADS}
 # Wall timers of the planning phases (they may overlap one another) and what the query selected.
 PHASES = {"parse_us": "QueryParseMicroseconds", "analysis_us": "QueryAnalysisMicroseconds",
           "plan_build_us": "QueryPlanBuildMicroseconds", "plan_optimize_us": "QueryPlanOptimizeMicroseconds",
@@ -96,7 +98,9 @@ def counters_of(run: Run, statements: pd.DataFrame | None = None, part: str = "a
         if ev["role"] == "wait" and part == "all":
             out["lock_wait_us"] += np.nan_to_num(amount * has)
     if part == "all":
-        known = out[["on_cpu_us", "cpu_wait_us", "io_wait_us", "lock_wait_us"]].sum(axis=1)
+        if not value[OWN_THREADS].any():  # no thread log: "other" keeps the own-thread waits
+            out["own_threads_us"] = np.nan
+        known = out[["on_cpu_us", "cpu_wait_us", "io_wait_us", "lock_wait_us", "own_threads_us"]].sum(axis=1)
         out["other_us"] = out["thread_us"] - known
         for column, event in {**PHASES, **SELECTION}.items():
             out[column] = value[event]
