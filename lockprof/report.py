@@ -39,7 +39,9 @@ from lockprof.analysis import (
 )
 from lockprof.analysis.ab_text import ab_headlines
 from lockprof.analysis.accounting import SOURCE_TEXT
+from lockprof.analysis.outside import outside_sentences
 from lockprof.analysis.scalability import MIN_LEVELS_TO_DRAW, MIN_R_SQUARED
+from lockprof.analysis.tail import lock_distribution, rare_exclusive_holds, tail_attribution
 from lockprof.analysis.utilization import no_ceiling_reason, no_forecast_reason
 from lockprof.errors import LockprofError
 from lockprof.flamegraph import flame_graph, short_name, waiting_locks
@@ -152,6 +154,7 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
     parts += _verdict_section(run, comparison)
     if comparison is not None:
         parts += _ab_section(comparison)
+    parts += _beyond_the_mean_section(run)
     parts += _context_section(run)
 
     parts.append("<h2>Where the time goes</h2>")
@@ -224,6 +227,39 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>lockprof: {html.escape(name)} {html.escape(run_ids)}</title><style>{CSS}</style></head>"
             f"<body>\n{body}\n</body></html>\n")
+
+
+def _beyond_the_mean_section(run: Run) -> list[str]:
+    """What the means hide: what each level's slowest queries are made of, rare exclusive holds, how each lock is
+    spread over the queries, and lock time outside the measured queries."""
+    tails = tail_attribution(run)
+    rare = rare_exclusive_holds(run)
+    outside = outside_sentences(run)
+    lines = [*(s for s in tails["sentence"] if s), *rare["sentence"], *outside]
+    if not lines:
+        return []
+    out = ["<h2>Beyond the mean: the slowest queries, rare exclusive holds, and who else holds the locks</h2>",
+           "<ul class='verdict'>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>",
+           "<p class='note'>The slowest queries are those at p99 and above (at least three), compared with the "
+           "middle half (p25–p75) on each query's own counters; a tail is put down to exclusive holds when at least "
+           "half of the slowest queries held the lock exclusively or ran beside a statement that did, and at least "
+           "twice the share of the middle half; a stall is most of them starting within a tenth of their window. "
+           "Thread time counts every thread of a query, so the slowest queries' extra thread time can exceed their "
+           "extra latency.</p>"]
+    if not tails.empty:
+        shown = tails.assign(extra_thread_ms=tails["extra_thread_ms"].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}"),
+                             slow_overlap_share=tails["slow_overlap_share"].map(_percent),
+                             middle_overlap_share=tails["middle_overlap_share"].map(_percent))
+        out.append(table_html(shown[["engine", "schema", "concurrency", "queries", "p50_ms", "p99_ms", "slow_queries",
+                                     "slow_mean_ms", "middle_mean_ms", "extra_thread_ms", "slow_overlap_share",
+                                     "middle_overlap_share", "cluster_span_s", "window_s", "cause"]]))
+    spread = lock_distribution(run)
+    spread = spread[~spread["lock"].isin(["context"])] if not spread.empty else spread
+    if not spread.empty:
+        out.append("<h3>How each lock is spread over the queries (µs per query; p50/p99/max over the queries that "
+                   "took it)</h3>")
+        out.append(table_html(spread.assign(taken_share=spread["taken_share"].map(_percent))))
+    return out
 
 
 def _figure_html(caption: str, fig: Figure) -> str:
