@@ -37,6 +37,7 @@ from lockprof.analysis.budget import lock_budget
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
 from lockprof.analysis.per_query import PHASES, SELECTION
+from lockprof.analysis.tail import exclusive_holds
 
 MATERIAL_SHARE = 0.10  # of thread time: below this no component, and no lock, explains the latency
 BRIEF_HOLD_US = 50.0  # per acquisition: a lock held this briefly cannot by itself queue waits of milliseconds
@@ -78,12 +79,16 @@ def diagnose(run: Run) -> pd.DataFrame:
     q = run.queries
     background = q[(q["role"] != "query") & (q["phase"] == "measure")]
     writers = background.groupby(["engine", "schema"])["query_name"].agg(lambda n: sorted(set(n))).to_dict()
+    holds = exclusive_holds(run)
     rows = []
     for (engine, schema), levels in accounting.groupby(["engine", "schema"], sort=True):
         levels = levels.sort_values("concurrency")
         locks = budget[(budget["engine"] == engine) & (budget["schema"] == schema)]
-        rows.append(_diagnose_one(engine, schema, levels.iloc[0], levels.iloc[-1], locks,
-                                  writers.get((engine, schema), [])))
+        hi = levels.iloc[-1]
+        behind = holds[(holds["engine"] == engine) & (holds["schema"] == schema)
+                       & (holds["concurrency"] == hi["concurrency"])]
+        rows.append(_diagnose_one(engine, schema, levels.iloc[0], hi, locks, writers.get((engine, schema), []),
+                                  dict(tuple(behind.groupby("lock")))))
     out = pd.DataFrame(rows, columns=COLUMNS)
     contrasts = _cpu_contrasts(accounting, run)
     for i, row in out.iterrows():
@@ -92,7 +97,9 @@ def diagnose(run: Run) -> pd.DataFrame:
 
 
 def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks: pd.DataFrame,
-                  background: list[str]) -> dict:
+                  background: list[str], holders: dict[str, pd.DataFrame]) -> dict:
+    """``holders``: per lock, the statements that held it exclusively at the highest concurrency (queries and
+    background statements, where the engine logs them): a wait in shared mode is a wait behind them."""
     row = {"engine": engine, "schema": schema, "lock": "", "mode": "", "share": math.nan,
            "concurrency_low": int(lo["concurrency"]), "concurrency_high": int(hi["concurrency"]),
            "latency_low_ms": float(lo["latency_ms"]), "latency_high_ms": float(hi["latency_ms"]),
@@ -110,7 +117,9 @@ def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks:
         share = lock["wait_share_of_thread_time"]
         if not share >= MATERIAL_SHARE:
             continue
-        if _preempted(lo, hi, lock, float(hi["throughput_qps"])):
+        behind = holders.get(key[0]) if key[1] != "exclusive" else None
+        held_long = behind is not None and behind.groupby("role")["hold_us"].median().max() >= BRIEF_HOLD_US
+        if not held_long and _preempted(lo, hi, lock, float(hi["throughput_qps"])):
             victims.append(key)
         elif culprit is None:
             culprit = (key, lock)
@@ -124,7 +133,8 @@ def _diagnose_one(engine: str, schema: str, lo: pd.Series, hi: pd.Series, locks:
         conclusion = f"the {_lock_name(name)} lock ({mode}) is the bottleneck"
         explanation = (f"At concurrency {row['concurrency_high']} queries wait {lock['wait_us_per_query'] / 1000:.2f} "
                        f"ms for it per query, {share:.0%} of their {hi['thread_ms']:.1f} ms thread time"
-                       f"{_hold_text(lock)}; latency {_range(lo, hi)}.")
+                       f"{_hold_text(lock)}{_behind_text(holders.get(name) if mode != 'exclusive' else None)}; "
+                       f"latency {_range(lo, hi)}.")
     else:
         verdict, component = _component_verdict(lo, hi)
         share = float(hi[f"{component}_share"])
@@ -398,6 +408,19 @@ def _active_parts(run: Run) -> dict[tuple[str, str], float]:
     if "active_parts_before" not in levels:
         return {}
     return levels.groupby(["engine", "schema"])["active_parts_before"].mean().dropna().to_dict()
+
+
+def _behind_text(holds: pd.DataFrame | None) -> str:
+    """Who held the lock exclusively while the queries waited for it in shared mode, and how long per hold."""
+    if holds is None or holds.empty:
+        return ""
+    who = []
+    for role, mine in holds.groupby(holds["role"] == "query", sort=True):
+        name = (f"{len(mine)} of the queries" if role else
+                f"the background statement{'s' if mine['query_name'].nunique() > 1 else ''} "
+                f"{', '.join(sorted(set(mine['query_name'].astype(str))))}")
+        who.append(f"{name}, {mine['hold_us'].median() / 1000:.1f} ms per hold")
+    return f", behind exclusive holds of it ({'; '.join(who)})"
 
 
 def _hold_text(lock: pd.Series) -> str:

@@ -164,7 +164,7 @@ def rare_exclusive_holds(run: Run) -> pd.DataFrame:
     counters = timed_queries(run)
     columns = [*LEVEL, "lock", "queries", "holders", "holders_share", "holds_per_s", "hold_us_p50", "hold_us_max",
                "hold_us_per_query", "background_holders", "overlapped_queries", "overlapped_p50_ms",
-               "others_p50_ms", "sentence"]
+               "overlapped_p99_ms", "others_p50_ms", "others_p99_ms", "sentence"]
     if holds.empty:
         return pd.DataFrame(columns=columns)
     windows = run.levels.assign(window_s=run.levels["measure_end_s"] - run.levels["measure_start_s"])
@@ -185,8 +185,10 @@ def rare_exclusive_holds(run: Run) -> pd.DataFrame:
                "hold_us_per_query": float(own["hold_us"].sum() / len(level)) if len(level) else math.nan,
                "background_holders": int((mine["role"] != "query").sum()),
                "overlapped_queries": int(beside.sum()),
-               "overlapped_p50_ms": float(level["latency_ms"][beside].median()) if beside.any() else math.nan,
-               "others_p50_ms": float(level["latency_ms"][~beside].median()) if (~beside).any() else math.nan}
+               "overlapped_p50_ms": _quantile(level["latency_ms"][beside].to_numpy(), 0.5),
+               "overlapped_p99_ms": _quantile(level["latency_ms"][beside].to_numpy(), 0.99),
+               "others_p50_ms": _quantile(level["latency_ms"][~beside].to_numpy(), 0.5),
+               "others_p99_ms": _quantile(level["latency_ms"][~beside].to_numpy(), 0.99)}
         row["sentence"] = _rare_sentence(row, mine)
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)
@@ -196,23 +198,23 @@ def _rare_sentence(row: dict, holds: pd.DataFrame) -> str:
     where = f"{row['engine']} / {row['schema']} c={row['concurrency']}"
     lock = row["lock"].replace("_", " ")
     who = []
-    if row["holders"]:
-        who.append(f"{row['holders']} of its {row['queries']} queries" if row["holders"] > 1
-                   else f"1 query in {row['queries']}")
-    if row["background_holders"]:
-        names = ", ".join(sorted(set(holds.loc[holds["role"] != "query", "query_name"].astype(str))))
-        who.append(f"{row['background_holders']} background statement{'s' if row['background_holders'] > 1 else ''}"
-                   f" ({names})")
-    size = (f"{row['hold_us_max'] / 1000:.1f} ms" if len(holds) == 1 else
-            f"{row['hold_us_p50'] / 1000:.1f} ms each at the median, {row['hold_us_max'] / 1000:.1f} ms the longest")
-    text = (f"{where}: rare exclusive holds of the {lock} lock: {' and '.join(who)} held it exclusively "
-            f"({row['holds_per_s']:.2g} per second), {size}; the lock budget averages this to "
-            f"{row['hold_us_per_query']:.1f} µs per query. Every reader needing the lock waits out such a hold: ")
+    for name, mine in holds.groupby(np.where(holds["role"] == "query", "", holds["query_name"].astype(str))):
+        whom = (f"the background statement {name} {len(mine)} time{'s' if len(mine) > 1 else ''}" if name else
+                f"{len(mine)} of its {row['queries']} queries" if len(mine) > 1 else f"1 query in {row['queries']}")
+        size = (f"{mine['hold_us'].iloc[0] / 1000:.1f} ms" if len(mine) == 1 else
+                f"{mine['hold_us'].median() / 1000:.1f} ms each at the median, {mine['hold_us'].max() / 1000:.1f} ms "
+                "the longest")
+        who.append(f"{whom} ({size})")
+    text = (f"{where}: exclusive holds of the {lock} lock, which the queries' lock budget shows only as "
+            f"{row['hold_us_per_query']:.1f} µs per query (their own holds, averaged): {' and '.join(who)}, "
+            f"{row['holds_per_s']:.2g} per second. "
+            "Every reader needing the lock waits out such a hold: ")
     if row["overlapped_queries"]:
         text += (f"the {row['overlapped_queries']} queries that ran beside a hold took "
-                 f"{row['overlapped_p50_ms']:.1f} ms at the median against {row['others_p50_ms']:.1f} ms for the rest.")
+                 f"{row['overlapped_p50_ms']:.1f} ms at the median and {row['overlapped_p99_ms']:.1f} ms at p99, "
+                 f"against {row['others_p50_ms']:.1f} and {row['others_p99_ms']:.1f} ms for the rest.")
     else:
-        text += "no other query ran beside it."
+        text += "no other query ran beside one."
     return text
 
 
