@@ -140,11 +140,14 @@ def run_level(
     clock: RunClock,
     stop: threading.Event,
     watchdog: Connection | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> LevelResult:
     """Run one level on the given connections (one per worker thread, one per background task).
 
     ``watchdog`` is a spare connection that kills the level's queries still running at the end of
     the window plus the grace, or when ``stop`` is set; without it only the per-query time limit holds.
+    ``settings`` go with every query of the level beside its time limit (``log_query_threads`` where the
+    thread log is read), never into its text.
     """
     n = level.concurrency
     if len(connections) < n or len(background_connections) < len(scenario.background):
@@ -162,6 +165,7 @@ def run_level(
     cumulative = list(itertools.accumulate(q.weight for q in scenario.queries))
     total, last = cumulative[-1] + 0.0, len(cumulative) - 1
     picks = [(q, q.sql.replace("{table}", level.table)) for q in scenario.queries]
+    extra = dict(settings or {})
     # Closed loop: the query threads yet to finish their first query. The window opens only when none is left.
     warming: set[int] = set(range(n)) if level.rate_qps is None else set()
     warming_lock = threading.Lock()
@@ -233,7 +237,8 @@ def run_level(
                 continue
             if now >= renew_at or end != limit_end:  # the whole seconds left change about once a second
                 seconds = max(1, math.ceil(end + GRACE_S - now))
-                limit, limit_end, renew_at = {"max_execution_time": seconds}, end, end + GRACE_S - (seconds - 1)
+                limit = {**extra, "max_execution_time": seconds}
+                limit_end, renew_at = end, end + GRACE_S - (seconds - 1)
             start, now, err = timed_execute(conn, sql, params, qid, clock, limit, log_tag=tag)
             keep((worker, role, item.name, qid, start if due is None else due, start, now, err, tag, sent))
             sent += 1

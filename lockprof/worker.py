@@ -50,6 +50,7 @@ class Worker:
         self.watchdog: Connection | None = None  # cancels a level's overdue queries (engines declaring cancel)
         self.serving: str | None = None  # the request being served, if any
         self.cluster: str | None = None  # --cluster: samplers read every replica of this cluster
+        self.lock_waits: dict[str, float] = {}  # the catalog's lock wait events and their to_us
 
     # --- requests -------------------------------------------------------------------------
     def prepare(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +80,9 @@ class Worker:
         if self.engine.capabilities.stack_period_ms:
             self.engine.check_introspection()  # fail now, with what to grant, not after the first level
         locks = catalog(admin.frame(CATALOG_SQL))
+        # The thread log's per-query waits subtract every lock wait the catalog knows, in µs.
+        waits = locks[locks["role"] == "wait"]
+        self.lock_waits = dict(zip(waits["event"], waits["to_us"].astype(float), strict=True))
         return {
             "engine": {**info.as_dict(), "stale_datasets_dropped": stale},
             "datasets": {k: v.as_dict() for k, v in self.datasets.items()},
@@ -124,17 +128,20 @@ class Worker:
         metrics = MetricsSampler(self.sampler_connections[1], self.clock, self.interval_s, self.cluster)
         active = [s for name, s in (("events", events), ("metrics", metrics)) if name in samplers]
         host = HostSampler(self.clock, self.run_pid)  # every level, samplers or not: how busy the machine was
+        read_log = "query_log" in samplers and self.engine.capabilities.query_log
+        # Where the query log is read, each query's threads are logged too (system.query_thread_log).
+        query_settings = {"log_query_threads": 1} if read_log else {}
         with contextlib.ExitStack() as running:
             running.enter_context(host)
             for sampler in active:
                 running.enter_context(sampler)
             result = run_level(self.scenario, level, self.connections, self.background, self.clock, self.stop,
-                               watchdog=self.watchdog)
+                               watchdog=self.watchdog, settings=query_settings)
         records = result.records.assign(engine=label)
         query_events = pd.DataFrame()
         log_problems: list[str] = []
-        if "query_log" in samplers and self.engine.capabilities.query_log:
-            reader = QueryLogReader(self.engine.admin, self.cluster)
+        if read_log:
+            reader = QueryLogReader(self.engine.admin, self.cluster, lock_waits=self.lock_waits)
             if self.engine.capabilities.query_id:
                 per_query, query_events = reader.read(level.id_prefix)
             else:

@@ -51,6 +51,7 @@ FAST_MODULES = frozenset({
     "test_packaging",
     "test_plots",
     "test_pyspy",
+    "test_query_threads",
     "test_report",
     "test_scenario",
     "test_stacks",

@@ -40,10 +40,15 @@ QUERY_LOG_CONFIG = """<clickhouse>
         <table>query_log</table>
         <flush_interval_milliseconds>1000</flush_interval_milliseconds>
     </query_log>
+    <query_thread_log>
+        <database>system</database>
+        <table>query_thread_log</table>
+        <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+    </query_thread_log>
 </clickhouse>
 """
 # What a session setting lockprof changed goes back to when a later query does not want it.
-SESSION_RESET = {"log_comment": "", "max_execution_time": "0"}
+SESSION_RESET = {"log_comment": "", "max_execution_time": "0", "log_query_threads": "0"}
 
 
 def parse_spec(text: str, kind: str = "embedded") -> EngineSpec:
@@ -160,7 +165,7 @@ class EmbeddedConnection:
 
 
 class EmbeddedEngine:
-    """chDB with a generated config that turns on system.query_log."""
+    """chDB with a generated config that turns on system.query_log and system.query_thread_log."""
 
     def __init__(
         self, root: Path | None = None, settings: dict[str, str] | None = None, datasets: str | None = None

@@ -1,9 +1,9 @@
 """Launching a ClickHouse build: ``--engine binary:/path/to/clickhouse``.
 
 The worker starts the binary as a private local server: a generated config in a
-temporary directory (its own data path, free loopback ports, query_log and
-trace_log on, a passwordless ``default`` user reachable from loopback only),
-waits until ``/ping`` answers, and talks to it as a server engine. The server
+temporary directory (its own data path, free loopback ports, query_log,
+query_thread_log and trace_log on, a passwordless ``default`` user reachable
+from loopback only), waits until ``/ping`` answers, and talks to it as a server engine. The server
 is always stopped and its directory removed: on close, at interpreter exit, and
 (through the kernel's parent-death signal) if the worker itself dies. It runs
 in its own session, so a Ctrl-C meant for the run does not stop it mid-level.
@@ -29,7 +29,7 @@ from lockprof.engines.server import declared
 from lockprof.errors import EngineError
 
 READY_TIMEOUT_S = 60.0
-_LOG_TABLES = ("query_log", "trace_log")
+_LOG_TABLES = ("query_log", "query_thread_log", "trace_log")
 
 
 def parse_spec(text: str) -> EngineSpec:

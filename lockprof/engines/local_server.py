@@ -71,11 +71,12 @@ def prepare(spec: EngineSpec, progress: Callable[[str], None] | None) -> EngineS
 
 def config_xml(root: Path, tcp_port: int = 0, extra: str = "") -> str:
     """The server's config: loopback only, ports 0 (the kernel picks) unless a cluster needs its native
-    port known in advance, query_log flushed every second; ``extra``: more elements (display_name, remote_servers)."""
+    port known in advance, query_log, query_thread_log and trace_log flushed every second; ``extra``: more
+    elements (display_name, remote_servers)."""
     logs = "".join(
         f"<{t}><database>system</database><table>{t}</table>"
         f"<flush_interval_milliseconds>1000</flush_interval_milliseconds></{t}>"
-        for t in ("query_log", "trace_log")
+        for t in ("query_log", "query_thread_log", "trace_log")
     )
     return f"""<clickhouse>
     <listen_host>127.0.0.1</listen_host>

@@ -17,9 +17,17 @@ distributed query's secondary queries carry it too): ProfileEvents are kept per
 replica, and the per-query row is the initial query's. Only the local log is
 flushed (``SYSTEM FLUSH LOGS ON CLUSTER`` needs distributed DDL); the other
 replicas' rows are there once their logs flush themselves (7.5 s by default).
+
+Where ``system.query_thread_log`` keeps the level's queries (measured with ``log_query_threads``),
+each query also gets two derived events (docs/remainder.md): the time its threads slept waiting
+for its own other threads, which no ProfileEvent counts, and its pipeline's wall time. Thread-log
+rows are read from the local server only (a cluster's initial queries).
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -62,6 +70,92 @@ FROM system.query_log
 ARRAY JOIN mapKeys(ProfileEvents) AS k, mapValues(ProfileEvents) AS v
 WHERE type != 'QueryStart' AND query_kind != 'Set' AND startsWith(log_comment, {prefix:String}) AND v != 0
 """
+
+
+OWN_THREADS_WAIT = "LockprofOwnThreadsWaitMicroseconds"
+PIPELINE_WALL = "LockprofPipelineWallMicroseconds"
+REAL = "RealTimeMicroseconds"
+ON_CPU = "OSCPUVirtualTimeMicroseconds"
+ON_CPU_PARTS = ("UserTimeMicroseconds", "SystemTimeMicroseconds")  # where OSCPUVirtualTime is missing
+WAITS = ("OSCPUWaitMicroseconds", "OSIOWaitMicroseconds")
+TIME_EVENTS = (REAL, ON_CPU, *ON_CPU_PARTS, *WAITS)
+
+THREAD_LOG_EXISTS_SQL = "SELECT count() AS n FROM system.tables WHERE database = 'system' AND name = 'query_thread_log'"
+# One row per query, thread role and event, for the time counters and the lock waits. Roles by the engine's
+# thread names: caller = the query's master thread; executor = the pulling executor's thread (chDB runs every
+# SELECT's pipeline there); worker = the pipeline's worker threads; collector = parallel output formatting's
+# collector thread (on a server over HTTP); helper = the rest (index analysis, mark loading, formatters).
+# query_thread_log has no log_comment column (26.9): the level's queries are found through query_log.
+THREADS_SQL = """
+SELECT query_id AS engine_query_id,
+       multiIf(thread_id = master_thread_id, 'caller', thread_name = 'QueryPullPipeEx', 'executor',
+               thread_name = 'QueryPipelineEx', 'worker', thread_name = 'Collector', 'collector', 'helper') AS role,
+       k AS event, sum(v) AS value
+FROM system.query_thread_log
+ARRAY JOIN mapKeys(ProfileEvents) AS k, mapValues(ProfileEvents) AS v
+WHERE query_id IN (SELECT query_id FROM system.query_log
+                   WHERE type != 'QueryStart' AND query_kind != 'Set' AND startsWith(log_comment, {prefix:String}))
+  AND has(splitByChar(',', {events:String}), k) AND v != 0
+GROUP BY engine_query_id, role, event
+"""
+
+
+def own_thread_waits(threads: pd.DataFrame, lock_waits: Mapping[str, float]) -> pd.DataFrame:
+    """Per query, the derived events :data:`OWN_THREADS_WAIT` and :data:`PIPELINE_WALL` (engine_query_id, event,
+    value; µs) from its thread-log sums by role (:data:`THREADS_SQL`'s rows).
+
+    ``rest`` of a role = Real − on CPU − CPU wait − IO wait − lock waits (``lock_waits``: event -> its to_us),
+    and W = the executor's Real. The waits are what no counter sees (docs/remainder.md): the caller asleep
+    while the pipeline runs (capped at W, so its planning-phase rest stays out), the executor asleep while
+    its workers run (without workers it ran the pipeline itself, and its rest is CPU the counters missed),
+    the workers idle between tasks, and an output collector waiting for formatted blocks. On a server over
+    HTTP the handler thread runs the pipeline itself: with no executor thread the caller takes the
+    executor's part, and there is no W. A query without thread-log rows gets no events.
+    """
+    columns = ["engine_query_id", "event", "value"]
+    if threads.empty:
+        return pd.DataFrame(columns=columns)
+    wide = threads.pivot_table(index=["engine_query_id", "role"], columns="event", values="value", aggfunc="sum",
+                               fill_value=0).astype(float)
+    # On CPU as the accounting counts it: OSCPUVirtualTime where the query has it, else user + system.
+    has_virtual = _event(wide, ON_CPU).groupby(level="engine_query_id").transform("sum") > 0
+    on_cpu = _event(wide, ON_CPU).where(has_virtual, sum(_event(wide, n) for n in ON_CPU_PARTS))
+    locks = sum(_event(wide, event) * to_us for event, to_us in lock_waits.items())
+    rest = (_event(wide, REAL) - on_cpu - sum(_event(wide, n) for n in WAITS) - locks).unstack("role")
+    real = _event(wide, REAL).unstack("role")
+    wall = _role(real, "executor")
+    has_executor, has_workers = wall.notna(), _role(real, "worker").notna()
+    caller = _asleep(rest, "caller")
+    caller = caller.clip(upper=wall.fillna(0.0)).where(has_executor, caller.where(has_workers, 0.0))
+    executor = _asleep(rest, "executor").where(has_workers, 0.0)
+    own = caller + executor + _asleep(rest, "worker") + _asleep(rest, "collector")
+    out = pd.concat([own.rename(OWN_THREADS_WAIT), wall.rename(PIPELINE_WALL)], axis=1).rename_axis(columns="event")
+    out = out.stack().rename("value").reset_index().dropna(subset=["value"])  # no W without an executor
+    return out.assign(value=out["value"].round().astype("int64"))[columns].reset_index(drop=True)
+
+
+def comma_list(names: list[str]) -> str:
+    """Event names as one String parameter, split in the SQL: chDB and clickhouse-connect disagree on how an
+    Array(String) parameter is written. Event names are words; anything else is refused."""
+    bad = [n for n in names if not re.fullmatch(r"\w+", n)]
+    if bad:
+        raise ValueError(f"not an event name: {bad[0]!r}")
+    return ",".join(names)
+
+
+def _event(wide: pd.DataFrame, name: str) -> pd.Series:
+    """One event's column of the (query, role) x event sums; zero where no row had it."""
+    return wide[name] if name in wide else pd.Series(0.0, index=wide.index)
+
+
+def _role(by_role: pd.DataFrame, name: str) -> pd.Series:
+    """One role's column of a query x role frame; NaN where the query has no thread of that role."""
+    return by_role[name] if name in by_role else pd.Series(float("nan"), index=by_role.index)
+
+
+def _asleep(rest: pd.DataFrame, name: str) -> pd.Series:
+    """A role's rest where it is positive (a negative rest is counter lag, not negative waiting); 0 if absent."""
+    return _role(rest, name).clip(lower=0.0).fillna(0.0)
 
 
 def match_by_order(
@@ -119,9 +213,26 @@ def _align(codes: list[int], logged_codes: list[int]) -> list[tuple[int, int]] |
 
 
 class QueryLogReader:
-    def __init__(self, conn: Connection, cluster: str | None = None) -> None:
+    """``lock_waits`` (lock wait event -> its to_us, from the run's lock catalog): also derive each query's
+    own-thread waits from ``system.query_thread_log``; None: read query_log only."""
+
+    def __init__(self, conn: Connection, cluster: str | None = None,
+                 lock_waits: Mapping[str, float] | None = None) -> None:
         self.conn = conn
         self.cluster = check_name(cluster)
+        self.lock_waits = None if lock_waits is None else dict(lock_waits)
+
+    def thread_waits(self, prefix: str) -> pd.DataFrame:
+        """:func:`own_thread_waits` of the queries with ids (or tags) starting with prefix, by engine query id;
+        none where the engine keeps no thread log (a server's config may have none) or logs were flushed before."""
+        empty = pd.DataFrame(columns=["engine_query_id", "event", "value"])
+        if self.lock_waits is None or int(self.conn.frame(THREAD_LOG_EXISTS_SQL)["n"].iloc[0]) == 0:
+            return empty
+        events = [*TIME_EVENTS, *self.lock_waits]
+        threads = self.conn.frame(THREADS_SQL, {"prefix": prefix, "events": comma_list(events)})
+        if threads.empty:  # an empty answer through clickhouse-connect has no columns
+            return empty
+        return own_thread_waits(threads.astype({"value": "float64"}), self.lock_waits)
 
     def read(self, prefix: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(one row per query, one row per query and non-zero ProfileEvent) for ids starting with prefix."""
@@ -134,6 +245,9 @@ class QueryLogReader:
         per_query = per_query.drop_duplicates("query_id", keep="last")
         if "value" in events:  # an empty answer through clickhouse-connect has no columns
             events["value"] = events["value"].astype("int64")
+        derived = self.thread_waits(prefix).merge(per_query[["engine_query_id", "query_id"]], on="engine_query_id")
+        if not derived.empty:
+            events = pd.concat([events, derived[["query_id", "event", "value"]]], ignore_index=True)
         return per_query, events
 
     def read_by_order(self, prefix: str, records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
@@ -142,4 +256,7 @@ class QueryLogReader:
         per_query = self.conn.frame(BY_ORDER_SQL, {"prefix": prefix})
         events = self.conn.frame(BY_ORDER_EVENTS_SQL, {"prefix": prefix})
         events = events.reindex(columns=["engine_query_id", "event", "value"]).astype({"value": "int64"})
+        derived = self.thread_waits(prefix)
+        if not derived.empty:
+            events = pd.concat([events, derived], ignore_index=True)
         return match_by_order(records, per_query, events)
