@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from lockprof.analysis.accounting import COMPONENT_TEXT, SOURCE_TEXT, time_accounting
 from lockprof.analysis.budget import lock_budget
-from lockprof.analysis.levels import level_summary
+from lockprof.analysis.levels import level_summary, query_timeline
 from lockprof.analysis.load import Run
 from lockprof.analysis.parts import has_parts_range, parts_dependence
 from lockprof.analysis.scalability import (
@@ -107,6 +107,164 @@ def latency_vs_concurrency(run: Run) -> Figure:
     ax.set_ylabel("latency (ms, log scale)")
     fig.legend(fontsize="small", loc="outside right upper")
     ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+# Per level, about this many queries are drawn in the latency-over-time panels (an even sample, so the
+# density stays true, plus the slowest ones, where a stall is), and this many points trace a CDF: a million
+# queries draw in seconds, and the stalls stay visible.
+MAX_POINTS_PER_LEVEL = 4000
+SLOWEST_KEPT = 200
+MAX_CDF_POINTS = 1500
+TAIL_COLOR = "#c0392b"
+BODY_COLOR = "#4c72b0"
+
+
+def _level_title(engine: str, schema: str, concurrency: int, engines: int) -> str:
+    return f"{_series_label(engine, schema, engines)}  c={concurrency}"
+
+
+def _thin(level: pd.DataFrame, limit: int, rng: np.random.Generator) -> pd.DataFrame:
+    """At most ``limit`` + ``SLOWEST_KEPT`` queries of one level: a seeded even sample of them all (the
+    tail thinned like the rest, so what looks dense is dense), and the slowest ``SLOWEST_KEPT`` always."""
+    if len(level) <= limit:
+        return level
+    keep = np.zeros(len(level), dtype=bool)
+    keep[rng.choice(len(level), size=limit, replace=False)] = True
+    keep[np.argsort(level["latency_ms"].to_numpy())[-SLOWEST_KEPT:]] = True
+    return level[keep]
+
+
+def latency_over_time(run: Run, columns: int = 4) -> Figure:
+    """When were the slow queries slow: spread out, or together in a stall?
+
+    One panel per level (small multiples, ``columns`` wide, one block of rows per engine and schema), each
+    query's latency against when it started in the level's measured window(s), the queries at or above the
+    level's p99 in red with the p99 as a dotted line. A stall is a column of red points: many slow queries
+    that started within a moment of each other. Large levels are thinned to ``MAX_POINTS_PER_LEVEL`` points
+    (every tail query kept) and drawn rasterized."""
+    timeline = query_timeline(run)
+    summary = level_summary(run).set_index(["engine", "schema", "concurrency"])
+    levels = timeline[["engine", "schema", "concurrency"]].drop_duplicates().sort_values(
+        ["engine", "schema", "concurrency"]).itertuples(index=False, name=None)
+    levels = list(levels)
+    if not levels:
+        fig = _figure(10, 3)
+        ax = fig.subplots()
+        ax.set_title("Latency of each query over its level's window")
+        _empty(ax, "no measured level has a successful query")
+        return fig
+    series = list(dict.fromkeys((e, s) for e, s, _ in levels))
+    per_series = {key: [c for e, s, c in levels if (e, s) == key] for key in series}
+    columns = max(1, min(columns, max(len(v) for v in per_series.values())))
+    rows_of = {key: -(-len(v) // columns) for key, v in per_series.items()}
+    rows = sum(rows_of.values())
+    fig = _figure(3.0 * columns + 1.0, 1.9 * rows + 1.2)
+    axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
+    fig.suptitle("Latency of each query against when it started in its level's measured window; "
+                 "red: at or above the level's p99 (dotted)", fontsize="medium")
+    engines = timeline["engine"].nunique()
+    rng = np.random.default_rng(0)
+    row = 0
+    thinned = False
+    by_level = dict(tuple(timeline.groupby(["engine", "schema", "concurrency"], sort=False)))
+    for key in series:
+        for i, c in enumerate(per_series[key]):
+            ax = axes[row + i // columns, i % columns]
+            level = by_level[(*key, c)]
+            shown = _thin(level, MAX_POINTS_PER_LEVEL, rng)
+            thinned |= len(shown) < len(level)
+            body, tail = shown[~shown["tail"]], shown[shown["tail"]]
+            ax.scatter(body["t_s"], body["latency_ms"], s=3, color=BODY_COLOR, alpha=0.35, linewidths=0,
+                       rasterized=True)
+            ax.scatter(tail["t_s"], tail["latency_ms"], s=9, color=TAIL_COLOR, linewidths=0, rasterized=True)
+            p99 = float(summary.loc[(*key, c), "p99_ms"])
+            ax.axhline(p99, color=TAIL_COLOR, linestyle=":", linewidth=1)
+            for start in np.unique(level["t_s"] - level["window_t_s"])[1:]:  # where the next repetition begins
+                ax.axvline(start, color="grey", linewidth=0.6)
+            ax.set_title(f"{_level_title(*key, c, engines)}\np99 {p99:.3g} ms, {len(level):,} queries",
+                         fontsize="small", loc="left")
+            ax.grid(True, which="both", alpha=0.3)
+        for j in range(len(per_series[key]), rows_of[key] * columns):  # the block's unused panels
+            axes[row + j // columns, j % columns].set_visible(False)
+        row += rows_of[key]
+    axes[0, 0].set_yscale("log")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("latency (ms, log)")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("time in the level's window (s)")
+    note = "repetitions' windows laid end to end (grey lines)" if (timeline["window"] > 0).any() else ""
+    if thinned:
+        note = "; ".join(n for n in (note, f"large levels drawn as an even sample of {MAX_POINTS_PER_LEVEL:,} "
+                                           f"queries plus the {SLOWEST_KEPT} slowest") if n)
+    if note:
+        fig.supxlabel(note, x=0.01, ha="left", fontsize="x-small")
+    return fig
+
+
+def _cdf_points(latency: np.ndarray, limit: int = MAX_CDF_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(latency, share of queries at or below it) at up to ``limit`` ranks, evenly spread, plus the slowest
+    fifth of them exactly: the tail is where the curve is read. Shares are midpoints, (rank + ½) / n, so
+    the slowest query sits below 1 and stays on a logit axis."""
+    values = np.sort(latency)
+    n = len(values)
+    if n <= limit:
+        ranks = np.arange(n)
+    else:
+        top = limit // 5
+        ranks = np.unique(np.concatenate([np.linspace(0, n - 1, limit - top).round().astype(int),
+                                          np.arange(n - top, n)]))
+    return values[ranks], (ranks + 0.5) / n
+
+
+def latency_cdf(run: Run, columns: int = 2) -> Figure:
+    """How is latency spread at each level: where does the tail begin, and how far does it reach?
+
+    One panel per engine and schema, one line per concurrency level (darker = more workers), the share of
+    queries at or below each latency on a log latency axis. The share axis is a logit scale, so the
+    median, p90, p99 and p99.9 are evenly spaced and the tail, where stalls show, is not squeezed into
+    the top of the panel."""
+    timeline = query_timeline(run)
+    series = list(timeline[["engine", "schema"]].drop_duplicates().sort_values(["engine", "schema"]).itertuples(
+        index=False, name=None))
+    if not series:
+        fig = _figure(10, 3)
+        ax = fig.subplots()
+        ax.set_title("Latency distribution per level")
+        _empty(ax, "no measured level has a successful query")
+        return fig
+    columns = max(1, min(columns, len(series)))
+    rows = -(-len(series) // columns)
+    fig = _figure(5.5 * columns + 1.5, 3.4 * rows + 0.8)
+    axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
+    fig.suptitle("Latency distribution per level (empirical CDF)", fontsize="medium")
+    concurrencies = sorted(timeline["concurrency"].unique())
+    cmap = matplotlib.colormaps["viridis"]
+    color = {c: cmap(0.85 * i / max(len(concurrencies) - 1, 1)) for i, c in enumerate(concurrencies)}
+    engines = timeline["engine"].nunique()
+    top = 0.5
+    for ax, (engine, schema) in zip(axes, series, strict=False):
+        mine = timeline[(timeline["engine"] == engine) & (timeline["schema"] == schema)]
+        for c, level in mine.groupby("concurrency", sort=True):
+            x, y = _cdf_points(level["latency_ms"].to_numpy(dtype=float))
+            ax.plot(x, y, drawstyle="steps-post", color=color[c], linewidth=1.4, label=f"c={c}")
+            top = max(top, float(y[-1]))
+        ax.set_title(_series_label(engine, schema, engines), fontsize="small", loc="left")
+        ax.set_xscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_yscale("logit")
+    ticks = [t for t in (0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999) if t <= top]
+    axes[0].set_yticks(ticks, labels=[f"{100 * t:g}%" for t in ticks])
+    axes[0].yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    axes[0].set_ylim(0.01, top)
+    for ax in axes[len(series):]:
+        ax.set_visible(False)
+    for ax in axes[::columns]:
+        ax.set_ylabel("queries at or below (%, logit scale)")
+    for ax in axes[-columns:]:
+        ax.set_xlabel("latency (ms, log scale)")
+    handles = [matplotlib.lines.Line2D([], [], color=color[c], label=f"c={c}") for c in concurrencies]
+    fig.legend(handles=handles, title="workers", fontsize="small", loc="outside right upper")
     return fig
 
 
@@ -261,8 +419,8 @@ def throughput_figure(run: Run) -> Figure:
         ax.set_title("Throughput vs concurrency: measured, " + " and ".join(dict.fromkeys(drawn)))
     if "scalability-law fit" in drawn:  # σ is a shape, not a cause: say so where it is printed
         crowded = f" ({n_max} workers on {cores} cores here)" if cores and n_max > cores else ""
-        fig.text(0.01, 0.005, f"σ includes serialization from running more workers than cores{crowded}; a lock is "
-                 "named only by the verdict from its wait counters, never by σ", fontsize="x-small")
+        fig.supxlabel(f"σ includes serialization from running more workers than cores{crowded}; a lock is named "
+                      "only by the verdict from its wait counters, never by σ", x=0.01, ha="left", fontsize="x-small")
     ax.set_xlabel("concurrent queries (workers)")
     ax.set_ylabel("throughput (queries per second)")
     ax.set_ylim(bottom=0)
@@ -450,6 +608,8 @@ def report_figures(run: Run) -> dict[str, Figure]:
     figures = {
         "Where a query's thread time goes": time_accounting_figure(run),
         "Latency vs concurrency": latency_vs_concurrency(run),
+        "Latency of each query over time, per level": latency_over_time(run),
+        "Latency distribution per level": latency_cdf(run),
         "Lock budget per query": lock_budget_figure(run),
         "Throughput vs concurrency": throughput_figure(run),
     }

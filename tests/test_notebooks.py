@@ -72,7 +72,8 @@ def test_explore_run(tiny_run):
     assert "needs at least 3 concurrency levels" in text  # two levels: the USL fit says why it is empty
     if forecast_vs_measured(load_run(tiny_run)).empty:  # why not, in the report's words
         assert no_forecast_reason(load_run(tiny_run)) in text
-    assert images >= 5
+    assert images >= 7  # with the latency over time and the latency distribution per level
+    assert "window_t_s" in text  # the slowest queries of each level, with when they started
 
 
 def test_partition_schemas(tiny_run):

@@ -66,10 +66,14 @@ def assert_readable(fig: Figure) -> None:
     for ax in fig.axes:
         if ax.lines or ax.patches or ax.collections:
             categorical_y = isinstance(ax.yaxis.get_major_locator(), FixedLocator)  # named bars: no unit
+            if ax.get_yscale() == "logit":
+                categorical_y = False  # fixed ticks on a scale, not named bars: the label still needs a unit
             shared = ax.get_shared_x_axes().get_siblings(ax)  # stacked panels: the bottom one carries it
             assert any("(" in a.get_xlabel() for a in shared), f"x label without a unit: {ax.get_xlabel()!r}"
-            assert ax.get_ylabel(), "every axis needs a label"
-            assert categorical_y or "(" in ax.get_ylabel(), f"y label without a unit: {ax.get_ylabel()!r}"
+            beside = ax.get_shared_y_axes().get_siblings(ax)  # small multiples: the left column carries it
+            assert any(a.get_ylabel() for a in beside), "every axis needs a label"
+            assert categorical_y or any("(" in a.get_ylabel() for a in beside), \
+                f"y label without a unit: {ax.get_ylabel()!r}"
     pixels = png_pixels(fig)
     assert pixels.shape[0] > 50 and pixels.std() > 0, "the figure rendered blank"
 
@@ -150,12 +154,93 @@ def test_time_accounting_figure_stacks_the_parts_of_thread_time():
     assert sum(p.get_width() for p in share_ax.patches) == pytest.approx(100.0)
 
 
+def stall_run(queries: int = 500, engine: str = "embedded"):
+    """Two levels of 10-11 ms queries; at c=4, ten queries in a row (started within 0.2 s) took 400 ms."""
+    run = make_run([Level("s", 1, queries, 10.0), Level("s", 4, queries, 10.0)], engine=engine)
+    run.queries["latency_ms"] += np.random.default_rng(1).uniform(0, 1, len(run.queries))
+    level = run.queries.index[run.queries["concurrency"] == 4]
+    stalled = level[100:110]
+    run.queries.loc[stalled, "latency_ms"] = 400.0
+    return run, run.queries.loc[stalled]
+
+
+def combined(*runs):
+    """Runs of different engines as one, as ``load_runs`` makes them."""
+    frames = {t: pd.concat([getattr(r, t) for r in runs], ignore_index=True)
+              for t in ("queries", "levels", "events", "metrics", "query_events", "locks", "driver", "driver_stacks",
+                        "stacks")}
+    return type(runs[0])(paths=[], manifests=[m for r in runs for m in r.manifests], **frames)
+
+
+def test_latency_over_time_marks_a_stall_in_red():
+    run, stalled = stall_run()
+    fig = plots.latency_over_time(run)
+    assert_readable(fig)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 2  # one per level
+    c4 = next(ax for ax in panels if "c=4" in ax.get_title("left"))
+    body, tail = c4.collections
+    assert tail.get_facecolor()[0][:3] == pytest.approx(matplotlib.colors.to_rgb(plots.TAIL_COLOR))
+    start = run.levels.set_index("concurrency").at[4, "measure_start_s"]
+    drawn = sorted(map(tuple, np.round(tail.get_offsets(), 6)))
+    assert drawn == sorted(zip(np.round(stalled["start_s"] - start, 6), stalled["latency_ms"], strict=True))
+    assert len(body.get_offsets()) == 490 and body.get_rasterized()
+    p99 = [line.get_ydata()[0] for line in c4.lines if line.get_linestyle() == ":"]
+    assert p99 == [pytest.approx(np.percentile(run.queries.loc[run.queries["concurrency"] == 4, "latency_ms"], 99))]
+    assert "p99 400 ms" in c4.get_title("left")
+
+
+def test_latency_over_time_thins_a_large_level_but_keeps_its_tail():
+    run, stalled = stall_run(queries=3 * plots.MAX_POINTS_PER_LEVEL)
+    fig = plots.latency_over_time(run)
+    for ax in (a for a in fig.axes if a.get_visible()):
+        body, tail = ax.collections
+        assert len(body.get_offsets()) + len(tail.get_offsets()) <= plots.MAX_POINTS_PER_LEVEL + plots.SLOWEST_KEPT
+    c4 = next(ax for ax in fig.axes if "c=4" in ax.get_title("left"))
+    drawn = c4.collections[1].get_offsets()[:, 1]
+    assert (drawn == 400.0).sum() == 10, "the slowest queries, the stall, are always drawn"
+    # the tail is thinned like the rest: about 1% of what is drawn, plus the slowest kept, not all 120
+    assert len(drawn) < 0.01 * plots.MAX_POINTS_PER_LEVEL + plots.SLOWEST_KEPT + 30
+    assert "even sample" in fig.get_supxlabel()
+
+
+def test_latency_figures_stay_readable_with_many_levels_and_engines():
+    levels = [Level(schema, c, 40, 2.0, latency_ms=5.0 * c) for schema in ("a", "b") for c in (1, 2, 4, 8, 16, 32, 64,
+                                                                                               128)]
+    run = combined(make_run(levels, engine="old"), make_run(levels, engine="new"))
+    over = plots.latency_over_time(run)
+    assert_readable(over)
+    panels = [ax for ax in over.axes if ax.get_visible()]
+    assert len(panels) == 32 and len({ax.get_title("left") for ax in panels}) == 32
+    assert over.get_size_inches()[0] <= 14  # small multiples, wrapped four to a row
+    assert {ax.get_title("left").split("\n")[0] for ax in panels} >= {"new / a  c=128", "old / b  c=1"}
+    cdf = plots.latency_cdf(run)
+    assert_readable(cdf)
+    panels = [ax for ax in cdf.axes if ax.get_visible()]
+    assert sorted(ax.get_title("left") for ax in panels) == ["new / a", "new / b", "old / a", "old / b"]
+    assert all(len(ax.lines) == 8 for ax in panels)  # one line per level
+    assert panels[0].get_xscale() == "log"
+
+
+def test_latency_cdf_reaches_the_stall():
+    run, _ = stall_run()
+    fig = plots.latency_cdf(run)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    x, y = lines["c=4"].get_xdata(), lines["c=4"].get_ydata()
+    assert x[-1] == 400.0 and np.all(np.diff(x) >= 0) and np.all((y > 0) & (y < 1))
+    assert y[np.searchsorted(x, 400.0)] == pytest.approx(490.5 / 500)  # 98% of the queries were faster
+    assert lines["c=1"].get_xdata().max() < 11.0
+
+
 def test_every_figure_renders_on_synthetic_runs():
     run = parts_run()
     for name, fig in plots.report_figures(run).items():
         assert isinstance(fig, Figure), name
         assert_readable(fig)
     assert "Latency vs active parts" in plots.report_figures(run)
+    assert {"Latency of each query over time, per level", "Latency distribution per level"} <= set(
+        plots.report_figures(run))
 
 
 AB = pd.DataFrame({
