@@ -70,6 +70,10 @@ def test_a_scenario_runs_on_a_launched_server(launched_run: Path) -> None:
     assert measured["engine_duration_ms"].notna().all()
     assert set(measured["query_id"]) <= set(run.query_events["query_id"])
     assert "RealTimeMicroseconds" in set(run.query_events["event"])
+    # query_thread_log is on: the own-thread waits of every query; over HTTP no executor thread, so no W
+    own = run.query_events[run.query_events["event"] == "LockprofOwnThreadsWaitMicroseconds"]
+    assert set(measured["query_id"]) <= set(own["query_id"]) and (own["value"] >= 0).all()
+    assert "LockprofPipelineWallMicroseconds" not in set(run.query_events["event"])
     # the server and its directory are gone
     tmp = launched_run.parent / "tmp"
     assert server_dirs(tmp) == set() and listener_pids(tmp) == []

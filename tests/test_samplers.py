@@ -123,3 +123,30 @@ def test_query_log_rows_of_tagged_connections_are_matched_to_their_queries_by_or
     _, _, problems = match_by_order(records, raw.assign(engine_us=raw["engine_us"].mask(raw.index == first, 10**7)),
                                     raw_events)  # fmt: skip
     assert len(problems) == 1 and prefix + "query1" in problems[0]
+
+
+def test_own_thread_waits_of_one_long_query_are_one_pipeline_wall_per_sleeping_thread(engine):
+    """docs/remainder.md, section 1: with one thread only the caller sleeps through the pipeline (its
+    executor runs it); with two, the executor sleeps too while its workers run. The bands leave room for a
+    busy machine turning part of a sleep into CPU wait after each wake-up."""
+    from lockprof.locks import CATALOG_SQL, catalog
+
+    locks = catalog(engine.admin.frame(CATALOG_SQL))
+    waits = locks[locks["role"] == "wait"]
+    reader = QueryLogReader(engine.admin, lock_waits=dict(zip(waits["event"], waits["to_us"], strict=True)))
+    prefix = f"own-{uuid.uuid4().hex[:8]}-"
+    conn = engine.connect()
+    for threads in (1, 2):
+        conn.execute("SELECT count() FROM numbers_mt(20000000) WHERE sipHash64(number) % 7 = 1",
+                     query_id=f"{prefix}{threads}", settings={"max_threads": threads, "log_query_threads": 1})
+    conn.execute("SELECT 1", query_id=f"{prefix}unlogged")  # threads not logged: no derived events
+    _, events = reader.read(prefix)
+    wide = events.pivot_table(index="query_id", columns="event", values="value", aggfunc="sum")
+    assert set(wide.index) == {f"{prefix}1", f"{prefix}2", f"{prefix}unlogged"}
+    wide = wide.dropna(subset=["LockprofOwnThreadsWaitMicroseconds"])
+    own, wall = wide["LockprofOwnThreadsWaitMicroseconds"], wide["LockprofPipelineWallMicroseconds"]
+    assert set(own.index) == set(wall.dropna().index) == {f"{prefix}1", f"{prefix}2"}
+    assert (wall > 200_000).all()  # long enough that a scheduler tick is noise
+    one, two = own[f"{prefix}1"] / wall[f"{prefix}1"], own[f"{prefix}2"] / wall[f"{prefix}2"]
+    assert 0.6 <= one <= 1.0, one  # the caller's share is capped at W: never more than 1
+    assert 1.4 <= two <= 2.1, two  # caller + executor, each at most W, plus the workers' idle moments

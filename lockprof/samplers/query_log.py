@@ -34,11 +34,12 @@ import pandas as pd
 from lockprof.engines.base import Connection
 from lockprof.samplers.cluster import check_name, on_replicas
 
+# The engine's query_id is named through the table: the alias query_id would shadow it (ClickHouse prefers aliases).
 PER_QUERY_SQL = """
-SELECT {replica} AS replica, is_initial_query, log_comment AS query_id, query_id AS engine_query_id,
+SELECT {replica} AS replica, is_initial_query, log_comment AS query_id, log.query_id AS engine_query_id,
        query_duration_ms AS engine_duration_ms,
        read_rows, result_rows, memory_usage, exception_code
-FROM system.query_log
+FROM system.query_log AS log
 WHERE type != 'QueryStart' AND query_kind != 'Set' AND startsWith(log_comment, {prefix:String})
 """
 
