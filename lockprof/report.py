@@ -166,8 +166,15 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
 
     parts.append("<h2>Levels</h2>")
     summary = level_summary(run)
+    for q in ("p50", "p99"):
+        summary[f"{q} 95% interval"] = [_range_ms(lo, hi) for lo, hi in zip(summary[f"{q}_ci_low_ms"],
+                                                                           summary[f"{q}_ci_high_ms"], strict=True)]
     parts.append(table_html(summary[["engine", "schema", "concurrency", "active_parts", "queries", "errors",
-                                     "throughput_qps", "p50_ms", "p99_ms", "mean_ms"]]))
+                                     "throughput_qps", "p50_ms", "p50 95% interval", "p99_ms", "p99 95% interval",
+                                     "mean_ms"]]))
+    parts.append("<p class='note'>Intervals from a block bootstrap over 1-second blocks of each window (and over the "
+                 "repetitions' windows, where there are several); – where a level has under 5 blocks to resample. "
+                 "They hold the sampling noise of this run, not the difference between machines or days.</p>")
 
     parts.append("<h2>Figures</h2>")
     for caption, fig in figures.items():
@@ -324,6 +331,10 @@ def _ab_section(result: ab.Comparison | LockprofError) -> list[str]:
     if not forest.empty:
         out.append(_figure_html("Latency and throughput ratios with 95% intervals", ab_forest(forest)))
     return out
+
+
+def _range_ms(low: float, high: float) -> str:
+    return "–" if pd.isna(low) or pd.isna(high) else f"{_number(float(low))}–{_number(float(high))}"
 
 
 def _times(value: float) -> str:
