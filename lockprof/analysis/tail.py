@@ -29,6 +29,7 @@ from lockprof.analysis.per_query import counters_of, lock_columns
 
 RARE_SHARE = 0.5  # of queries: a lock held exclusively by fewer is a rare holder (more is the pre-fix norm)
 RARE_HOLD_US = 1000.0  # the longest hold from which a rare exclusive hold is worth a sentence
+BRIEF_HOLD_US = 50.0  # per hold: an exclusive hold this long or longer can make readers wait visibly
 MIDDLE_SAMPLE = 2000  # queries of the middle half whose counters are read for its means
 MIN_SLOW = 3  # the tail is at least this many queries, so one odd query is not called a pattern
 MIN_QUERIES = 30  # fewer queries in a level: too few to tell a tail from the middle
@@ -337,13 +338,23 @@ def _tail_sentence(row: dict, slow: pd.DataFrame, holds: pd.DataFrame) -> tuple[
                f"other in a {row['window_s']:.0f} s window" if stalled else "")
     stall = f"; they cluster in time, a stall: {bunched}" if stalled else ""
     overlap, middle = row["slow_overlap_share"], row["middle_overlap_share"]
-    if overlap >= OVERLAP_SHARE and overlap >= OVERLAP_RATIO * middle:
-        lock = row["overlap_lock"].replace("_", " ")
-        mine = holds[holds["lock"] == row["overlap_lock"]]
-        who = _holder_text(mine)
+    # Two kinds of evidence, either enough: the slowest queries ran beside exclusive holds far more often than
+    # the middle half, or their largest extra cost is waiting for a lock that statements held exclusively for
+    # long (``BRIEF_HOLD_US`` or more) in the level.
+    waited = parts[0][0] if parts and parts[0][0] not in COMPONENT_TEXT else ""
+    waited_lock = waited.rsplit(" (", 1)[0].replace(" ", "_")
+    behind = holds[holds["lock"] == waited_lock] if waited else holds.iloc[:0]
+    by_counter = not behind.empty and behind.groupby("role")["hold_us"].median().max() >= BRIEF_HOLD_US
+    if (overlap >= OVERLAP_SHARE and overlap >= OVERLAP_RATIO * middle) or by_counter:
+        lock_key = waited_lock if by_counter else row["overlap_lock"]
+        mine = holds[holds["lock"] == lock_key]
+        evidence = (f"they waited {extra[waited]:.1f} ms more per query for it ({waited.rsplit(' (', 1)[1][:-1]}) "
+                    "than the middle half" if by_counter else "")
+        beside = f"{overlap:.0%} of them held it or ran beside a statement holding it exclusively, against " \
+                 f"{middle:.0%} of the middle half"
         return "exclusive_hold", (
-            f"{head} is made of exclusive holds of the {lock} lock: {overlap:.0%} of them held it or ran beside "
-            f"a statement holding it exclusively ({who}), against {middle:.0%} of the middle half; {made}{stall}.")
+            f"{head} is made of exclusive holds of the {lock_key.replace('_', ' ')} lock ({_holder_text(mine)}): "
+            f"{'; '.join(t for t in (evidence, beside) if t)}; {made}{stall}.")
     if stalled:
         return "stall", f"{head} is a stall: {bunched}; {made}."
     if parts:
