@@ -18,7 +18,7 @@ from lockprof.analysis import (
     queueing_wait_us,
     wait_forecast,
 )
-from lockprof.analysis.utilization import no_ceiling_reason, no_forecast_reason, rare_exclusive_holds
+from lockprof.analysis.utilization import exclusive_holds_without_ceiling, no_ceiling_reason, no_forecast_reason
 
 
 def test_ceiling_is_one_over_the_hold():
@@ -108,7 +108,7 @@ def test_a_rarely_taken_exclusive_lock_gets_no_ceiling_anywhere():
     assert util["ceiling_qps"].isna().all()  # the table follows the same rule as exclusive_ceilings
     assert exclusive_ceilings(run).empty
     assert wait_forecast(run).empty and forecast_vs_measured(run).empty  # and the forecast
-    assert rare_exclusive_holds(run)["lock"].tolist() == ["parts"]
+    assert exclusive_holds_without_ceiling(run)["lock"].tolist() == ["parts"]
     reason = no_ceiling_reason(run)
     assert "rare" in reason and "under 1% of the queries" in reason and "0.5 acquisitions per 100" in reason
     assert "reported a hold time" not in reason
@@ -125,7 +125,7 @@ def test_a_commonly_taken_exclusive_lock_keeps_its_ceiling_at_every_level():
 def test_no_exclusive_hold_at_all_says_so():
     run = make_run([Level("s", 1, 100, 10.0, hold_us=500.0, mode="shared")])
     assert "No exclusive lock taken by the queries reported a hold time" in no_ceiling_reason(run)
-    assert rare_exclusive_holds(run).empty
+    assert exclusive_holds_without_ceiling(run).empty
 
 
 def test_notes_say_when_the_hold_grew_and_workers_outnumber_cores():

@@ -130,7 +130,7 @@ def exclusive_ceilings(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def rare_exclusive_holds(run: Run) -> pd.DataFrame:
+def exclusive_holds_without_ceiling(run: Run) -> pd.DataFrame:
     """Exclusive holds the queries met too rarely for a ceiling: per engine, schema and lock, the most
     acquisitions per query at any level (NaN where the engine does not count them)."""
     util = lock_utilization(run)
@@ -146,7 +146,7 @@ def no_ceiling_reason(run: Run) -> str:
     or exclusive holds too rare to cap anything."""
     if not exclusive_ceilings(run).empty:
         return ""
-    rare = rare_exclusive_holds(run)
+    rare = exclusive_holds_without_ceiling(run)
     if rare.empty:
         return "No exclusive lock taken by the queries reported a hold time, so no ceiling applies."
     names = sorted({str(lock).replace("_", " ") for lock in rare["lock"]})
