@@ -36,7 +36,8 @@ _PALETTE = matplotlib.colormaps["tab10"].colors
 LOCK_COLORS = {"parts": "#d62728", "table_rwlock": "#9467bd", "context": "#8c564b",
                "global_thread_pool": "#e377c2", "local_thread_pool": "#bcbd22"}
 MODE_HATCHES = {"exclusive": "///", "shared": "...", "unknown": "xx"}
-COMPONENT_COLORS = {"on_cpu": "#1f77b4", "cpu_wait": "#9ecae1", "io_wait": "#2ca02c", "other": "#d9d9d9"}
+COMPONENT_COLORS = {"on_cpu": "#1f77b4", "cpu_wait": "#9ecae1", "io_wait": "#2ca02c", "own_threads": "#f2f2f2",
+                    "other": "#bdbdbd"}
 ENGINE_LINESTYLES = ["-", "--", ":", "-."]
 ENGINE_MARKERS = ["o", "s", "^", "D"]
 
@@ -299,8 +300,9 @@ def time_accounting_figure(run: Run) -> Figure:
             if values.max() * 1000 >= 1.0:  # a lock waited for at least 1 µs per query somewhere
                 segments.append((f"{lock.replace('_', ' ')} lock wait ({mode})", values,
                                  {"color": lock_color(lock), "hatch": mode_hatch(mode), "edgecolor": "white"}))
-    segments.append((COMPONENT_TEXT["other"], frame["other_ms"].to_numpy(dtype=float),
-                     {"color": COMPONENT_COLORS["other"]}))
+    for c in ("own_threads", "other"):  # own-thread waits: an echo of wall time, drawn pale and outlined
+        segments.append((COMPONENT_TEXT[c], frame[f"{c}_ms"].to_numpy(dtype=float),
+                         {"color": COMPONENT_COLORS[c], "edgecolor": "#969696", "linewidth": 0.5}))
     segments = [seg for seg in segments if np.nansum(seg[1]) > 0]
     whole = np.maximum(sum(np.nan_to_num(v) for _, v, _ in segments), 1e-12)
     y = np.arange(len(frame))
