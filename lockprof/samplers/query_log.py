@@ -246,9 +246,12 @@ class QueryLogReader:
         per_query = per_query.drop_duplicates("query_id", keep="last")
         if "value" in events:  # an empty answer through clickhouse-connect has no columns
             events["value"] = events["value"].astype("int64")
-        derived = self.thread_waits(prefix).merge(per_query[["engine_query_id", "query_id"]], on="engine_query_id")
-        if not derived.empty:
-            events = pd.concat([events, derived[["query_id", "event", "value"]]], ignore_index=True)
+        derived = self.thread_waits(prefix)
+        if not derived.empty and not per_query.empty:  # an empty answer through clickhouse-connect has no columns
+            # each derived row names the query's replica (the local one: the thread log is read there)
+            keys = per_query[["engine_query_id", "query_id", "replica"]]
+            derived = derived.merge(keys, on="engine_query_id")
+            events = pd.concat([events, derived[["replica", "query_id", "event", "value"]]], ignore_index=True)
         return per_query, events
 
     def read_by_order(self, prefix: str, records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
