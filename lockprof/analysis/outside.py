@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 
 from lockprof.analysis.accounting import LEVEL, QUERY_LOG, WINDOW, choose_source
-from lockprof.analysis.columnar import fold_rows, query_matrix
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
+from lockprof.analysis.per_query import measured_statements, statement_matrix
 
 KEYS = ["run_id", *WINDOW]  # one measurement window
 # Counted when a merge finishes (its launch, ``Merge``, often shares an interval with the flush that caused it).
@@ -270,11 +270,9 @@ def _window_events(run: Run, wanted: list[str]) -> pd.DataFrame:
 def _own_counters(run: Run, wanted: list[str], wide: pd.DataFrame) -> pd.DataFrame:
     """The run's successful statements of the sampled windows (queries and background), each with its own wanted
     counters (``wanted`` columns), whether it has any, and the interval it started in (-1: no interval)."""
-    statements = _keyed(run.queries)
-    statements = statements[(statements["phase"] == "measure") & statements["error"].isna()]
-    statements = statements.drop_duplicates("query_id").reset_index(drop=True)
-    ids = pd.Index(statements["query_id"].astype(str))
-    matrix = _matrix(run, ids, wanted) if len(ids) else np.zeros((0, len(wanted)))
+    statements = _keyed(measured_statements(run)).reset_index(drop=True)
+    names, full = statement_matrix(run)  # one pass over the files, shared with the exclusive holds
+    matrix = full[:, [names.index(e) for e in wanted]]
     own = statements[[*KEYS, "role", "start_s"]].copy()
     own["kind"] = np.where(own["role"] == "query", "query", "background")
     own["logged"] = (matrix != 0).any(axis=1)
@@ -358,19 +356,3 @@ def _sum_levels(frame: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
 
 def _sum_or_nan(values: pd.Series) -> float:
     return float(values.sum()) if values.notna().any() else math.nan
-
-
-def _matrix(run: Run, ids: pd.Index, events: list[str]) -> np.ndarray:
-    """Each statement's own counters (``out[i, j]``: event j of statement ids[i]), from the files or the frame."""
-    disk = run.query_events_on_disk()
-    if disk is not None:
-        return query_matrix(disk, ids, events)
-    frame = run.query_events
-    out = np.zeros((len(ids), len(events)))
-    if frame.empty:
-        return out
-    query_id, event = pd.Categorical(frame["query_id"].astype(str)), pd.Categorical(frame["event"].astype(str))
-    fold_rows(out, ids.get_indexer(query_id.categories), np.asarray(query_id.codes),
-              pd.Index(events).get_indexer(event.categories), np.asarray(event.codes),
-              frame["value"].to_numpy(dtype=float))
-    return out

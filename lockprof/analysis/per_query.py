@@ -50,11 +50,31 @@ def query_counters(run: Run) -> pd.DataFrame:
     return counters_of(run)
 
 
+@per_run
 def measured_statements(run: Run) -> pd.DataFrame:
     """The successful statements of the measured windows, queries and background statements, once each."""
     statements = run.queries
     statements = statements[(statements["phase"] == "measure") & statements["error"].isna()]
     return statements.drop_duplicates("query_id")
+
+
+# Read for every measured statement in one pass over the files, shared by the exclusive holds, the lock spread and
+# the lock time outside the queries (lockprof.analysis.outside): the lock catalog's counters, thread time, and
+# the counters that tell an engine's own insert (a system-log flush) or merge apart.
+STATEMENT_EXTRA = (THREAD_TIME, "InsertedRows", "MergeTotalMilliseconds", "MergedIntoWideParts",
+                   "MergedIntoCompactParts")
+
+
+@per_run
+def statement_matrix(run: Run) -> tuple[list[str], np.ndarray]:
+    """(event names, each measured statement's own value of each): rows in the order of
+    :func:`measured_statements`, columns every lock-catalog event and ``STATEMENT_EXTRA``. Shared: do not
+    change it."""
+    events = sorted({*run.locks["event"].astype(str), *STATEMENT_EXTRA})
+    ids = pd.Index(measured_statements(run)["query_id"].astype(str))
+    if not len(ids) or _no_events(run):
+        return events, np.zeros((len(ids), len(events)))
+    return events, matrix_of(run, ids, events)
 
 
 def counters_of(run: Run, statements: pd.DataFrame | None = None, part: str = "all") -> pd.DataFrame:
@@ -63,7 +83,8 @@ def counters_of(run: Run, statements: pd.DataFrame | None = None, part: str = "a
     and acquisitions, for finding holders). Reading a few counters, or a few queries, of a million-query run
     costs a fraction of reading them all, which is what the summary relies on."""
     catalog = run.locks[["engine", "event", "lock", "mode", "role", "to_us"]].drop_duplicates(["engine", "event"])
-    statements = measured_statements(run) if statements is None else statements.drop_duplicates("query_id")
+    measured_all = measured_statements(run)
+    statements = measured_all if statements is None else statements.drop_duplicates("query_id")
     lock_events = catalog.drop_duplicates("event").sort_values(["lock", "mode", "role"])
     if part == "exclusive":
         lock_events = lock_events[(lock_events["mode"] == "exclusive") & (lock_events["role"] != "wait")]
@@ -71,8 +92,11 @@ def counters_of(run: Run, statements: pd.DataFrame | None = None, part: str = "a
               "locks": [THREAD_TIME], "exclusive": []}[part] + list(lock_events["event"])
     if statements.empty or _no_events(run) or not events:
         return pd.DataFrame(columns=KEY_COLUMNS)
-    ids = pd.Index(statements["query_id"].astype(str))
-    matrix = _matrix(run, ids, events)
+    if part != "all" and statements is measured_all:  # the shared pass over every statement
+        names, full = statement_matrix(run)
+        matrix = full[:, [names.index(e) for e in events]]
+    else:
+        matrix = matrix_of(run, pd.Index(statements["query_id"].astype(str)), events)
     logged = (matrix != 0).any(axis=1)
     matrix, statements = matrix[logged], statements[logged]
     value = dict(zip(events, matrix.T))
@@ -128,7 +152,8 @@ def _no_events(run: Run) -> bool:
     return disk.empty if disk is not None else run.query_events.empty
 
 
-def _matrix(run: Run, ids: pd.Index, events: list[str]) -> np.ndarray:
+def matrix_of(run: Run, ids: pd.Index, events: list[str]) -> np.ndarray:
+    """Each statement's own counters (``out[i, j]``: event j of statement ids[i]), from the files or the frame."""
     disk = run.query_events_on_disk()
     if disk is not None:
         return query_matrix(disk, ids, events)

@@ -54,7 +54,8 @@ def timed_queries(run: Run) -> pd.DataFrame:
 def lock_distribution(run: Run) -> pd.DataFrame:
     """Per (engine, schema, concurrency, lock, mode) that any query touched: how many queries took it, and
     the spread over queries of its wait, hold and hold per acquisition (µs)."""
-    counters = counters_of(run, run.measured().query("error.isna()"), part="locks")
+    counters = counters_of(run, part="locks")
+    counters = counters[counters["role"] == "query"] if not counters.empty else counters
     columns = [*LEVEL, "lock", "mode", "queries", "takers", "taken_share", "acquisitions_per_query",
                "hold_us_per_query", "hold_us_p50", "hold_us_p99", "hold_us_max", "hold_us_per_acquisition_max",
                "wait_us_per_query", "wait_us_p50", "wait_us_p99", "wait_us_max"]
