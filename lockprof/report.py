@@ -197,7 +197,8 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
                  "take exclusively.</p>")
     utilization = lock_utilization(run)
     utilization["utilization"] = utilization["utilization"].map(_percent)
-    parts.append(table_html(utilization, "no lock reported a hold time"))
+    # short headers, so the ceiling, which the section is about, shows without scrolling
+    parts.append(table_html(utilization.rename(columns=UTILIZATION_HEADERS), "no lock reported a hold time"))
     ceilings = exclusive_ceilings(run)
     ceilings["peak_utilization"] = ceilings["peak_utilization"].map(_percent)
     parts.append(table_html(ceilings, no_ceiling_reason(run)))
@@ -217,7 +218,13 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
                  "point at a lock: a lock is named only by the verdict above, from its wait counters. "
                  f"A fit is drawn only with r² ≥ {MIN_R_SQUARED} over at least {MIN_LEVELS_TO_DRAW} "
                  "concurrency levels, and never past twice the machine's cores.</p>")
-    parts.append(table_html(usl_fits(run)))
+    fits = usl_fits(run)
+    # the notes as sentences under the table: in a cell they squeeze into a column a word wide
+    parts.append(table_html(fits.drop(columns="note")))
+    notes = [f"{_series(row['engine'], row['schema'], fits)}: {row['note']}"
+             for _, row in fits.iterrows() if row["note"]]
+    if notes:
+        parts.append("<ul class='note'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
 
     frame = parts_dependence(run)
     if has_parts_range(frame):
@@ -333,8 +340,20 @@ def _ab_section(result: ab.Comparison | LockprofError) -> list[str]:
     return out
 
 
+UTILIZATION_HEADERS = {"hold_us_per_query": "hold µs/query", "wait_us_per_query": "wait µs/query",
+                       "acquisitions_per_query": "acquisitions/query", "throughput_qps": "q/s",
+                       "ceiling_qps": "ceiling q/s"}
+
+
+def _series(engine: str, schema: str, frame: pd.DataFrame) -> str:
+    return f"{engine} / {schema}" if frame["engine"].nunique() > 1 else str(schema)
+
+
 def _range_ms(low: float, high: float) -> str:
-    return "–" if pd.isna(low) or pd.isna(high) else f"{_number(float(low))}–{_number(float(high))}"
+    """An interval with the same 3 significant digits at both ends (38.0, not 38)."""
+    if pd.isna(low) or pd.isna(high):
+        return "–"
+    return "–".join(_number(float(v)) if abs(v) >= 1000 else f"{v:#.3g}".rstrip(".") for v in (low, high))
 
 
 def _times(value: float) -> str:

@@ -97,6 +97,7 @@ def test_rare_exclusive_holds_give_no_ceiling_and_say_so():
     assert "Exclusive holds were rare" in text and "so no ceiling is given" in text
     assert "reported a hold time" not in text
     assert "41,667" not in text  # the 1/h of a 24 µs hold: no table row may give it
+    assert "ceiling q/s" in text  # the utilization table's short headers, the ceiling column in view
 
 
 def links(text: str) -> list[str]:
@@ -250,4 +251,4 @@ def test_the_levels_table_shows_the_intervals():
     row = level_summary(run).iloc[0]
     text = render_report(run)
     assert "p50 95% interval" in text and "p99 95% interval" in text
-    assert f"{row['p99_ci_low_ms']:.3g}–{row['p99_ci_high_ms']:.3g}" in text
+    assert "–".join(f"{row[c]:#.3g}".rstrip(".") for c in ("p99_ci_low_ms", "p99_ci_high_ms")) in text
