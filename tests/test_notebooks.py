@@ -11,7 +11,7 @@ from conftest import TINY, lockprof_cli
 from nbclient import NotebookClient
 
 from lockprof import plots
-from lockprof.analysis import ab, forecast_vs_measured, load_run, verdict_lines
+from lockprof.analysis import ab, forecast_vs_measured, load_run, tail_lines, verdict_lines
 from lockprof.analysis.utilization import no_forecast_reason
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -74,6 +74,9 @@ def test_explore_run(tiny_run):
         assert no_forecast_reason(load_run(tiny_run)) in text
     assert images >= 7  # with the latency over time and the latency distribution per level
     assert "window_t_s" in text  # the slowest queries of each level, with when they started
+    for line in tail_lines(load_run(tiny_run)):  # beyond the mean: the summary's and the report's sentences
+        assert line in text
+    assert "own_threads_us" in text and "median of" in text  # the drill-down: every counter, beside the median
 
 
 def test_partition_schemas(tiny_run):
