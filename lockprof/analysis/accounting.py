@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lockprof.analysis.columnar import event_sums
+from lockprof.analysis.columnar import event_sums, fold_rows
 from lockprof.analysis.levels import level_summary
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
@@ -81,21 +81,60 @@ def _measured_windows(run: Run) -> tuple[pd.DataFrame, pd.Series]:
 
 
 def _from_query_log(run: Run) -> pd.DataFrame:
-    measured, window = _measured_windows(run)
+    return _query_log_pass(run)[0]
+
+
+# Besides the window totals, the one pass over the per-query files keeps each measured statement's own values of
+# these (and of every lock-catalog event), which the tail, the exclusive holds, the lock spread and the lock time
+# outside the queries read (lockprof.analysis.per_query): the time components, and what tells an engine's own
+# insert (a system-log flush) or merge apart.
+STATEMENT_EXTRA = (THREAD_TIME, ON_CPU, *ON_CPU_PARTS, CPU_WAIT, IO_WAIT, OWN_THREADS, "InsertedRows",
+                   "MergeTotalMilliseconds", "MergedIntoWideParts", "MergedIntoCompactParts")
+
+
+@per_run
+def measured_statements(run: Run) -> pd.DataFrame:
+    """The successful statements of the measured windows, queries and background statements, once each."""
+    statements = run.queries
+    statements = statements[(statements["phase"] == "measure") & statements["error"].isna()]
+    # Driver ids are unique; checking that through an index is much cheaper than dropping duplicates.
+    return statements if pd.Index(statements["query_id"]).is_unique else statements.drop_duplicates("query_id")
+
+
+def statement_matrix(run: Run) -> tuple[list[str], np.ndarray]:
+    """(event names, each measured statement's own value of each): rows in the order of
+    :func:`measured_statements`, columns every lock-catalog event and ``STATEMENT_EXTRA``. Shared: do not
+    change it."""
+    return _query_log_pass(run)[1:]
+
+
+@per_run
+def _query_log_pass(run: Run) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """(window totals from the query log, the statement events, the statement matrix), from one pass."""
+    own_events = sorted({*run.locks["event"].astype(str), *STATEMENT_EXTRA})
+    statements = measured_statements(run)
+    nothing = np.zeros((len(statements), len(own_events)))
     disk = run.query_events_on_disk()
-    if measured.empty or (disk.empty if disk is not None else run.query_events.empty):
-        return pd.DataFrame()
-    ids, window = pd.Index(measured["query_id"].astype(str)), window.to_numpy()
-    if not ids.is_unique:  # checked first: the usual unique index keeps the hash table it just built
-        keep = ~ids.duplicated()
-        ids, window = ids[keep], window[keep]
-    n_windows = int(window.max()) + 1
+    if statements.empty or (disk.empty if disk is not None else run.query_events.empty):
+        return pd.DataFrame(), own_events, nothing
+    measured, window = _measured_windows(run)
+    window = window.to_numpy()
+    if not pd.Index(measured["query_id"]).is_unique:
+        first = ~measured["query_id"].duplicated().to_numpy()
+        measured, window = measured[first], window[first]
+    ids = pd.Index(statements["query_id"].astype(str))
+    n_windows = int(window.max()) + 1 if len(window) else 0
+    # Every statement's own values are kept; only the measured queries add to a window (the rest: the last row).
+    windows = np.full(len(ids), n_windows, dtype=np.int64)
+    windows[ids.get_indexer(measured["query_id"].astype(str))] = window
     if disk is not None:  # aggregated in the files, part by part; only the sums reach pandas
-        sums, names, logged = event_sums(disk, ids, window, n_windows)
+        sums, names, logged, own = event_sums(disk, ids, windows, n_windows, own_events)
     else:
-        sums, names, logged = _event_sums_in_memory(run.query_events, ids, window, n_windows)
+        sums, names, logged, own = _event_sums_in_memory(run.query_events, ids, windows, n_windows, own_events)
+    if not n_windows:
+        return pd.DataFrame(), own_events, own
     # Only queries the log has count: a query whose row was lost says nothing about where time went.
-    queries = np.bincount(window[logged], minlength=n_windows)
+    queries = np.bincount(windows[logged & (windows < n_windows)], minlength=n_windows)
     labels = measured.groupby(WINDOW, sort=True).size().reset_index()[WINDOW]  # window number -> its keys
     # Events in name order within each window, whichever order the files or the frame hold them in.
     order = np.argsort(np.asarray(names, dtype=object), kind="stable")
@@ -105,11 +144,11 @@ def _from_query_log(run: Run) -> pd.DataFrame:
     out["event"] = names[event_of].astype(str) if len(names) else np.array([], dtype=str)
     out["total"] = sums[win_of, event_of]
     out["queries"] = queries[win_of]
-    return out[out["queries"] > 0]
+    return out[out["queries"] > 0], own_events, own
 
 
-def _event_sums_in_memory(events: pd.DataFrame, ids: pd.Index, window: np.ndarray, n_windows: int
-                          ) -> tuple[np.ndarray, list[str], np.ndarray]:
+def _event_sums_in_memory(events: pd.DataFrame, ids: pd.Index, window: np.ndarray, n_windows: int,
+                          own_events: list[str]) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
     """What :func:`lockprof.analysis.columnar.event_sums` computes from the files, from a frame in memory."""
     # Match through the categories: a run holds dozens of ProfileEvents per query, and their ids are
     # read as a categorical, so each distinct id is looked up once.
@@ -121,10 +160,15 @@ def _event_sums_in_memory(events: pd.DataFrame, ids: pd.Index, window: np.ndarra
     found = (position >= 0) & (codes >= 0)
     logged = np.zeros(len(ids), dtype=bool)
     logged[position[found]] = True
+    values = events["value"].to_numpy(dtype=float)
+    own = np.zeros((len(ids), len(own_events)))
+    fold_rows(own, ids.get_indexer(query_id.categories.astype(str)), np.asarray(query_id.codes),
+              pd.Index(own_events).get_indexer(event.categories.astype(str)), codes, values)
     k = len(event.categories)
+    found &= np.append(window, n_windows)[position] < n_windows  # statements outside the windows: own values only
     key = window[position[found]].astype(np.int64) * k + codes[found]
-    sums = np.bincount(key, weights=events["value"].to_numpy(dtype=float)[found], minlength=n_windows * k)
-    return sums.reshape(n_windows, k), [str(c) for c in event.categories], logged
+    sums = np.bincount(key, weights=values[found], minlength=n_windows * k)
+    return sums.reshape(n_windows, k), [str(c) for c in event.categories], logged, own
 
 
 def _from_events(run: Run) -> pd.DataFrame:

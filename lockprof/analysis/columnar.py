@@ -175,14 +175,17 @@ def _distinct(part: Path, column: str) -> set[str]:
             if v is not None}
 
 
-def event_sums(table: ParquetTable, ids: pd.Index, window: np.ndarray, n_windows: int
-               ) -> tuple[np.ndarray, list[str], np.ndarray]:
+def event_sums(table: ParquetTable, ids: pd.Index, window: np.ndarray, n_windows: int,
+               own_events: list[str] | None = None) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
     """Fold the ProfileEvents of the queries ``ids`` (unique) into (sums per window and event, event names,
     whether each id has a row): ``sums[w, e]`` is the sum of event ``e`` over the rows whose query_id is an
     id of window ``w`` (``window[i]`` is the window of ``ids[i]``); rows of other ids, and rows without an
-    id or an event name, are left out."""
+    id or an event name, are left out. In the same pass, the fourth result holds each id's own values of
+    ``own_events`` (as :func:`query_matrix`; ids whose window is the last, ``n_windows``, count only there)."""
     names: dict[str, int] = {}
     sums = np.zeros((n_windows + 1, 0))  # the last row collects the rows left out
+    own = np.zeros((len(ids), len(own_events or ())))
+    wanted = pd.Index(own_events or [])
     logged = np.zeros(len(ids), dtype=bool)
     trash = n_windows
     window = np.append(window, trash).astype(np.int64)  # position -1 (an id not measured) -> the trash row
@@ -192,6 +195,9 @@ def event_sums(table: ParquetTable, ids: pd.Index, window: np.ndarray, n_windows
         position = ids.get_indexer(qid.dictionary.to_pandas())
         entry_window = np.append(window[position], trash)  # a null id (code -1) lands in the trash row too
         q_codes, e_codes = _codes(qid), _codes(ev)
+        if own.shape[1]:
+            fold_rows(own, position, q_codes, wanted.get_indexer(ev.dictionary.to_pandas()), e_codes,
+                      value.to_numpy(zero_copy_only=False))
         row_window = entry_window[q_codes]
         counted = q_codes
         if ev.null_count:  # rows without an event name: nobody's
@@ -216,7 +222,7 @@ def event_sums(table: ParquetTable, ids: pd.Index, window: np.ndarray, n_windows
             sums = np.pad(sums, ((0, 0), (0, len(names) - sums.shape[1])))
         target = np.fromiter((names[n] for n in event_names), dtype=np.int64, count=len(event_names))
         np.add.at(sums.T, target, batch.T)  # add.at: a dictionary may (rarely) hold a name twice
-    return sums[:n_windows], list(names), logged
+    return sums[:n_windows], list(names), logged, own
 
 
 def _codes(array: object) -> np.ndarray:
@@ -252,5 +258,12 @@ def fold_rows(out: np.ndarray, id_position: np.ndarray, id_codes: np.ndarray, ev
     query = np.append(id_position, -1)[id_codes]
     event = np.append(event_position, -1)[event_codes]
     keep = (query >= 0) & (event >= 0)
-    # add.at, not assignment: on a cluster a query has one row per replica and event.
-    np.add.at(out, (query[keep], event[keep]), values[keep])
+    flat = query[keep].astype(np.int64) * out.shape[1] + event[keep]
+    cells = out.reshape(-1)  # a view: ``out`` is made C-contiguous by its callers
+    # A plain indexed add drops repeated cells; repeats happen only on a cluster (a query has one row per replica
+    # and event), so check with a sort (a tenth of add.at's cost) and use add.at only then.
+    ordered = np.sort(flat)
+    if ordered.size < 2 or (ordered[1:] != ordered[:-1]).all():
+        cells[flat] += values[keep]
+    else:
+        np.add.at(cells, flat, values[keep])

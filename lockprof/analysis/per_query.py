@@ -17,7 +17,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lockprof.analysis.accounting import CPU_WAIT, IO_WAIT, ON_CPU, ON_CPU_PARTS, OWN_THREADS, THREAD_TIME, WINDOW
+from lockprof.analysis.accounting import (
+    CPU_WAIT,
+    IO_WAIT,
+    ON_CPU,
+    ON_CPU_PARTS,
+    OWN_THREADS,
+    THREAD_TIME,
+    WINDOW,
+    measured_statements,
+    statement_matrix,
+)
 from lockprof.analysis.columnar import fold_rows, query_matrix
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
@@ -50,59 +60,38 @@ def query_counters(run: Run) -> pd.DataFrame:
     return counters_of(run)
 
 
-@per_run
-def measured_statements(run: Run) -> pd.DataFrame:
-    """The successful statements of the measured windows, queries and background statements, once each."""
-    statements = run.queries
-    statements = statements[(statements["phase"] == "measure") & statements["error"].isna()]
-    return statements.drop_duplicates("query_id")
-
-
-# Read for every measured statement in one pass over the files, shared by the exclusive holds, the lock spread and
-# the lock time outside the queries (lockprof.analysis.outside): the lock catalog's counters, thread time, and
-# the counters that tell an engine's own insert (a system-log flush) or merge apart.
-STATEMENT_EXTRA = (THREAD_TIME, "InsertedRows", "MergeTotalMilliseconds", "MergedIntoWideParts",
-                   "MergedIntoCompactParts")
-
-
-@per_run
-def statement_matrix(run: Run) -> tuple[list[str], np.ndarray]:
-    """(event names, each measured statement's own value of each): rows in the order of
-    :func:`measured_statements`, columns every lock-catalog event and ``STATEMENT_EXTRA``. Shared: do not
-    change it."""
-    events = sorted({*run.locks["event"].astype(str), *STATEMENT_EXTRA})
-    ids = pd.Index(measured_statements(run)["query_id"].astype(str))
-    if not len(ids) or _no_events(run):
-        return events, np.zeros((len(ids), len(events)))
-    return events, matrix_of(run, ids, events)
-
-
 def counters_of(run: Run, statements: pd.DataFrame | None = None, part: str = "all") -> pd.DataFrame:
     """:func:`query_counters` for some statements (rows of ``run.queries``; default all) and some counters:
-    ``part`` is "all", "locks" (thread time and the lock counters) or "exclusive" (the exclusive modes' hold
-    and acquisitions, for finding holders). Reading a few counters, or a few queries, of a million-query run
-    costs a fraction of reading them all, which is what the summary relies on."""
+    ``part`` is "all", "time" (the time components and the lock counters: no phases or selection), "locks"
+    (thread time and the lock counters) or "exclusive" (the exclusive modes' hold and acquisitions, for finding
+    holders). All but "all" are rows of :func:`statement_matrix`, the one pass over the files the summary
+    makes beside the accounting's."""
     catalog = run.locks[["engine", "event", "lock", "mode", "role", "to_us"]].drop_duplicates(["engine", "event"])
     measured_all = measured_statements(run)
     statements = measured_all if statements is None else statements.drop_duplicates("query_id")
     lock_events = catalog.drop_duplicates("event").sort_values(["lock", "mode", "role"])
     if part == "exclusive":
         lock_events = lock_events[(lock_events["mode"] == "exclusive") & (lock_events["role"] != "wait")]
+    timed = part in ("all", "time")
     events = {"all": [*TIME.values(), *ON_CPU_PARTS, *PHASES.values(), *SELECTION.values()],
-              "locks": [THREAD_TIME], "exclusive": []}[part] + list(lock_events["event"])
+              "time": [*TIME.values(), *ON_CPU_PARTS], "locks": [THREAD_TIME], "exclusive": []}[part]
+    events += list(lock_events["event"])
     if statements.empty or _no_events(run) or not events:
         return pd.DataFrame(columns=KEY_COLUMNS)
-    if part != "all" and statements is measured_all:  # the shared pass over every statement
-        names, full = statement_matrix(run)
-        matrix = full[:, [names.index(e) for e in events]]
-    else:
+    if part == "all":
         matrix = matrix_of(run, pd.Index(statements["query_id"].astype(str)), events)
+    else:  # rows of the shared pass over every statement (a statement not measured has none: zeros)
+        names, full = statement_matrix(run)
+        rows = pd.Index(measured_all["query_id"].astype(str)).get_indexer(statements["query_id"].astype(str))
+        matrix = np.zeros((len(rows), len(events)))
+        found = rows >= 0
+        matrix[found] = full[rows[found]][:, [names.index(e) for e in events]]
     logged = (matrix != 0).any(axis=1)
     matrix, statements = matrix[logged], statements[logged]
     value = dict(zip(events, matrix.T))
     out = statements[[c for c in KEY_COLUMNS if c in statements and c != "end_s"]].reset_index(drop=True)
     out["end_s"] = out["start_s"] + out["latency_ms"] / 1000.0
-    if part == "all":
+    if timed:
         for column, event in TIME.items():
             out[column] = value[event]
         if not value[ON_CPU].any():  # engines without OSCPUVirtualTime: user + system, as the accounting does
@@ -119,13 +108,14 @@ def counters_of(run: Run, statements: pd.DataFrame | None = None, part: str = "a
         has = np.isin(engine, catalog.loc[catalog["event"] == ev["event"], "engine"].astype(str).to_numpy())
         amount = value[ev["event"]] * (1.0 if ev["role"] == "count" else float(ev["to_us"]))
         locks[column] = locks.get(column, 0.0) + np.where(has, amount, np.nan)
-        if ev["role"] == "wait" and part == "all":
+        if ev["role"] == "wait" and timed:
             out["lock_wait_us"] += np.nan_to_num(amount * has)
-    if part == "all":
+    if timed:
         if not value[OWN_THREADS].any():  # no thread log: "other" keeps the own-thread waits
             out["own_threads_us"] = np.nan
         known = out[["on_cpu_us", "cpu_wait_us", "io_wait_us", "lock_wait_us", "own_threads_us"]].sum(axis=1)
         out["other_us"] = out["thread_us"] - known
+    if part == "all":
         for column, event in {**PHASES, **SELECTION}.items():
             out[column] = value[event]
     return pd.concat([out, pd.DataFrame(locks, index=out.index)], axis=1)

@@ -248,6 +248,7 @@ def tail_attribution(run: Run) -> pd.DataFrame:
     wanted = pd.concat([g for _, slow, middle in groups.values() for g in (slow, middle)])["query_id"]
     own = _own_counters(run, run.queries[run.queries["query_id"].isin(wanted)], timed)
     holds = exclusive_holds(run)
+    holds_by_level = dict(tuple(holds.groupby(LEVEL, sort=False))) if not holds.empty else {}
     windows = run.levels.assign(window_s=run.levels["measure_end_s"] - run.levels["measure_start_s"])
     windows = windows.drop_duplicates(WINDOW).set_index(WINDOW)["window_s"]
     components = ["cpu_wait_us", "on_cpu_us", "io_wait_us", "other_us"]
@@ -266,7 +267,7 @@ def tail_attribution(run: Run) -> pd.DataFrame:
             gap = (slow[c].mean() - middle[c].mean()) / 1000.0
             if gap == gap and gap > 0:
                 extra[f"{lock} ({mode})"] = gap
-        mine = holds[(holds[LEVEL] == pd.Series(keys, index=LEVEL)).all(axis=1)] if not holds.empty else holds
+        mine = holds_by_level.get(keys, holds.iloc[:0])
         overlap_slow, lock_slow = _overlap_share(slow, mine)
         overlap_middle, _ = _overlap_share(middle, mine)
         span, window_s = _cluster(slow, windows)
@@ -283,7 +284,7 @@ def tail_attribution(run: Run) -> pd.DataFrame:
 
 def _own_counters(run: Run, statements: pd.DataFrame, timed: pd.DataFrame) -> pd.DataFrame:
     """The counters of some queries, keyed by query_id, with the time components NaN where none were logged."""
-    counters = counters_of(run, statements)
+    counters = counters_of(run, statements, part="time")
     own = (counters.drop(columns=[c for c in counters if c in timed and c != "query_id"]) if not counters.empty
            else pd.DataFrame({"query_id": pd.Series(dtype=str)}))
     for c in ("thread_us", "cpu_wait_us", "on_cpu_us", "io_wait_us", "other_us"):
