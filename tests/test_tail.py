@@ -205,3 +205,19 @@ def test_a_shared_wait_behind_a_long_exclusive_holder_names_the_lock_even_beside
     assert "behind exclusive holds of it (the background statement ingest, 9.0 ms per hold)" in named["explanation"]
     # Without a holder that long, one level cannot tell the same wait from preemption: no lock is named.
     assert diagnose(run_of(readers())).iloc[0]["verdict"] != "lock"
+
+
+def test_frequent_brief_holds_that_every_query_overlaps_do_not_take_the_tail_from_its_real_cost():
+    # A writer commits every 20 ms (a 100 µs exclusive hold): the slowest queries overlap holds, as most do,
+    # but what they have more of is waiting for a CPU, not the lock.
+    queries = spread(300)
+    queries += [plain(2.0 + 1.5 * k, 60.0, OSCPUWaitMicroseconds=50000, RealTimeMicroseconds=50000)
+                for k in range(5)]
+    writer = [{"start_s": t, "latency_ms": 60.0, "name": "ingest",
+               "events": {"RealTimeMicroseconds": 1000, "PartsLocks": 1, "PartsLockHoldMicroseconds": 100}}
+              for t in np.arange(1.0, 11.0, 0.1)]
+    run = run_of(queries, writer)
+    tail = tail_attribution(run).iloc[0]
+    assert tail["slow_overlap_share"] == 1.0  # the overlap alone would blame the writer
+    assert tail["cause"] == "component" and "mostly time waiting for a CPU" in tail["sentence"]
+    assert rare_exclusive_holds(run).empty  # and holds of 100 µs are too brief to report

@@ -27,14 +27,15 @@ from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
 from lockprof.analysis.per_query import counters_of, lock_columns
 
-RARE_SHARE = 0.5  # of queries: a lock held exclusively by fewer is a rare holder (more is the pre-fix norm)
+RARE_SHARE = 0.05  # of queries: a lock held exclusively by fewer is held rarely (a writer's race is not rare)
 RARE_HOLD_US = 1000.0  # the longest hold from which a rare exclusive hold is worth a sentence
 BRIEF_HOLD_US = 50.0  # per hold: an exclusive hold this long or longer can make readers wait visibly
 MIDDLE_SAMPLE = 2000  # queries of the middle half whose counters are read for its means
 MIN_SLOW = 3  # the tail is at least this many queries, so one odd query is not called a pattern
 MIN_QUERIES = 30  # fewer queries in a level: too few to tell a tail from the middle
 OVERLAP_SHARE = 0.5  # of the slow queries: overlapping an exclusive hold explains the tail when this many did…
-OVERLAP_RATIO = 2.0  # …and at least this many times the share of the middle half
+OVERLAP_RATIO = 2.0  # …and at least this many times the share of the middle half…
+LOCK_SHARE_OF_EXTRA = 0.25  # …and, where counters exist, waiting for that lock is this share of their extra time
 CLUSTER_SHARE = 0.8  # a stall: this share of the slow queries started within…
 CLUSTER_SPAN = 0.1  # …this share of their window
 COMPONENT_TEXT = {"cpu_wait_us": "waiting for a CPU", "on_cpu_us": "on a CPU", "io_wait_us": "waiting for IO",
@@ -203,8 +204,8 @@ def _rare_sentence(row: dict, holds: pd.DataFrame) -> str:
     for name, mine in holds.groupby(np.where(holds["role"] == "query", "", holds["query_name"].astype(str))):
         whom = (f"the background statement {name} {len(mine)} time{'s' if len(mine) > 1 else ''}" if name else
                 f"{len(mine)} of its {row['queries']} queries" if len(mine) > 1 else f"1 query in {row['queries']}")
-        size = (f"{mine['hold_us'].iloc[0] / 1000:.1f} ms" if len(mine) == 1 else
-                f"{mine['hold_us'].median() / 1000:.1f} ms each at the median, {mine['hold_us'].max() / 1000:.1f} ms "
+        size = (_duration(mine['hold_us'].iloc[0]) if len(mine) == 1 else
+                f"{_duration(mine['hold_us'].median())} each at the median, {_duration(mine['hold_us'].max())} "
                 "the longest")
         who.append(f"{whom} ({size})")
     text = (f"{where}: exclusive holds of the {lock} lock, which the queries' lock budget shows only as "
@@ -347,7 +348,15 @@ def _tail_sentence(row: dict, slow: pd.DataFrame, holds: pd.DataFrame) -> tuple[
     waited_lock = waited.rsplit(" (", 1)[0].replace(" ", "_")
     behind = holds[holds["lock"] == waited_lock] if waited else holds.iloc[:0]
     by_counter = not behind.empty and behind.groupby("role")["hold_us"].median().max() >= BRIEF_HOLD_US
-    if (overlap >= OVERLAP_SHARE and overlap >= OVERLAP_RATIO * middle) or by_counter:
+    # Overlap alone is evidence only where the counters cannot say what the slow queries waited for, or agree:
+    # beside a writer committing 70 times a second every query overlaps some hold.
+    if row["overlap_lock"] and total == total:
+        lock_extra = sum(v for k, v in extra.items() if k.rsplit(" (", 1)[0].replace(" ", "_") == row["overlap_lock"])
+        agree = lock_extra >= LOCK_SHARE_OF_EXTRA * max(total, 0.0)
+    else:
+        agree = True
+    by_overlap = overlap >= OVERLAP_SHARE and overlap >= OVERLAP_RATIO * middle and agree
+    if by_overlap or by_counter:
         lock_key = waited_lock if by_counter else row["overlap_lock"]
         mine = holds[holds["lock"] == lock_key]
         evidence = (f"they waited {extra[waited]:.1f} ms more per query for it ({waited.rsplit(' (', 1)[1][:-1]}) "
@@ -366,15 +375,19 @@ def _tail_sentence(row: dict, slow: pd.DataFrame, holds: pd.DataFrame) -> tuple[
     return "none", f"{head}: {made}."
 
 
+def _duration(us: float) -> str:
+    return f"{us / 1000:.1f} ms" if us >= 1000 else f"{us:.0f} µs"
+
+
 def _holder_text(holds: pd.DataFrame) -> str:
     kinds = []
     queries = holds[holds["role"] == "query"]
     background = holds[holds["role"] != "query"]
     if not background.empty:
         names = ", ".join(sorted(set(background["query_name"].astype(str))))
-        kinds.append(f"the background statement {names}, {background['hold_us'].median() / 1000:.1f} ms per hold")
+        kinds.append(f"the background statement {names}, {_duration(background['hold_us'].median())} per hold")
     if not queries.empty:
-        kinds.append(f"{len(queries)} queries, {queries['hold_us'].median() / 1000:.1f} ms per hold")
+        kinds.append(f"{len(queries)} queries, {_duration(queries['hold_us'].median())} per hold")
     return "; ".join(kinds)
 
 
