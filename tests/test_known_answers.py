@@ -6,7 +6,8 @@
   against 26.9 finds 26.9 faster there, with intervals, on the report's first screen;
 * a writer racing readers: the readers wait for the parts lock;
 * a workload without table contention: no lock named;
-* a rare, long exclusive holder (a metadata-only ALTER): the latency tail is put down to it, not the median.
+* a rare, long exclusive holder (a metadata-only ALTER): the latency tail is put down to it, not the median;
+* the remainder of thread time: the query's own threads sleeping through its pipeline, with one thread and two.
 
 Every summary, report and notebook number of a run comes from one analysis: a value printed by
 ``lockprof summary`` appears verbatim in the report.
@@ -24,7 +25,15 @@ import pytest
 from conftest import ROOT, lockprof_cli
 
 from lockprof import store
-from lockprof.analysis import diagnose, load_run, lock_budget, tail_attribution, time_accounting, verdict_lines
+from lockprof.analysis import (
+    diagnose,
+    load_run,
+    lock_budget,
+    query_counters,
+    tail_attribution,
+    time_accounting,
+    verdict_lines,
+)
 from lockprof.driver import CANCELLED_CODES
 from lockprof.summary import summary_tail_lines
 
@@ -177,3 +186,29 @@ def test_compare_prints_the_lock_figures_the_summary_prints(pre_fix_ab):
             got = getattr(r, side)
             assert (pd.isna(got) and pd.isna(expected)) or got == pytest.approx(expected, rel=1e-9, abs=1e-9), (
                 r.metric, side, key, got, expected)
+
+
+def test_the_remainder_is_the_querys_own_threads_sleeping_with_one_thread_and_with_two(tmp_path):
+    """docs/remainder.md: the query's calling thread sleeps through its pipeline (one pipeline wall W with
+    max_threads=1), and with worker threads the pipeline executor sleeps too (about two W). The default scenario
+    with and without max_threads=1: the own-thread waits follow that, and the verdict explains "other" by them."""
+    out = run_scenario(tmp_path / "threads", "namespace_partitioning.py", "--schema", "day",
+                       "--engine", "embedded?max_threads=1", "--engine", "embedded", "--concurrency", "1",
+                       "--duration", "2", "--warmup", "0.3", "--repetitions", "2")
+    run = load_run(out)
+    per_wall = {}
+    for engine, mine in query_counters(run).query("role == 'query'").groupby("engine"):
+        wall = query_events_sum(run, mine["query_id"], "LockprofPipelineWallMicroseconds")
+        per_wall["one" if "max_threads" in engine else "default"] = mine["own_threads_us"].sum() / wall
+    assert 0.4 <= per_wall["one"] <= 1.05, per_wall  # the caller, through one W
+    assert per_wall["default"] >= per_wall["one"] + 0.3, per_wall  # and the executor too
+    accounting = time_accounting(run)
+    assert (accounting["own_threads_ms"] > accounting["other_ms"]).all(), accounting
+    for line in verdict_lines(run):
+        assert "this engine keeps no thread log" not in line  # both engines told the own-thread waits apart
+
+
+def query_events_sum(run, ids: pd.Series, event: str) -> float:
+    events = run.query_events
+    return float(events.loc[events["query_id"].isin(ids) & (events["event"] == event), "value"].sum())
+
