@@ -200,7 +200,7 @@ def test_the_remainder_is_the_querys_own_threads_sleeping_with_one_thread_and_wi
     for engine, mine in query_counters(run).query("role == 'query'").groupby("engine"):
         wall = query_events_sum(run, mine["query_id"], "LockprofPipelineWallMicroseconds")
         per_wall["one" if "max_threads" in engine else "default"] = mine["own_threads_us"].sum() / wall
-    assert 0.4 <= per_wall["one"] <= 1.05, per_wall  # the caller, through one W
+    assert 0.25 <= per_wall["one"] <= 1.05, per_wall  # the caller, through at most one W
     assert per_wall["default"] >= per_wall["one"] + 0.3, per_wall  # and the executor too
     accounting = time_accounting(run)
     assert (accounting["own_threads_ms"] > accounting["other_ms"]).all(), accounting
