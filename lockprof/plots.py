@@ -82,6 +82,17 @@ def _empty(ax: Axes, message: str) -> None:
     ax.set_yticks([])
 
 
+NO_QUERY = "no measured level has a successful query"
+
+
+def _empty_figure(title: str, message: str) -> Figure:
+    fig = _figure(10, 3)
+    ax = fig.subplots()
+    ax.set_title(title)
+    _empty(ax, message)
+    return fig
+
+
 def latency_vs_concurrency(run: Run) -> Figure:
     """How does query latency grow as more queries run at once?"""
     summary = level_summary(run)
@@ -150,11 +161,7 @@ def latency_over_time(run: Run, columns: int = 4) -> Figure:
         ["engine", "schema", "concurrency"]).itertuples(index=False, name=None)
     levels = list(levels)
     if not levels:
-        fig = _figure(10, 3)
-        ax = fig.subplots()
-        ax.set_title("Latency of each query over its level's window")
-        _empty(ax, "no measured level has a successful query")
-        return fig
+        return _empty_figure("Latency of each query over its level's window", NO_QUERY)
     series = list(dict.fromkeys((e, s) for e, s, _ in levels))
     per_series = {key: [c for e, s, c in levels if (e, s) == key] for key in series}
     columns = max(1, min(columns, max(len(v) for v in per_series.values())))
@@ -229,11 +236,7 @@ def latency_cdf(run: Run, columns: int = 2) -> Figure:
     series = list(timeline[["engine", "schema"]].drop_duplicates().sort_values(["engine", "schema"]).itertuples(
         index=False, name=None))
     if not series:
-        fig = _figure(10, 3)
-        ax = fig.subplots()
-        ax.set_title("Latency distribution per level")
-        _empty(ax, "no measured level has a successful query")
-        return fig
+        return _empty_figure("Latency distribution per level", NO_QUERY)
     columns = max(1, min(columns, len(series)))
     rows = -(-len(series) // columns)
     fig = _figure(5.5 * columns + 1.5, 3.4 * rows + 0.8)
