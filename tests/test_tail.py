@@ -221,3 +221,11 @@ def test_frequent_brief_holds_that_every_query_overlaps_do_not_take_the_tail_fro
     assert tail["slow_overlap_share"] == 1.0  # the overlap alone would blame the writer
     assert tail["cause"] == "component" and "mostly time waiting for a CPU" in tail["sentence"]
     assert rare_exclusive_holds(run).empty  # and holds of 100 µs are too brief to report
+
+
+def test_the_verdict_says_what_the_own_thread_waits_are_and_what_remains():
+    counters = {"RealTimeMicroseconds": 10000, "OSCPUVirtualTimeMicroseconds": 5000, "OSCPUWaitMicroseconds": 500,
+                "LockprofOwnThreadsWaitMicroseconds": 4000}
+    findings = diagnose(make_run([Level("s", 1, 100, 5.0, counters=counters)])).iloc[0]["findings"]
+    said = next(f for f in findings if "waiting for the query's own threads is 4.0 ms of 10.0 ms" in f)
+    assert "no cost of its own" in said and 'What no counter explains ("other") is 0.5 ms (5%)' in said

@@ -60,6 +60,9 @@ REMAINDER_WITH_OWN_THREADS = (
     "the pipeline runs, which no counter covers and which repeats wall time another thread accounts for; the "
     "rest is CPU time the per-thread counters miss and waits no counter covers (this engine keeps no thread log "
     "to tell them apart).")
+OWN_THREADS_TEXT = ("the query's calling thread (and, with worker threads, its pipeline executor) sleeping while "
+                    "the pipeline runs, which no ProfileEvent counts (lockprof reads it from the thread log); it "
+                    "repeats wall time another thread accounts for, so it is no cost of its own.")
 # Components that repeat time another thread of the query accounts for: never a verdict or its runner-up.
 ECHOES = ("own_threads",)
 INTERNAL_LOCKS = ("global_thread_pool", "local_thread_pool", "context")  # mutexes every query takes briefly
@@ -214,14 +217,21 @@ def _other_text(lo: pd.Series, hi: pd.Series) -> str:
                   for r in (lo, hi))
     growth = _growth(lo, hi)
     rival = hi["concurrency"] > lo["concurrency"] and growth["other"] >= THIN_MARGIN * max(growth.values())
+    measured = lo["own_threads_ms"] == lo["own_threads_ms"]  # the thread log told the own-thread waits apart
+    own_share = max(lo["own_threads_share"], hi["own_threads_share"]) if measured else 0.0
     if not (largest or rival) or not hi["other_ms"] > 0:
+        if own_share >= MATERIAL_SHARE:  # say what the large part beside the counted ones is, and that it is no cost
+            return (f"waiting for the query's own threads is {lo['own_threads_ms']:.1f} ms of "
+                    f"{lo['thread_ms']:.1f} ms thread time per query at concurrency {int(lo['concurrency'])} "
+                    f"({lo['own_threads_share']:.0%}): {OWN_THREADS_TEXT} What no counter explains (\"other\") is "
+                    f"{lo['other_ms']:.1f} ms ({lo['other_share']:.0%}).")
         return ""
     text = (f"\"other\" is {lo['other_ms']:.1f} ms of {lo['thread_ms']:.1f} ms thread time per query at concurrency "
             f"{int(lo['concurrency'])} ({lo['other_share']:.0%})")
     if lo["concurrency"] != hi["concurrency"]:
         text += (f" and {hi['other_ms']:.1f} of {hi['thread_ms']:.1f} ms at {int(hi['concurrency'])} "
                  f"({hi['other_share']:.0%})")
-    if lo["own_threads_ms"] == lo["own_threads_ms"]:  # the thread log told the own-thread waits apart
+    if measured:
         return (f"{text}, after {lo['own_threads_ms']:.1f} ms per query waiting for the query's own threads at "
                 f"{int(lo['concurrency'])} is taken out: {REMAINDER_TEXT}")
     return f"{text}: {REMAINDER_WITH_OWN_THREADS}"
