@@ -18,6 +18,7 @@ from lockprof.formatting import ACCOUNTING_HEADERS, BUDGET_HEADERS, accounting_c
 from lockprof.run import ACHIEVED_FRACTION  # noqa: E402
 from lockprof.samplers.pyspy import SATURATED_GIL_DEMAND  # noqa: E402
 
+SUMMARY_WIDTH = 150
 MATTERS_US = 1.0  # a lock matters when its wait or hold reaches this per query at some level
 
 
@@ -192,4 +193,5 @@ def warnings(run: Run, summary: pd.DataFrame) -> list[str]:
 
 
 def print_summary(path: Path, console: Console | None = None) -> None:
-    render(load_run(path), console or Console(width=None if Console().is_terminal else 120))
+    # Not a terminal (a pipe, a file, CI): wide enough for the time-accounting table's eight parts on one line.
+    render(load_run(path), console or Console(width=None if Console().is_terminal else SUMMARY_WIDTH))
