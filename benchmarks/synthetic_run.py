@@ -81,7 +81,10 @@ def write_synthetic_run(path: Path, queries: int, repetitions: int = 3, seed: in
             "target_qps": float("nan"),
             "queries": per_level, "errors": 0, "active_parts_before": 100, "active_parts_after": 100,
             "interrupted": False, "sampler_errors": None, "scheduled": None, "cancelled": 0,
-            "error_share": 0.0, "failed": False, "first_error": None}]))
+            "error_share": 0.0, "failed": False, "first_error": None,
+            # an idle two-core host, as the levels of a real run record it
+            "host_cpus": 2, "load_avg_start": 1.0, "load_avg_end": 1.0, "run_cpu_share": 0.5,
+            "host_other_cpu_share": 0.02}]))
         t = end
     run.finish("complete")
     return per_level * len(levels)
