@@ -8,8 +8,8 @@ these figures read each query's own counters (:mod:`lockprof.analysis.per_query`
 * :func:`lock_distribution`: per level and lock mode, the share of queries that took it and the spread of
   its wait and hold over queries (p50, p99, max), not only their mean;
 * :func:`exclusive_holds`: every statement that held a lock exclusively, and the queries that ran beside it;
-* :func:`rare_exclusive_holds`: locks that a few queries (under half) held exclusively for a millisecond or
-  more: how often, how long, and what the queries overlapping them cost against the rest;
+* :func:`rare_exclusive_holds`: locks that a few queries (under 5%) or background statements held
+  exclusively for a millisecond or more: how often, how long, and what the queries overlapping them cost against the rest;
 * :func:`tail_attribution`: per level, the slowest queries (p99 and above, at least three) against the middle
   half on every counter, whether they overlapped an exclusive hold, and whether they cluster in time (a
   stall), ending in one sentence.
@@ -228,7 +228,7 @@ def tail_attribution(run: Run) -> pd.DataFrame:
     one); how tightly the slow ones cluster in time; and the sentence that says what the tail is made of.
 
     The middle half's counter means are read from at most ``MIDDLE_SAMPLE`` of its queries, evenly spaced in
-    latency order, so a million-query run reads the counters of a few thousand. A level of an engine that logs
+    latency order, so a million-query run compares a few thousand rows, not all of them. A level of an engine that logs
     no per-query counters keeps its timing (percentiles, clustering) and says that its counters cannot be read
     per query."""
     timed = timed_queries(run)
