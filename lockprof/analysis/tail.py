@@ -9,7 +9,8 @@ these figures read each query's own counters (:mod:`lockprof.analysis.per_query`
   its wait and hold over queries (p50, p99, max), not only their mean;
 * :func:`exclusive_holds`: every statement that held a lock exclusively, and the queries that ran beside it;
 * :func:`rare_exclusive_holds`: locks that a few queries (under 5%) or background statements held
-  exclusively for a millisecond or more: how often, how long, and what the queries overlapping them cost against the rest;
+  exclusively for a millisecond or more: how often, how long, and what the queries overlapping them cost
+  against the rest;
 * :func:`tail_attribution`: per level, the slowest queries (p99 and above, at least three) against the middle
   half on every counter, whether they overlapped an exclusive hold, and whether they cluster in time (a
   stall), ending in one sentence.
