@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lockprof.analysis.columnar import event_sums, fold_rows
+from lockprof.analysis.columnar import event_sums, frame_matrix
 from lockprof.analysis.levels import level_summary
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
@@ -161,9 +161,7 @@ def _event_sums_in_memory(events: pd.DataFrame, ids: pd.Index, window: np.ndarra
     logged = np.zeros(len(ids), dtype=bool)
     logged[position[found]] = True
     values = events["value"].to_numpy(dtype=float)
-    own = np.zeros((len(ids), len(own_events)))
-    fold_rows(own, ids.get_indexer(query_id.categories.astype(str)), np.asarray(query_id.codes),
-              pd.Index(own_events).get_indexer(event.categories.astype(str)), codes, values)
+    own = frame_matrix(events, ids, own_events)
     k = len(event.categories)
     found &= np.append(window, n_windows)[position] < n_windows  # statements outside the windows: own values only
     key = window[position[found]].astype(np.int64) * k + codes[found]

@@ -253,6 +253,18 @@ def query_matrix(table: ParquetTable, ids: pd.Index, events: list[str]) -> np.nd
     return out
 
 
+def frame_matrix(frame: pd.DataFrame, ids: pd.Index, events: list[str]) -> np.ndarray:
+    """What :func:`query_matrix` computes from the files, from a ``query_events`` frame in memory."""
+    out = np.zeros((len(ids), len(events)))
+    if frame.empty:
+        return out
+    query_id, event = pd.Categorical(frame["query_id"].astype(str)), pd.Categorical(frame["event"].astype(str))
+    fold_rows(out, ids.get_indexer(query_id.categories), np.asarray(query_id.codes),
+              pd.Index(events).get_indexer(event.categories), np.asarray(event.codes),
+              frame["value"].to_numpy(dtype=float))
+    return out
+
+
 def has_replicas(table: ParquetTable) -> bool:
     """Whether the table's rows come from several replicas (a cluster), so a query can have an event twice."""
     return len(table.distinct("replica")) > 1

@@ -28,7 +28,7 @@ from lockprof.analysis.accounting import (
     measured_statements,
     statement_matrix,
 )
-from lockprof.analysis.columnar import fold_rows, query_matrix
+from lockprof.analysis.columnar import frame_matrix, query_matrix
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
 
@@ -147,10 +147,4 @@ def matrix_of(run: Run, ids: pd.Index, events: list[str]) -> np.ndarray:
     disk = run.query_events_on_disk()
     if disk is not None:
         return query_matrix(disk, ids, events)
-    frame = run.query_events
-    out = np.zeros((len(ids), len(events)))
-    query_id, event = pd.Categorical(frame["query_id"].astype(str)), pd.Categorical(frame["event"].astype(str))
-    fold_rows(out, ids.get_indexer(query_id.categories), np.asarray(query_id.codes),
-              pd.Index(events).get_indexer(event.categories), np.asarray(event.codes),
-              frame["value"].to_numpy(dtype=float))
-    return out
+    return frame_matrix(run.query_events, ids, events)
