@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from lockprof.analysis.ab import compare
 
-    p = plan(args.quick, args.blocks)
+    p = plan(args.quick, args.blocks, args.main)
     engines = ["embedded", "embedded"]
     runs = pooled(p, engines, args.pool)
     cache = private_cache("aa")

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from lockprof.analysis.ab import compare
 
-    p = plan(args.quick, args.blocks)
+    p = plan(args.quick, args.blocks, args.main)
     engines = ["embedded", f"embedded?{args.setting}"]
     runs = pooled(p, engines, args.pool)
     cache = private_cache("power")
