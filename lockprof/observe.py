@@ -108,7 +108,7 @@ def observe(options: ObserveOptions, progress=print) -> Path:
             "notes": ["observe mode: no load generated; the queries are whatever other clients ran in the window"],
         }
         run_dir = store.RunDir(out, manifest)
-        store.write_part(run_dir.path, "locks", spec.label, locks.assign(engine=spec.label))
+        store.write_part(run_dir.path, "locks", store.file_name(spec.label), locks.assign(engine=spec.label))
         where = f"cluster {cluster} ({replicas} replicas) through " if cluster else ""
         progress(f"observing {where}{spec.public_spec} (ClickHouse {info.clickhouse_version}) "
                  f"for {options.duration_s:g} s")
@@ -159,7 +159,7 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
             errors.append(f"trace_log: {exc}")
     concurrency = _mean_running(metrics.frame())
     level_keys = {**keys, "concurrency": concurrency, "repetition": 0}
-    part = f"{label}-00000"
+    part = store.part_name(label, 0)
     if not queries.empty:
         store.write_part(run_dir.path, "queries", part, queries.assign(**level_keys))
         store.write_part(run_dir.path, "query_events", part, query_events.assign(engine=label))
@@ -168,7 +168,7 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
     if not stacks.empty:
         from lockprof.stacks import write_exports
 
-        store.atomic_write_bytes(run_dir.path / "stacks" / f"{part}.parquet", stacks.to_parquet(index=False))
+        store.atomic_write_bytes(store.part_path(run_dir.path, "stacks", part), stacks.to_parquet(index=False))
         write_exports(stacks, run_dir.path / "stacks", part)
     sampler_errors = [s.error for s in (events, metrics) if s.error] + errors
     level_row = {

@@ -43,7 +43,7 @@ from lockprof.errors import EngineError, Interrupted, LockprofError, StorageErro
 from lockprof.progress import Reporter, reporter_for
 from lockprof.samplers.pyspy import PySpySampler
 from lockprof.scenario import load_scenario
-from lockprof.store import RunDir, write_part
+from lockprof.store import RunDir, file_name, part_name, write_part
 from lockprof.worker import ALL_SAMPLERS
 from lockprof.workerproc import WorkerCrashed, WorkerProcess
 
@@ -324,7 +324,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         }
         run_dir = RunDir(out, manifest)
         for label, p in prepared.items():
-            write_part(run_dir.path, "locks", label, pd.DataFrame(p["locks"]).assign(engine=label))
+            write_part(run_dir.path, "locks", file_name(label), pd.DataFrame(p["locks"]).assign(engine=label))
         steps = plan([s.label for s in specs], schemas, concurrency, repetitions, options.rates)
         if options.overhead_control:
             steps = with_overhead_control(steps)
@@ -376,7 +376,8 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
             signal.signal(sig, handler)
         reporter.stop()
         for label, w in workers.items():
-            keep = run_dir.path / "logs" / f"{label}.log" if run_dir is not None and run_dir.path.exists() else None
+            kept = run_dir is not None and run_dir.path.exists()
+            keep = run_dir.path / "logs" / f"{file_name(label)}.log" if kept else None
             w.close(keep_log=keep)
 
 
@@ -457,7 +458,7 @@ def _measure(
             reporter.step_done(f"failed: {exc}")
             continue
         if isinstance(spy, PySpySampler):
-            _keep_driver_profile(spy, run_dir, step, f"{step.label}-{seq:05d}", reporter)
+            _keep_driver_profile(spy, run_dir, step, part_name(step.label, seq), reporter)
         window = reply["measure_end_s"] - reply["measure_start_s"]
         qps = reply["queries"] / window if window > 0 else float("nan")
         note = f"{reply['queries']} queries, {qps:.1f}/s"
@@ -488,7 +489,7 @@ def _restart_reversed(
     """Stop every worker (keeping its log), reverse ``order``, and start and prepare them again in it."""
     restarts = run_dir.manifest.setdefault("worker_restarts", [])
     for spec in order:
-        workers.pop(spec.label).close(keep_log=run_dir.path / "logs" / f"{spec.label}.{len(restarts)}.log")
+        workers.pop(spec.label).close(keep_log=run_dir.path / "logs" / f"{file_name(spec.label)}.{len(restarts)}.log")
     order.reverse()
     placed = {spec.label: start(spec)["engine"].get("data_path") for spec in order}
     restarts.append({"order": [spec.label for spec in order], "data_paths": placed})

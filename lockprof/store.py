@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import pandas as pd
 
@@ -87,13 +89,56 @@ def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
             os.fsync(fh.fileno())
 
 
-def write_part(run_dir: Path, table: str, part: str, frame: pd.DataFrame) -> Path | None:
-    """Write one Parquet part of a table atomically; empty frames write nothing."""
+# Characters a file name built from user text keeps as they are; every other one is %-escaped.
+FILE_NAME_SAFE = "-_.,=+#@~"
+MAX_FILE_NAME = 200  # bytes, leaving room under the usual 255 for a suffix and a temporary file's prefix
+
+
+def file_name(text: str) -> str:
+    """The one way user text (an engine label, a schema name) becomes a file name.
+
+    A label is not a file name: ``embedded?session_timezone=Europe/Berlin`` would put a level's
+    parts in a subdirectory no reader looks in. The name is %-escaped (``unquote`` gives the
+    text back), never starts with a dot, and a name too long for a file system is cut and
+    completed with a hash of the whole text. Readers take labels from the tables' columns,
+    never from file names, so a label round-trips whatever it holds.
+    """
+    if not text:
+        return "%"  # quote never makes a lone "%", so no other text gets this name
+    name = quote(text.encode("utf-8", "surrogatepass"), safe=FILE_NAME_SAFE)
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    if len(name.encode()) > MAX_FILE_NAME:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        name = f"{name[:MAX_FILE_NAME - 18].rstrip('%0123456789ABCDEF')}~{digest}"
+    return name
+
+
+def text_of(name: str) -> str:
+    """The text a :func:`file_name` was built from (for names short enough not to be hashed)."""
+    return "" if name == "%" else unquote(name, errors="surrogatepass")
+
+
+def part_name(label: str, seq: int) -> str:
+    """The file name of one engine's part of a table for level ``seq`` (without ``.parquet``)."""
+    return f"{file_name(label)}-{seq:05d}"
+
+
+def part_path(run_dir: Path, table: str, part: str) -> Path:
+    """Where a part is stored. ``part`` must come from :func:`part_name` or :func:`file_name`: a name
+    that would leave the table's folder or hide in it is a bug, refused loudly rather than written."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}")
+    if not part or "/" in part or "\\" in part or part.startswith(".") or "\0" in part:
+        raise ValueError(f"part name {part!r} is not a safe file name; build it with store.file_name")
+    return Path(run_dir) / table / f"{part}.parquet"
+
+
+def write_part(run_dir: Path, table: str, part: str, frame: pd.DataFrame) -> Path | None:
+    """Write one Parquet part of a table atomically; empty frames write nothing."""
+    path = part_path(run_dir, table, part)
     if frame.empty:
         return None
-    path = run_dir / table / f"{part}.parquet"
     with storage(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -167,7 +167,7 @@ class Worker:
             **host.window(result.measure_start_s, result.measure_end_s),
             **level_verdict(records, measured, result.errors, result.interrupted),
         }
-        part = f"{label}-{seq:05d}"
+        part = store.part_name(label, seq)
         try:
             store.write_part(run_dir, "queries", part, records)
             store.write_part(run_dir, "events", part, events.frame().assign(**keys))
@@ -179,7 +179,7 @@ class Worker:
         except BaseException:
             # A level is stored whole or not at all (a full disk, an interruption): drop the parts it wrote.
             for table in store.TABLES:
-                (run_dir / table / f"{part}.parquet").unlink(missing_ok=True)
+                store.part_path(run_dir, table, part).unlink(missing_ok=True)
             raise
         return level_row
 

@@ -54,6 +54,7 @@ FAST_MODULES = frozenset({
     "test_query_threads",
     "test_report",
     "test_scenario",
+    "test_silent",
     "test_stacks",
     "test_tail",
     "test_store",

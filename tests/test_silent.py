@@ -1,0 +1,124 @@
+"""Nothing silent: the hostile cases of issue 31 that need no engine.
+
+Each test is a case that used to give a wrong result with exit 0 (or a wrong code and no
+message); the engine cases are in ``test_silent_engine.py``. The property-based tests throw
+arbitrary labels, settings and option values at parsing and path building.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lockprof import store
+from lockprof.analysis import load_run
+from lockprof.engines.embedded import parse_spec
+from lockprof.errors import EngineError
+
+
+def cases(n: int) -> settings:
+    """The same n cases every run (no example database), fast enough for the fast layer."""
+    return settings(
+        max_examples=n, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
+
+
+def labelled_run(path: Path, labels: list[str]) -> Path:
+    """A run directory with one level of one query per engine label, its parts named as the worker names them."""
+    store.RunDir(path, {"run_id": "r", "engines": [{"label": label} for label in labels]}).finish("complete")
+    for seq, label in enumerate(labels):
+        keys = {"engine": label, "schema": "s", "concurrency": 1, "repetition": 0}
+        part = store.part_name(label, seq)
+        store.write_part(
+            path,
+            "queries",
+            part,
+            pd.DataFrame([{**keys, "role": "query", "phase": "measure", "latency_ms": 1.0, "error": None}]),
+        )
+        store.write_part(path, "levels", part, pd.DataFrame([{**keys, "seq": seq, "queries": 1, "errors": 0}]))
+    return path
+
+
+# --- item 1: a label is user text, not a file name -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "embedded+session_timezone=Europe/Berlin",
+        "..",
+        ".hidden",
+        "a/../../b",
+        "",
+        "x" * 400,
+        "c:\\tmp",
+        "embedded#2",
+        "tab\there",
+        "é/ü",
+    ],
+)
+def test_a_label_that_is_no_file_name_round_trips_through_the_run_directory(tmp_path, label):
+    run = load_run(labelled_run(tmp_path / "run", ["embedded", label]))
+    assert sorted(run.levels["engine"]) == sorted(["embedded", label])
+    assert sorted(run.queries["engine"]) == sorted(["embedded", label])
+    for table in ("queries", "levels"):  # every part lies directly in its table's folder, none hidden
+        files = [p.relative_to(tmp_path / "run" / table) for p in (tmp_path / "run" / table).rglob("*")]
+        assert all(len(f.parts) == 1 and not f.name.startswith(".") for f in files), files
+
+
+@cases(500)
+@given(st.text(min_size=0, max_size=300))
+def test_file_names_are_safe_distinct_and_reversible(text):
+    name = store.file_name(text)
+    assert name and "/" not in name and "\\" not in name and "\0" not in name and not name.startswith(".")
+    assert len(name.encode()) <= store.MAX_FILE_NAME
+    if store.text_of(name) != text:  # only a name too long to keep is cut, and then ends in the text's hash
+        assert name.endswith("~" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16])
+    assert store.part_path(Path("/r"), "queries", store.part_name(text, 7)).parent == Path("/r/queries")
+
+
+@cases(40)
+@given(st.lists(st.text(min_size=0, max_size=40), min_size=1, max_size=4, unique=True))
+def test_any_labels_round_trip_through_a_run_directory(tmp_path_factory, labels):
+    path = labelled_run(tmp_path_factory.mktemp("run") / "run", labels)
+    assert sorted(load_run(path).levels["engine"]) == sorted(labels)
+
+
+def test_a_part_name_not_built_by_file_name_is_refused_not_written(tmp_path):
+    for bad in ("a/b", ".a", "", "a\\b"):
+        with pytest.raises(ValueError, match="file_name"):
+            store.write_part(tmp_path, "queries", bad, pd.DataFrame({"x": [1]}))
+    assert not os.listdir(tmp_path)
+
+
+SETTING_NAME = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,20}\Z")
+SETTING_VALUE = st.text(alphabet=st.characters(blacklist_characters="&=", blacklist_categories=("Cs",)), max_size=30)
+
+
+@cases(60)
+@given(st.dictionaries(SETTING_NAME, SETTING_VALUE, max_size=4))
+def test_an_embedded_spec_with_any_settings_parses_to_a_label_that_round_trips(tmp_path_factory, settings_):
+    text = "embedded" + ("?" + "&".join(f"{k}={v}" for k, v in settings_.items()) if settings_ else "")
+    spec = parse_spec(text)
+    assert spec.options.get("settings", {}) == settings_
+    path = labelled_run(tmp_path_factory.mktemp("run") / "run", [spec.label])
+    assert load_run(path).levels["engine"].tolist() == [spec.label]
+
+
+@cases(300)
+@given(st.text(max_size=60))
+def test_any_engine_spec_text_parses_or_is_refused_with_an_engine_error(text):
+    from lockprof.engines.registry import parse
+
+    try:
+        spec = parse(text)
+    except EngineError as exc:
+        assert str(exc)
+    else:
+        assert spec.label and spec.public_spec is not None
