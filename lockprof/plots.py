@@ -28,7 +28,7 @@ from lockprof.analysis.scalability import (
 )
 from lockprof.analysis.utilization import cpu_count, exclusive_ceilings, no_forecast_reason, wait_forecast
 
-VERDICT_COLORS = {"faster": "#2a9d55", "slower": "#c0392b", "unchanged": "#7f8c8d", "unstable": "#e6a23c"}
+VERDICT_COLORS = {"faster": "#2a9d55", "slower": "#c0392b", "unchanged": "#7f8c8d", "inconclusive": "#e6a23c"}
 MODEL_NAMES = {"md1": "M/D/1", "mm1": "M/M/1"}
 AB_COLUMNS = ("label", "ratio", "ci_low", "ci_high", "verdict")
 _PALETTE = matplotlib.colormaps["tab10"].colors
@@ -513,7 +513,7 @@ def ab_forest(frame: pd.DataFrame, title: str = "A/B: new ÷ old, with intervals
     Frame contract (one row per compared point, e.g. a schema × concurrency × metric):
     ``label`` (str, the row's name), ``ratio`` (float > 0, new ÷ old, e.g. of medians;
     below 1 is less time), ``ci_low``/``ci_high`` (the interval of the ratio, NaN if none),
-    ``verdict`` (one of faster, slower, unchanged, unstable; anything else is drawn grey).
+    ``verdict`` (one of faster, slower, unchanged, inconclusive; anything else is drawn grey).
     """
     missing = [c for c in AB_COLUMNS if c not in frame.columns]
     if missing:

@@ -329,10 +329,10 @@ def _ab_section(result: ab.Comparison | LockprofError) -> list[str]:
         out.append(f'<p class="warning">{html.escape(note)}</p>')
     table = perf.assign(
         interval=[_interval(lo, hi) for lo, hi in zip(perf["ci_low"], perf["ci_high"], strict=True)],
-        ratio=perf["ratio"].map(_times), threshold=perf["threshold"].map(_percent),
+        ratio=perf["ratio"].map(_times),
         q=perf["q_value"].map(lambda q: "" if pd.isna(q) else f"{q:.3f}"))
     out.append(table_html(table[["engine_a", "engine_b", "schema", "concurrency", "query_name", "metric", "value_a",
-                                 "value_b", "ratio", "interval", "threshold", "q", "verdict"]],
+                                 "value_b", "ratio", "interval", "q", "verdict"]],
                           "no point measured on both"))
     forest = forest_frame(perf)
     if not forest.empty:

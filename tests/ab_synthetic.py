@@ -12,7 +12,7 @@ from lockprof.analysis.load import Run
 from lockprof.store import RunDir, write_part
 
 
-def synthetic_run(slowdown: float, run_id: str = "r1", engines=("old", "new"), host=None, seed=0, reps: int = 6,
+def synthetic_run(slowdown: float, run_id: str = "r1", engines=("old", "new"), host=None, seed=0, reps: int = 8,
                   window_noise: float = 0.02, order_effect: float = 1.0) -> Run:  # fmt: skip
     """Two engines, one schema, two levels; B's queries take `slowdown` times longer.
 

@@ -248,7 +248,7 @@ AB = pd.DataFrame({
     "ratio": [0.5, 1.01, 2.0, 0.9],
     "ci_low": [0.45, 0.9, 1.5, np.nan],
     "ci_high": [0.55, 1.1, 2.6, np.nan],
-    "verdict": ["faster", "unchanged", "slower", "unstable"],
+    "verdict": ["faster", "unchanged", "slower", "inconclusive"],
 })
 
 

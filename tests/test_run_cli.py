@@ -293,12 +293,12 @@ def test_self_check_flags_an_engine_that_serializes(engine):
 def test_overhead_control_interleaves_the_same_level_without_samplers(tmp_path):
     out = tmp_path / "overhead"
     result = lockprof_cli("run", str(TINY), "--out", str(out), "--schema", "day", "--concurrency", "1",
-                          "--duration", "0.5", "--warmup", "0", "--repetitions", "6", "--overhead-control")
+                          "--duration", "0.5", "--warmup", "0", "--repetitions", "8", "--overhead-control")
     assert result.returncode == 0, result.stderr
     run = load_run(out)
     order = run.levels.sort_values("seq")["engine"].tolist()
     plain, twin = "embedded", "embedded+no-samplers"
-    assert order == [plain, twin, twin, plain] * 3  # the twin runs first in odd repetitions
+    assert order == [plain, twin, twin, plain] * 4  # the twin runs first in odd repetitions
     # the control levels ran with no sampler at all
     for table in (run.events, run.metrics, run.driver):
         assert set(table["engine"]) == {"embedded"}

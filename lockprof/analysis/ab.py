@@ -5,39 +5,45 @@ repetition). Queries inside one window share its conditions (the load of the mac
 in those seconds, the engine's caches), so they are not independent replicates: a test
 on single queries calls changes that are window-to-window noise. Each repetition runs
 every engine's window back to back, in an order that turns from one repetition to the
-next (A B, B A, ...), so per repetition r the log ratio ``d_r = log(B_r / A_r)`` of the
-two windows' values is one paired, drift-free replicate of the engine effect.
+next (A B, B A, ...), with the workers restarted in that order (:class:`lockprof.run.Swap`),
+so per repetition r the log ratio ``d_r = log(B_r / A_r)`` of the two windows' values is
+one paired, drift-free replicate of the engine effect plus or minus the position effect:
+the worker started second, which also runs the second window, is a few percent faster or
+slower than the first whatever its engine.
 
-The engine effect is the Hodges-Lehmann estimate of ``d_r`` (the median of the pairwise
-means of the ``d_r``), with the exact Wilcoxon signed-rank 95% interval: both rest only on
-the ``d_r`` being symmetric around the effect, which the turned order gives an A/A run,
-so a load spike that slows one window threefold moves neither much, and the
-false-positive rate stays at most 5% whatever the shape of the machine's noise. The
-threshold is the distance from the estimate to the interval's end nearest no change: a
-change is real only if its estimate is beyond ``MIN_CHANGE`` and beats that threshold
-(ClickHouse's rule); ``unstable`` when the threshold is above ``UNSTABLE_THRESHOLD``; ``too_few_repetitions`` below
-``MIN_REPETITIONS`` paired windows, the fewest with which the signed-rank test can reject
-at 5% at all (with 6, every pair must agree). The order effect (how much faster or
-slower the second window of a pair runs: ``d_r = effect + order * s_r``, ``s_r = +1``
-when B ran second) is estimated by least squares and reported when it is material.
+The engine effect is estimated with the position effect removed, both with exact
+rank-based 95% intervals and p-values from one null distribution each
+(:mod:`lockprof.analysis.ab_stats`): a load spike that slows one window threefold moves
+neither much, and the error rates hold whatever the shape of the machine's noise. Each
+point gets one of three answers:
 
-One comparison tests many points (every schema, concurrency and query, and every lock), and
-each test alone would call one in twenty unchanged points changed. So a point's change is
-called only if it stays a discovery once the comparison's other tests of the same family
-(latency and throughput; CPU time; locks) are accounted for: Benjamini-Hochberg at
-``FALSE_DISCOVERY_RATE`` over the signed-rank p-values (``q_value``). In an A/A run, where
-every point is unchanged, that bounds the chance of any call at all by 5%; when a real
-change moves many points it costs little power.
+- a change (``faster``/``slower``; ``more``/``fewer`` for acquisitions, a count) when its
+  interval excludes no change and the estimate is beyond ``MIN_CHANGE``;
+- ``unchanged`` only when the whole interval lies within ± ``MIN_CHANGE``: shown to be
+  the same within that margin, not merely not shown to differ;
+- ``inconclusive`` otherwise: the interval reaches both a change of ``MIN_CHANGE`` and
+  (or) no change; more repetitions would narrow it.
+
+``MIN_CHANGE`` (5%) is more than a convention: a run as a whole leans by about 1% in
+either direction (two processes, data paths and start times never quite alike), which
+the intervals of long runs resolve; a change smaller than the minimum is never called.
+
+One comparison tests many points (every schema, concurrency and query, and every lock),
+and each test alone would call one unchanged point in twenty. So a point's change is
+called only if it stays a discovery once the comparison's other tests of the same
+family (latency and throughput; CPU time; locks) are counted: Benjamini-Hochberg at
+``FALSE_DISCOVERY_RATE`` over the p-values (``q_value``). In an A/A run, where every
+point is unchanged, that bounds the chance of any call within one family by 5%; the
+three families are bounded each on its own (an A/A run calls something in one of them
+up to about three times as often). A gate (``compare --fail-on``) reads one family per
+metric it names.
 
 Values printed are those of the whole level, the numbers the summary prints: the median
 latency of its queries, queries per second over its windows, and for a lock metric
 ``sum(total) / sum(queries)`` over its windows (:func:`lockprof.analysis.accounting.window_totals`).
-
-Verdicts: latency, throughput and lock times are ``faster`` / ``slower`` (better or
-worse: lower latency or lock time, higher throughput); lock acquisitions, a count, are
-``more`` / ``fewer``; then ``unchanged``, ``unstable``, ``too_few_repetitions``;
-``not_comparable`` when one side lacks the metric; ``error`` when computing it failed.
-None of the last three is ever a change.
+``too_few_repetitions`` below ``MIN_REPETITIONS`` paired windows (the fewest with which
+the position-corrected test can reject at 5%: 4 with each order); ``not_comparable`` when
+one side lacks the metric; ``error`` when computing it failed. None of these is a change.
 """
 
 from __future__ import annotations
@@ -50,13 +56,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lockprof.analysis.ab_stats import ALPHA, Shift, can_reject, engine_and_position, one_sample
 from lockprof.analysis.accounting import ON_CPU, WINDOW, window_totals
 from lockprof.analysis.load import Run
 from lockprof.errors import LockprofError
 
 MIN_CHANGE = 0.05
-UNSTABLE_THRESHOLD = 0.20
-MIN_REPETITIONS = 6
+MIN_REPETITIONS = 8
 FALSE_DISCOVERY_RATE = 0.05
 NEGLIGIBLE_US = 1.0  # lock time per query below which a lock gets no row
 NEGLIGIBLE_COUNT = 0.01
@@ -64,7 +70,7 @@ NEGLIGIBLE_COUNT = 0.01
 COLUMNS = [
     "schema", "concurrency", "query_name", "metric", "lock", "mode", "statistic", "source",
     "engine_a", "engine_b", "value_a", "value_b", "ratio", "change", "ci_low", "ci_high",
-    "threshold", "p_value", "q_value", "order_effect", "order_ci_low", "order_ci_high", "verdict", "n_a", "n_b",
+    "p_value", "q_value", "position_effect", "position_ci_low", "position_ci_high", "verdict", "n_a", "n_b",
     "repetitions_a", "repetitions_b", "lower_is_better", "note",
 ]  # fmt: skip
 
@@ -84,7 +90,6 @@ FAMILIES = {"latency_ms": "latency and throughput", "throughput_qps": "latency a
 @dataclass(frozen=True)
 class Settings:
     min_change: float = MIN_CHANGE
-    unstable_threshold: float = UNSTABLE_THRESHOLD
     min_repetitions: int = MIN_REPETITIONS
     false_discovery_rate: float = FALSE_DISCOVERY_RATE
     paired_order: bool = True  # the two windows of a repetition ran back to back (one run), so their order counts
@@ -114,90 +119,52 @@ def log_ratios(a: Windows, b: Windows) -> tuple[np.ndarray, np.ndarray]:
     return d, s
 
 
-@dataclass(frozen=True)
-class Estimate:
-    effect: float  # mean log ratio B / A
-    half_width: float  # 95% half width, log scale
-    order: float  # mean log ratio second / first window of a pair (NaN when not estimable)
-    order_half_width: float
-    n: int
-
-
-def estimate(d: np.ndarray, s: np.ndarray) -> Estimate:
-    """Least squares: the engine effect and, when both orders occur in 4+ pairs, the order effect, with t intervals."""
-    n = len(d)
-    nan = float("nan")
-    if n < 2:
-        return Estimate(float(d.mean()) if n else nan, nan, nan, nan, n)
-    if len(np.unique(s)) == 2 and n >= 4:
-        x = np.column_stack([np.ones(n), s])
-        coef, *_ = np.linalg.lstsq(x, d, rcond=None)
-        df = n - 2
-        resid = d - x @ coef
-        sigma2 = float(resid @ resid) / df
-        se = np.sqrt(np.diag(sigma2 * np.linalg.inv(x.T @ x)))
-        t = float(stats.t.ppf(0.975, df))
-        return Estimate(float(coef[0]), t * float(se[0]), float(coef[1]), t * float(se[1]), n)
-    sem = float(stats.sem(d)) if np.ptp(d) > 0 else 0.0
-    return Estimate(float(d.mean()), float(stats.t.ppf(0.975, n - 1)) * sem, nan, nan, n)
-
-
-def signed_rank_interval(d: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float] | None:
-    """Hodges-Lehmann estimate of d's centre and its exact Wilcoxon signed-rank interval; None when n is too small
-    for any interval at this level. Interval ends are order statistics of the Walsh averages (d_i + d_j) / 2."""
-    n = len(d)
-    counts = np.ones(1)
-    for i in range(1, n + 1):  # null distribution of the signed-rank statistic: the polynomial prod (1 + x^i)
-        counts = np.concatenate([counts, np.zeros(i)]) + np.concatenate([np.zeros(i), counts])
-    below = np.flatnonzero(np.cumsum(counts) / 2.0**n <= alpha / 2)
-    if below.size == 0:
-        return None
-    k = int(below[-1]) + 1
-    walsh = np.sort(((d[:, None] + d[None, :]) / 2.0)[np.triu_indices(n)])
-    return float(np.median(walsh)), float(walsh[k - 1]), float(walsh[-k])
-
-
-def signed_rank_p(d: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of d centred on 0 (exact when d has no ties or zeros)."""
-    if not np.any(d != 0):
-        return 1.0
-    return float(stats.wilcoxon(d).pvalue)
-
-
 def verdict(
     change: float,
-    threshold: float,
+    ci_low: float,
+    ci_high: float,
+    p_value: float,
     lower_is_better: bool,
     min_change: float = MIN_CHANGE,
-    unstable_threshold: float = UNSTABLE_THRESHOLD,
     count: bool = False,
 ) -> str:
-    """ClickHouse's rule: a change is real when its estimate is beyond ``min_change`` and its 95% interval
-    excludes no change (it beats its threshold); otherwise ``unstable`` above ``unstable_threshold``, else
-    ``unchanged``. The rule assumes the two sides differ only by the change: two workers of one engine must
-    do the same work at the same cost, which is why each worker opens a data path holding only its run's
-    datasets (see :mod:`lockprof.engines.embedded`).
+    """What a point's interval shows.
+
+    A change (``faster``/``slower``, or ``more``/``fewer`` for a count) when the 95% interval
+    excludes no change (p <= 5%, the same statement) and the estimate is beyond ``min_change``
+    (ClickHouse's rule); ``unchanged`` only when the whole interval lies within ± ``min_change``
+    (an equivalence: any change is smaller than that); otherwise ``inconclusive``: the data
+    cannot tell. The rule assumes the two sides differ only by the change: two workers of one
+    engine must do the same work at the same cost, which is why each worker opens a data path
+    holding only its run's datasets (see :mod:`lockprof.engines.embedded`).
     """
-    if np.isnan(threshold):
+    if np.isnan(ci_low) or np.isnan(ci_high) or np.isnan(p_value):
         return "error"
-    if np.isnan(change):
-        change = 0.0
     size = abs(float(np.log1p(change))) if change > -1 else float("inf")
-    if size > np.log1p(threshold) and size > np.log1p(min_change):
+    if p_value <= ALPHA and size > np.log1p(min_change):
         if count:
             return "more" if change > 0 else "fewer"
         worse = change > 0 if lower_is_better else change < 0
         return "slower" if worse else "faster"
-    return "unstable" if threshold > unstable_threshold else "unchanged"
+    return "unchanged" if within(ci_low, ci_high, min_change) else "inconclusive"
+
+
+def within(ci_low: float, ci_high: float, min_change: float) -> bool:
+    """The whole interval (ratios) lies within ± ``min_change`` of no change, symmetric on the log scale."""
+    bound = float(np.log1p(min_change))
+    return bool(-bound <= np.log(ci_low) and np.log(ci_high) <= bound)
 
 
 def compare_windows(
     a: Windows, b: Windows, lower_is_better: bool, settings: Settings = Settings(), count: bool = False
 ) -> dict[str, Any]:
-    """The interval, threshold, order effect and verdict of one metric at one point, from its windows."""
+    """The estimate, interval, p-value, position effect and verdict of one metric at one point, from its windows.
+
+    In one interleaved run the engine effect is estimated with the position effect removed
+    (:func:`lockprof.analysis.ab_stats.engine_and_position`); two separate runs have no
+    position to remove, and take the signed-rank test of the log ratios.
+    """
     d, s = log_ratios(a, b)
-    if not settings.paired_order:
-        s = np.ones_like(s)  # two runs: their clocks differ, "which ran first" means nothing
     out: dict[str, Any] = {"n_a": len(a.value), "n_b": len(b.value), "lower_is_better": lower_is_better,
                            "repetitions_a": len(a.value), "repetitions_b": len(b.value)}  # fmt: skip
     if len(d) < settings.min_repetitions:
@@ -206,41 +173,33 @@ def compare_windows(
     if not np.all(np.isfinite(d)):
         # A counter that is zero in some windows and not in others: one window per sign of the doubt.
         consistent = np.all(d > 0) or np.all(d < 0)
-        change = float(np.inf if np.all(d > 0) else -1.0) if consistent else float("nan")
-        v = verdict(change, 0.0, lower_is_better, settings.min_change, settings.unstable_threshold, count) \
-            if consistent else "unstable"
         p = 2.0 * 0.5 ** len(d) if consistent else 1.0  # the sign test: every window moved the same way
+        if consistent and p <= ALPHA:
+            change = float(np.inf if np.all(d > 0) else -1.0)
+            v = verdict(change, 0.0 if change < 0 else np.inf, np.inf, p, lower_is_better, settings.min_change, count)
+        else:
+            v = "inconclusive"
         return {**out, "verdict": v, "p_value": p, "note": "zero in some windows: no interval"}
-    interval = signed_rank_interval(d)
-    if interval is None:
+    engine, position = _shifts(d, s, settings)
+    if not engine.has_interval:
         return {**out, "verdict": "too_few_repetitions", "note": f"{len(d)} paired windows cannot reject at 5%"}
-    centre, low, high = interval
-    # The threshold is how far the interval reaches from the estimate towards no change.
-    threshold = float(np.expm1(centre - low if centre >= 0 else high - centre))
-    order = estimate(d, s)
-    return {
-        **out,
-        "ratio": float(np.exp(centre)),
-        "change": float(np.expm1(centre)),
-        "ci_low": float(np.exp(low)),
-        "ci_high": float(np.exp(high)),
-        "threshold": threshold,
-        "p_value": signed_rank_p(d),
-        "order_effect": float(np.expm1(order.order)),
-        "order_ci_low": float(np.exp(order.order - order.order_half_width)),
-        "order_ci_high": float(np.exp(order.order + order.order_half_width)),
-        "verdict": verdict(float(np.expm1(centre)), threshold, lower_is_better, settings.min_change,
-                           settings.unstable_threshold, count),
-        "note": "",
-    }
+    change = float(np.expm1(engine.estimate))
+    low, high = float(np.exp(engine.low)), float(np.exp(engine.high))
+    row = {**out, "ratio": float(np.exp(engine.estimate)), "change": change, "ci_low": low, "ci_high": high,
+           "p_value": engine.p_value,
+           "verdict": verdict(change, low, high, engine.p_value, lower_is_better, settings.min_change, count),
+           "note": ""}  # fmt: skip
+    if position is not None and position.has_interval:
+        row.update(position_effect=float(np.expm1(position.estimate)), position_ci_low=float(np.exp(position.low)),
+                   position_ci_high=float(np.exp(position.high)))  # fmt: skip
+    return row
 
 
-def material_order(row: pd.Series, settings: Settings = Settings()) -> bool:
-    """An order effect whose interval excludes no effect and which is larger than the smallest change called."""
-    low, high = row.get("order_ci_low"), row.get("order_ci_high")
-    if pd.isna(low) or pd.isna(high):
-        return False
-    return (low > 1.0 or high < 1.0) and abs(row["order_effect"]) > settings.min_change
+def _shifts(d: np.ndarray, s: np.ndarray, settings: Settings) -> tuple[Shift, Shift | None]:
+    """The engine effect (position removed when the run alternated positions) and the position effect, or None."""
+    if settings.paired_order and can_reject(int(np.sum(s > 0)), int(np.sum(s < 0))):
+        return engine_and_position(d, s)
+    return one_sample(d), None
 
 
 # --- windows from a run ----------------------------------------------------------------
@@ -322,7 +281,7 @@ def compare(
             flagged = frame["concurrency"].gt(1) & (frame["engine_a"].eq(label) | frame["engine_b"].eq(label))
             marked = frame.loc[flagged, "note"].fillna("") + f" {label} serializes queries"
             frame.loc[flagged, "note"] = marked.str.strip()
-    notes.extend(_order_notes(frame, settings))
+    notes.extend(position_lines(frame))
     if frame["verdict"].eq("too_few_repetitions").any():
         notes.append(f"fewer than {settings.min_repetitions} repetitions: too few paired windows to tell a change "
                      f"from window-to-window noise, so none is called; run with --repetitions "
@@ -332,7 +291,8 @@ def compare(
 
 def control_false_discoveries(frame: pd.DataFrame, settings: Settings = Settings()) -> list[str]:
     """Benjamini-Hochberg per engine pair and family: fill ``q_value`` and withdraw the calls whose q-value is
-    above the false discovery rate (in place). Returns a note naming what was withdrawn."""
+    above the false discovery rate (in place). A withdrawn call is ``unchanged`` only if its interval shows
+    it, else ``inconclusive``. Returns a note naming what was withdrawn."""
     if frame.empty:
         return []
     tested = frame["p_value"].notna() & frame["metric"].isin(FAMILIES.keys())
@@ -343,9 +303,9 @@ def control_false_discoveries(frame: pd.DataFrame, settings: Settings = Settings
         frame.loc[rows.index, "q_value"] = q
         drop = rows.index[rows["verdict"].isin(CALLED).to_numpy() & (q > settings.false_discovery_rate)]
         for i in drop:
-            threshold = frame.at[i, "threshold"]
-            unstable = pd.notna(threshold) and threshold > settings.unstable_threshold
-            frame.at[i, "verdict"] = "unstable" if unstable else "unchanged"
+            low, high = frame.at[i, "ci_low"], frame.at[i, "ci_high"]
+            shown = pd.notna(low) and pd.notna(high) and within(low, high, settings.min_change)
+            frame.at[i, "verdict"] = "unchanged" if shown else "inconclusive"
             frame.at[i, "note"] = (f"p={frame.at[i, 'p_value']:.3f} alone, q={frame.at[i, 'q_value']:.3f} over "
                                    f"the {len(rows)} {name} tests: not a discovery")  # fmt: skip
         if len(drop):
@@ -356,16 +316,22 @@ def control_false_discoveries(frame: pd.DataFrame, settings: Settings = Settings
             f"at {settings.false_discovery_rate:.0%}) are not called: {', '.join(withdrawn)}"]
 
 
-def _order_notes(frame: pd.DataFrame, settings: Settings) -> list[str]:
-    """Say where running second in a pair made a material difference (estimated, and removed from the verdict)."""
-    perf = frame[frame["metric"].isin(["latency_ms", "throughput_qps"])]
-    material = perf[perf.apply(material_order, axis=1, settings=settings)] if not perf.empty else perf
-    if material.empty:
-        return []
-    where = ", ".join(f"{r.schema} c={r.concurrency} {r.metric} ×{1 + r.order_effect:.2f}"
-                      for r in material.itertuples())  # fmt: skip
-    return [f"order effect (second window of a pair ÷ first): {where}; the counterbalanced order keeps it out "
-            "of the engine verdicts"]
+def position_lines(frame: pd.DataFrame) -> list[str]:
+    """Per engine pair: the position effect on latency at each point, whatever its size, with its interval.
+
+    The worker started second in a repetition also runs that repetition's second window, so
+    the two cannot be told apart; the estimate is the ratio of that window to the first,
+    whichever engine ran it, and it is removed from the engine verdicts.
+    """
+    rows = frame[(frame["metric"] == "latency_ms") & frame["position_effect"].notna()] if not frame.empty else frame
+    out = []
+    for (a, b), pair in rows.groupby(["engine_a", "engine_b"], sort=False):
+        where = ", ".join(f"{r.schema} c={r.concurrency}{' ' + r.query_name if r.query_name else ''} "
+                          f"×{1 + r.position_effect:.3f} ({r.position_ci_low:.3f}–{r.position_ci_high:.3f})"
+                          for r in pair.itertuples())  # fmt: skip
+        out.append(f"position effect, {b} vs {a} (median latency of the worker started second, which runs the "
+                   f"second window of each repetition, ÷ the first; removed from the verdicts): {where}")
+    return out
 
 
 def _compare_pair(run: Run, a: str, b: str, settings: Settings) -> list[dict[str, Any]]:

@@ -2,11 +2,14 @@
 
 Give one run measured on two or more engines (the first is A), or two runs of
 one engine each. Each measurement window is one replicate: per repetition the
-ratio of B's window to A's. A change is called only when it beats both the
-window-to-window noise threshold and the minimum change, and stays significant
-once all the comparison's tests of its kind are counted (Benjamini-Hochberg);
-``--fail-on`` turns a significant worsening of the chosen metric into exit
-status 5, for CI.
+ratio of B's window to A's, with the position effect (the worker started second
+runs the second window) removed. A change is called only when its 95% interval
+excludes no change, its estimate is beyond the minimum change, and it stays
+significant once all the comparison's tests of its family are counted
+(Benjamini-Hochberg); "unchanged" only when the whole interval lies within the
+minimum change; otherwise "inconclusive". ``--fail-on`` turns a significant
+worsening of the chosen metric into exit status 5, for CI; a gate's false-alarm
+rate is bounded per family it reads (latency and throughput; CPU; locks).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ GATES = {
     "lock_acquisitions": "lock_acquisitions_per_query",
     "cpu": "cpu_ms_per_query",
 }
-STYLE = {"faster": "green", "slower": "red", "fewer": "green", "more": "red", "unstable": "yellow",
+STYLE = {"faster": "green", "slower": "red", "fewer": "green", "more": "red", "inconclusive": "yellow",
          "too_few_repetitions": "yellow", "error": "bold red", "not_comparable": "dim"}
 ROLES = (("lock_wait_us_per_query", "wait µs/query"), ("lock_hold_us_per_query", "hold µs/query"),
          ("lock_acquisitions_per_query", "acquisitions/query"))  # fmt: skip
@@ -55,10 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"exit {REGRESSION_EXIT} if this got significantly worse anywhere: {', '.join(GATES)}; "
                         "lock metrics can name a lock, e.g. lock_wait:parts (repeatable)")  # fmt: skip
     p.add_argument("--min-change", type=float, default=Settings.min_change,
-                   help=f"smallest relative change ever called (default {Settings.min_change})")  # fmt: skip
-    p.add_argument("--unstable-threshold", type=float, default=Settings.unstable_threshold,
-                   help=f"noise threshold above which an unchanged point is 'unstable' "
-                        f"(default {Settings.unstable_threshold})")  # fmt: skip
+                   help=f"smallest relative change ever called, and the margin within which 'unchanged' must be shown "
+                        f"(default {Settings.min_change})")  # fmt: skip
     p.add_argument("--allow-host-mismatch", action="store_true", help="compare runs from different machines anyway")
     p.add_argument("--csv", type=Path, help="also write the full tidy comparison frame to this CSV file")
     p.set_defaults(handler=main)
@@ -68,10 +69,10 @@ def main(args: argparse.Namespace) -> int:
     if len(args.runs) > 2:
         raise LockprofError("compare takes one run (with two or more engines) or two runs")
     runs = [load_run(p) for p in args.runs]
-    settings = Settings(min_change=args.min_change, unstable_threshold=args.unstable_threshold)
+    settings = Settings(min_change=args.min_change)
     result = compare(*runs, settings=settings, allow_host_mismatch=args.allow_host_mismatch)
     console = Console(width=None if sys.stdout.isatty() else 160)
-    render(result, console)
+    render(result, console, settings.min_change)
     if args.csv:
         result.frame.to_csv(args.csv, index=False)
     failed = False
@@ -88,14 +89,14 @@ def main(args: argparse.Namespace) -> int:
 # --- rendering -------------------------------------------------------------------------
 
 
-def render(result: Comparison, console: Console) -> None:
+def render(result: Comparison, console: Console, min_change: float = Settings.min_change) -> None:
     frame = result.frame
     for label, e in result.engines.items():
         console.print(f"[bold]{label}[/]: ClickHouse {e.get('clickhouse_version', '?')} ({e.get('package', '?')})",
                       highlight=False)  # fmt: skip
     if frame.empty:
         console.print("No point was measured on both sides.")
-    for line in ab_headlines(frame):
+    for line in ab_headlines(frame, min_change):
         console.print(f"[bold]{line}[/]", highlight=False)
     for (a, b), pair in frame.groupby(["engine_a", "engine_b"], sort=False):
         for schema, rows in pair.groupby("schema", sort=True):
@@ -109,12 +110,12 @@ def render(result: Comparison, console: Console) -> None:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     console.print(
         "Each measurement window is one replicate; per repetition the ratio of B's window to A's, whose order "
-        f"turns from one repetition to the next. A change counts only if its estimate (Hodges-Lehmann) beats both "
-        f"the threshold (its distance to the end of the signed-rank 95% interval nearest no change) and "
-        f"{Settings.min_change:.0%}, and its q-value (Benjamini-Hochberg over the comparison's tests of that kind) "
-        f"is at most {Settings.false_discovery_rate:.0%}; 'unstable' when the threshold is above "
-        f"{Settings.unstable_threshold:.0%}. Ratios are B ÷ A. Lock times: less is 'faster'; acquisitions are "
-        f"'more' or 'fewer'; n/a: the engine has no such counter.",
+        "turns from one repetition to the next; the position effect is removed. A change counts only if its exact "
+        f"95% interval excludes no change, its estimate (Hodges-Lehmann) is beyond ±{min_change:.0%}, and its "
+        f"q-value (Benjamini-Hochberg over the comparison's tests of that family) is at most "
+        f"{Settings.false_discovery_rate:.0%}; 'unchanged' only when the whole interval lies within "
+        f"±{min_change:.0%}; otherwise 'inconclusive' (more repetitions narrow the interval). Ratios are B ÷ A. "
+        "Lock times: less is 'faster'; acquisitions are 'more' or 'fewer'; n/a: the engine has no such counter.",
         style="dim",
         highlight=False,
     )
@@ -122,7 +123,7 @@ def render(result: Comparison, console: Console) -> None:
 
 def _performance_table(rows: pd.DataFrame, a: str, b: str, title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("conc", "metric", a, b, "ratio", "95% CI", "threshold", "q", "verdict"):
+    for col in ("conc", "metric", a, b, "ratio", "95% CI", "q", "verdict"):
         table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
     names = {"throughput_qps": "throughput q/s", "latency_ms": "median latency ms", "cpu_ms_per_query": "CPU ms/query"}
     perf = rows[rows["metric"].isin(list(names))]
@@ -130,7 +131,7 @@ def _performance_table(rows: pd.DataFrame, a: str, b: str, title: str) -> Table:
     for r in perf.sort_values(["concurrency", "order", "query_name"]).itertuples():
         name = f"{names[r.metric]} {r.query_name}".strip()
         table.add_row(str(r.concurrency), name, _num(r.value_a), _num(r.value_b), _ratio(r.ratio),
-                      _ci(r.ci_low, r.ci_high), _pct(r.threshold), _q(r.q_value),
+                      _ci(r.ci_low, r.ci_high), _q(r.q_value),
                       _verdict(r.verdict, r.note))  # fmt: skip
     return table
 
@@ -178,10 +179,6 @@ def _ratio(v: float) -> str:
 
 def _q(v: float) -> str:
     return "" if v is None or pd.isna(v) else f"{v:.3f}"
-
-
-def _pct(v: float) -> str:
-    return "" if v is None or pd.isna(v) else ("∞" if math.isinf(v) else f"{v:.1%}")
 
 
 def _ci(low: float, high: float) -> str:
