@@ -122,3 +122,28 @@ def test_any_engine_spec_text_parses_or_is_refused_with_an_engine_error(text):
         assert str(exc)
     else:
         assert spec.label and spec.public_spec is not None
+
+
+# --- item 2: an unknown engine setting is refused, with the nearest known name ---------------------
+
+KNOWN = ["max_threads", "max_block_size", "session_timezone", "max_untracked_memory", "insert_distributed_sync"]
+
+
+def test_a_misspelled_setting_is_named_with_the_nearest_known_one():
+    from lockprof.engines.sql import unknown_setting
+
+    assert unknown_setting(["max_threads", "session_timezone"], KNOWN) is None
+    assert unknown_setting(["max_threadz"], KNOWN) == "unknown setting 'max_threadz'; did you mean 'max_threads'?"
+    assert "system.settings" in unknown_setting(["qqq"], KNOWN)
+
+
+@cases(200)
+@given(st.sampled_from(KNOWN), st.integers(0, 30), st.characters(min_codepoint=97, max_codepoint=122))
+def test_any_name_not_known_is_refused_and_every_known_one_passes(known, at, letter):
+    from lockprof.engines.sql import unknown_setting
+
+    name = known[:at] + letter + known[at + 1 :]
+    problem = unknown_setting([name], KNOWN)
+    assert (problem is None) == (name in KNOWN)
+    if problem:
+        assert problem.startswith(f"unknown setting {name!r}")

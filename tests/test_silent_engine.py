@@ -32,3 +32,11 @@ def test_an_engine_label_with_a_slash_keeps_both_sides_of_an_ab(tmp_path):
     assert sorted(run.levels["engine"].unique()) == labels == ["embedded", "embedded+session_timezone=Europe/Berlin"]
     assert sorted(run.queries["engine"].unique()) == labels
     assert not [p for p in (tmp_path / "run").rglob("*") if p.is_dir() and p.parent.name in ("queries", "levels")]
+
+
+def test_a_misspelled_engine_setting_is_refused_with_the_nearest_name(tmp_path):
+    result = lockprof_cli("run", str(TINY), "--engine", "embedded?max_threadz=1", *SHORT, "--out", str(tmp_path / "r"))
+    assert result.returncode == 3, result.stderr + result.stdout
+    assert "unknown setting 'max_threadz'; did you mean 'max_threads'?" in result.stderr
+    assert result.stderr.count("lockprof: error:") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()

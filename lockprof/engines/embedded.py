@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from lockprof.engines.base import Capabilities, EngineInfo, EngineSpec
-from lockprof.engines.sql import session_settings
+from lockprof.engines.sql import KNOWN_SETTINGS_SQL, session_settings, unknown_setting
 from lockprof.errors import EngineError
 
 # chDB cannot set query_id; it keeps no trace_log samples; it is no cluster; lockprof alone uses it and its data.
@@ -190,8 +190,17 @@ class EmbeddedEngine:
         self._lock = threading.Lock()
         self._connections: list[EmbeddedConnection] = []
         self._admin = self.connect()
+        self._check_settings(settings or {})
         self._info: EngineInfo | None = None
         self._capabilities: Capabilities | None = None
+
+    def _check_settings(self, settings: dict[str, str]) -> None:
+        """Refuse a setting of the spec this engine does not know: chDB would ignore it without a word."""
+        if not settings:
+            return
+        problem = unknown_setting(settings, set(self._admin.frame(KNOWN_SETTINGS_SQL)["name"]))
+        if problem:
+            raise EngineError(f"{problem} (ClickHouse {self._admin.frame('SELECT version() AS v')['v'].iloc[0]})")
 
     def connect(self) -> EmbeddedConnection:
         import chdb
