@@ -32,7 +32,7 @@ def preflight(conn: Connection, scenario: Scenario, table: str, schema: str) -> 
             raise ScenarioError(f"{what}: {user_code_error('its params function', exc)}") from None
         try:
             conn.execute(item.sql.replace("{table}", table), params, query_id=f"lockprof-preflight-{uuid.uuid4().hex}",
-                         settings={"max_execution_time": PREFLIGHT_LIMIT_S})
+                         settings={**scenario.settings, "max_execution_time": PREFLIGHT_LIMIT_S})
         except Exception as exc:
             message = first_line(exc)
             if message.endswith(CANCELLED_CODES):

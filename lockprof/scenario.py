@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import random
+import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -73,6 +74,8 @@ class Scenario:
     duration_s: float = 5.0
     seed: int = 42
     background: Sequence[Background] = ()
+    # ClickHouse settings sent with every measured query and background statement (and their check before
+    # measuring), beside the text like lockprof's own; the engine must know each name.
     settings: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -144,6 +147,27 @@ def _problems(s: Scenario) -> list[str]:
         problems.append("duration_s must be positive and warmup_s not negative (finite, at most a day)")
     if not isinstance(s.seed, int) or isinstance(s.seed, bool):
         problems.append(f"seed must be a whole number, got {s.seed!r}")
+    return problems + _settings_problems(s.settings)
+
+
+# Settings lockprof sets on every query itself: the driver's id (query-log matching), the time limit, the thread log.
+RESERVED_SETTINGS = ("log_comment", "max_execution_time", "log_query_threads", "query_id")
+SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _settings_problems(settings: Any) -> list[str]:
+    """What is wrong with ``Scenario.settings``: not a mapping of setting names to plain values, or a name
+    lockprof sets itself on every query (the user's value would be overwritten or break the query log)."""
+    if not isinstance(settings, Mapping):
+        return [f"settings must be a dict of ClickHouse settings, got {type(settings).__name__}"]
+    problems = []
+    for name, value in settings.items():
+        if not isinstance(name, str) or not SETTING_NAME.match(name):
+            problems.append(f"settings: {name!r} is not a setting name")
+        elif name in RESERVED_SETTINGS:
+            problems.append(f"settings: {name!r} is set by lockprof on every query; leave it out")
+        elif not isinstance(value, (str, int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+            problems.append(f"settings: {name!r} must be a string or a finite number, got {value!r}")
     return problems
 
 

@@ -27,7 +27,8 @@ from lockprof.clock import RunClock
 from lockprof.dataset import Dataset, active_parts, dataset_set, drop_stale, ensure_dataset, refresh
 from lockprof.driver import LOG_COLUMNS, Level, level_verdict, run_level
 from lockprof.engines.base import Connection
-from lockprof.errors import LockprofError
+from lockprof.engines.sql import KNOWN_SETTINGS_SQL, unknown_setting
+from lockprof.errors import LockprofError, ScenarioError
 from lockprof.locks import CATALOG_SQL, catalog
 from lockprof.preflight import preflight
 from lockprof.samplers import EventsSampler, MetricsSampler, QueryLogReader
@@ -64,6 +65,7 @@ class Worker:
         self.scenario = load_scenario(req["scenario_path"]).scenario
         self.engine = open_engine({**req["engine"], "datasets": dataset_set(self.scenario, req["schemas"])})
         self.cluster = self._cluster(req.get("cluster"))
+        self._check_scenario_settings()
         info = self.engine.info()
         admin = self.engine.admin
         for name in req["schemas"]:
@@ -130,7 +132,7 @@ class Worker:
         host = HostSampler(self.clock, self.run_pid)  # every level, samplers or not: how busy the machine was
         read_log = "query_log" in samplers and self.engine.capabilities.query_log
         # Where the query log is read, each query's threads are logged too (system.query_thread_log).
-        query_settings = {"log_query_threads": 1} if read_log else {}
+        query_settings = {**self.scenario.settings, **({"log_query_threads": 1} if read_log else {})}
         with contextlib.ExitStack() as running:
             running.enter_context(host)
             for sampler in active:
@@ -182,6 +184,16 @@ class Worker:
                 store.part_path(run_dir, table, part).unlink(missing_ok=True)
             raise
         return level_row
+
+    def _check_scenario_settings(self) -> None:
+        """A scenario setting the engine does not know is a broken scenario: the engine would ignore it, or refuse
+        every query; either way the manifest would record a setting that never applied."""
+        assert self.scenario is not None
+        if not self.scenario.settings:
+            return
+        problem = unknown_setting(self.scenario.settings, set(self.engine.admin.frame(KNOWN_SETTINGS_SQL)["name"]))
+        if problem:
+            raise ScenarioError(f"scenario {self.scenario.name!r}: settings: {problem}")
 
     def _cluster(self, name: str | None) -> str | None:
         """--cluster: a name the server's system.clusters knows (run.py refused engines that have no cluster)."""

@@ -147,3 +147,54 @@ def test_any_name_not_known_is_refused_and_every_known_one_passes(known, at, let
     assert (problem is None) == (name in KNOWN)
     if problem:
         assert problem.startswith(f"unknown setting {name!r}")
+
+
+# --- item 3: Scenario(settings=...) is checked, and what is recorded is what is sent ----------------
+
+
+def scenario_with(**fields):
+    from lockprof import Query, Scenario, Schema
+
+    return Scenario(
+        name="s",
+        schemas=[Schema("a", "CREATE TABLE {table} (k UInt8) ENGINE = Memory")],
+        queries=[Query("q", "SELECT 1")],
+        **fields,
+    )
+
+
+@pytest.mark.parametrize(
+    "settings_, message",
+    [
+        ({"log_comment": "x"}, "set by lockprof"),
+        ({"max_execution_time": 5}, "set by lockprof"),
+        ({"max threads": 1}, "not a setting name"),
+        ({"max_threads": [1]}, "string or a finite number"),
+        ({"max_threads": float("nan")}, "string or a finite number"),
+        ([("a", 1)], "must be a dict"),
+    ],
+)
+def test_scenario_settings_lockprof_could_not_honour_are_refused(settings_, message):
+    from lockprof.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match=message):
+        scenario_with(settings=settings_)
+
+
+@cases(200)
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.one_of(st.text(max_size=8), st.integers(), st.floats(), st.booleans(), st.none()),
+        max_size=3,
+    )
+)
+def test_any_scenario_settings_are_accepted_or_refused_as_a_broken_scenario(settings_):
+    from lockprof.errors import ScenarioError
+
+    try:
+        scenario = scenario_with(settings=settings_)
+    except ScenarioError as exc:
+        assert str(exc).startswith("settings:") or "; settings:" in str(exc)
+    else:
+        assert scenario.describe()["settings"] == settings_

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from conftest import TINY, lockprof_cli
 
 from lockprof.analysis import load_run
@@ -40,3 +42,40 @@ def test_a_misspelled_engine_setting_is_refused_with_the_nearest_name(tmp_path):
     assert "unknown setting 'max_threadz'; did you mean 'max_threads'?" in result.stderr
     assert result.stderr.count("lockprof: error:") == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def tiny_with(tmp_path: Path, replace: str) -> Path:
+    """The tiny scenario with some fields replaced (``replace`` is the keyword arguments' source)."""
+    path = tmp_path / "scenario.py"
+    path.write_text(TINY.read_text() + f"\nimport dataclasses\nscenario = dataclasses.replace(scenario, {replace})\n")
+    return path
+
+
+def test_scenario_settings_apply_to_the_measured_queries(tmp_path):
+    checked = (
+        "queries=[Query(\"checked\", \"SELECT throwIf(getSetting('max_threads') != 3, 'not applied') "
+        'FROM {table} WHERE namespace = {ns:UInt16}", params=lambda rng: {"ns": rng.randrange(20)})], '
+        'settings={"max_threads": 3}'
+    )
+    result = lockprof_cli("run", str(tiny_with(tmp_path, checked)), *SHORT, "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr + result.stdout
+    measured = load_run(tmp_path / "run").measured()
+    assert len(measured) and measured["error"].isna().all()
+    assert load_run(tmp_path / "run").manifest["scenario"]["definition"]["settings"] == {"max_threads": 3}
+
+
+def test_a_scenario_setting_that_fails_every_query_is_a_broken_scenario(tmp_path):
+    result = lockprof_cli(
+        "run", str(tiny_with(tmp_path, 'settings={"max_rows_to_read": 1}')), *SHORT, "--out", str(tmp_path / "run")
+    )
+    assert result.returncode == 2, result.stderr + result.stdout
+    assert "TOO_MANY_ROWS" in result.stderr and result.stderr.count("lockprof: error:") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_scenario_setting_is_a_broken_scenario_with_the_nearest_name(tmp_path):
+    result = lockprof_cli(
+        "run", str(tiny_with(tmp_path, 'settings={"max_rows_to_reed": 1}')), *SHORT, "--out", str(tmp_path / "run")
+    )
+    assert result.returncode == 2, result.stderr + result.stdout
+    assert "unknown setting 'max_rows_to_reed'; did you mean 'max_rows_to_read'?" in result.stderr

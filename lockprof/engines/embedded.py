@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from lockprof.engines.base import Capabilities, EngineInfo, EngineSpec
-from lockprof.engines.sql import KNOWN_SETTINGS_SQL, session_settings, unknown_setting
+from lockprof.engines.sql import DEFAULT, KNOWN_SETTINGS_SQL, session_settings, unknown_setting
 from lockprof.errors import EngineError
 
 # chDB cannot set query_id; it keeps no trace_log samples; it is no cluster; lockprof alone uses it and its data.
@@ -147,13 +147,17 @@ class EmbeddedConnection:
         self._raw.query(sql, "Null", params=params or None)
 
     def _apply(self, wanted: dict[str, Any]) -> None:
-        """Bring the session's settings to ``wanted``; the driver's id and time limit, when not wanted, are reset
-        (other settings lockprof set, such as the populate limits, only relax checks and may stay)."""
+        """Bring the session's settings to ``wanted``: the driver's id and time limit, when not wanted, are reset,
+        and any other setting an earlier statement had (a scenario's ``settings``, the populate limits) goes back
+        to its default, so a check such as ``max_rows_to_read`` never reaches lockprof's own queries."""
         target = SESSION_RESET | {k: str(v) for k, v in wanted.items()}
-        changed = {k: v for k, v in target.items() if self._session.get(k) != v}
+        changed: dict[str, Any] = {k: v for k, v in target.items() if self._session.get(k) != v}
+        changed |= {k: DEFAULT for k in self._session if k not in target}
         if changed:
             self._raw.query(session_settings(changed), "Null")
             self._session.update(changed)
+            for name in [k for k, v in changed.items() if v is DEFAULT]:
+                del self._session[name]
 
     def frame(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
         self._apply({})  # lockprof's own queries carry no driver id and no time limit

@@ -7,10 +7,12 @@ import difflib
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+DEFAULT = object()  # a value for session_settings: back to the setting's default
+
 
 def session_settings(settings: Mapping[str, Any]) -> str:
-    """A ``SET`` statement for the given settings (names are lockprof's own, values quoted)."""
-    items = ", ".join(f"{k} = {quote(str(v))}" for k, v in settings.items())
+    """A ``SET`` statement for the given settings (names checked by the scenario or the engine, values quoted)."""
+    items = ", ".join(f"{k} = {'DEFAULT' if v is DEFAULT else quote(str(v))}" for k, v in settings.items())
     return f"SET {items}"
 
 
