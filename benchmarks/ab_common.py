@@ -16,7 +16,6 @@ import hashlib
 import io
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 
@@ -156,38 +155,36 @@ def verdicts(runs: list[Run], p: Plan) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def position_effect(run: Run) -> pd.DataFrame:
-    """Per concurrency: median latency of the window of the worker started second over that of the one started
-    first, paired by repetition (Hodges-Lehmann estimate, signed-rank 95% interval): the bias the run's worker
-    restarts in reverse order cancel (see lockprof.run.Swap)."""
-    from lockprof.analysis.ab import signed_rank_interval
-
-    manifest = run.manifest
-    second = pd.Series(manifest["engines"][-1]["label"], index=sorted(run.levels["repetition"].unique()))
-    for restart in manifest.get("worker_restarts", []):
-        second[second.index >= restart["before_repetition"]] = restart["order"][-1]
-    measured = run.queries[run.queries["phase"] == "measure"]
-    medians = measured.groupby(["concurrency", "repetition", "engine"])["latency_ms"].median().unstack()
-    rows = []
-    for c, frame in medians.groupby(level="concurrency"):
-        frame = frame.droplevel("concurrency")
-        later = np.array([frame.at[r, second[r]] for r in frame.index])
-        first = np.array([frame.loc[r].drop(second[r]).iloc[0] for r in frame.index])
-        d = np.log(later / first)
-        d = d[np.isfinite(d)]  # a repetition cut short, or a window that measured nothing, has one side
-        est = signed_rank_interval(d) or (np.nan,) * 3  # too few pairs for any interval: not estimated
-        rows.append({"concurrency": c, "ratio": np.exp(est[0]), "ci_low": np.exp(est[1]),
-                     "ci_high": np.exp(est[2]), "repetitions": len(d)})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
 def rate_line(name: str, hits: int, n: int, target: float, at_most: bool) -> str:
-    """``RATE name: k/n = p (95% CI lo-hi, Clopper-Pearson) target <= t: met|not met|unclear``."""
+    """``RATE name: k/n = p (95% CI lo-hi, Clopper-Pearson) target <= t: met|not met|unclear (...)``.
+
+    An unclear rate says how many trials would settle it if the rest went the target's way.
+    """
     if n == 0:
         return f"RATE {name}: 0/0 (nothing measured)"
     ci = stats.binomtest(hits, n).proportion_ci(0.95, method="exact")
     sign = "<=" if at_most else ">="
     ok = [ci.high <= target, ci.low <= target] if at_most else [ci.low >= target, ci.high >= target]
-    state = "met" if all(ok) else "not met" if not any(ok) else "unclear (interval spans the target)"
+    state = "met" if all(ok) else "not met" if not any(ok) else (
+        f"unclear (interval spans the target; met needs {needed(hits, n, target, at_most)} trials with every "
+        f"further one {'without a call' if at_most else 'a call'})")
     return (f"RATE {name}: {hits}/{n} = {hits / n:.3f} (95% CI {ci.low:.3f}-{ci.high:.3f}) "
             f"target {sign} {target:g}: {state}")
+
+
+def needed(hits: int, n: int, target: float, at_most: bool) -> int:
+    """The fewest trials at which the rate would be judged met if every trial after the n measured went the
+    target's way (no call for an upper bound, a call for a lower one)."""
+    total = n
+    while True:
+        k = hits if at_most else hits + (total - n)
+        ci = stats.binomtest(k, total).proportion_ci(0.95, method="exact")
+        if (ci.high <= target) if at_most else (ci.low >= target):
+            return total
+        total += 1
+
+
+def per_trial(points: pd.DataFrame, called: tuple[str, ...], by: list[str]) -> tuple[int, int]:
+    """Trials with at least one called point, and trials, where a trial is one group of ``by``."""
+    hits = points.groupby(by)["verdict"].agg(lambda v: bool(v.isin(called).any()))
+    return int(hits.sum()), len(hits)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.ab_common import rate_line
+from benchmarks.common import host_line
 from lockprof.analysis.ab import MIN_CHANGE, Settings, Windows, compare_windows
 
 CALLED = ("faster", "slower")
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     points = 100 if args.quick else args.points
     rng = np.random.default_rng(2026)
     started = time.perf_counter()
+    print(host_line(), flush=True)
     print(f"# {points} simulated points per cell, {args.repetitions} repetitions, noise {args.noise:.0%} per "
           "repetition; 'with' = engine and position estimated together, 'without' = signed-rank on the log ratios")
     for position in (1.0, 1.04, 1.08):

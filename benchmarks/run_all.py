@@ -15,8 +15,8 @@ import time
 
 from benchmarks.common import ROOT, host_line
 
-BENCHMARKS = ("driver_overhead", "sampler_overhead", "dataset_build", "analysis_speed", "ab_false_positives",
-              "ab_power")
+BENCHMARKS = ("driver_overhead", "sampler_overhead", "dataset_build", "analysis_speed", "ab_level",
+              "ab_false_positives", "ab_power")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,13 +31,22 @@ EXPECTED = {
                        r"^RESULT analysis_speed report: load_run\+render_report median .* peak RSS median .* GiB; "
                        r"target < 30 s: ",
                        r"^RESULT analysis_speed memory: peak RSS summary [\d.]+ GiB, report [\d.]+ GiB"],
-    "ab_false_positives": [r"^RATE ab_false_positives latency\+throughput points called faster/slower: \d+/\d+ = "
+    "ab_false_positives": [r"^RATE ab_false_positives comparisons calling any latency or throughput point: \d+/\d+ = "
                            rf"{NUMBER} \(95% CI {NUMBER}-{NUMBER}\) target <= 0.05: ",
+                           r"^RATE ab_false_positives latency-throughput pairs .* target <= 0.05: ",
+                           r"^RATE ab_false_positives comparisons calling CPU time .* target <= 0.05: ",
+                           r"^RATE ab_false_positives latency\+throughput points called faster/slower \(secondary",
                            r"^RESULT ab_false_positives whole run day c=1 latency_ms: ",
-                           r"^RESULT ab_false_positives worker position c=1: latency of the worker started second",
+                           r"^RESULT ab_false_positives worker position day c=1: latency of the worker started second",
                            r"^RESULT ab_false_positives time: "],
     "ab_power": [r"^RESULT ab_power injected change day c=1 latency_ms: ",
-                 r"^RATE ab_power latency\+throughput points called slower: \d+/\d+ = .* target >= 0.8: "],
+                 r"^RATE ab_power comparisons calling every latency and throughput point slower: \d+/\d+ = .* "
+                 r"target >= 0.8: ",
+                 r"^RATE ab_power latency\+throughput points called slower \(secondary.*: \d+/\d+ = .* "
+                 r"target >= 0.8: "],
+    "ab_level": [r"^RATE ab_level level \(A/A\), position x1.04, with position term: \d+/100 = .* target <= 0.05: ",
+                 r"^RATE ab_level power \(10% slower\), position x1.08, without position term: ",
+                 r"^RESULT ab_level words, 16 repetitions, B/A 1.10: "],
     "big_table": [r"^RESULT big_table parts: 2000 active parts, 2000 partitions",
                   r"^RESULT big_table build: [\d.]+ s .*cached=True",
                   r"^RESULT big_table disk: bytes_on_disk [\d.]+ GB, filesystem usage",
@@ -62,7 +71,7 @@ def test_ab_benchmarks_pool_kept_runs_of_their_own_plan_only(tmp_path) -> None:
     kept = tmp_path / "kept"
     first = run_module("benchmarks.ab_power", "--quick", "--keep", str(kept))
     assert first.returncode == 0, first.stderr[-3000:]
-    rate = r"^RATE ab_power latency\+throughput points called slower: (\d+)/(\d+) .*$"
+    rate = r"^RATE ab_power latency\+throughput points called slower \(.*\): (\d+)/(\d+) .*$"
     alone = run_module("benchmarks.ab_power", "--quick", "--blocks", "0", "--pool", str(kept))
     assert alone.returncode == 0, alone.stderr[-3000:]
     assert re.search(rate, alone.stdout, re.M).group(0) == re.search(rate, first.stdout, re.M).group(0)
