@@ -29,6 +29,7 @@ import bisect
 import itertools
 import math
 import random
+import re
 import sys
 import threading
 import traceback
@@ -58,6 +59,7 @@ RECORD_COLUMNS = [
     "queue_delay_ms",
     "error",
     "cancelled",
+    "censored",
 ]
 # How query_log's row of a record is found on an engine without query ids: its connection's tag and its place
 # among that connection's statements (see lockprof.samplers.query_log). Dropped once matched.
@@ -235,10 +237,13 @@ def run_level(
                 stop.wait(0.01)  # a function that always raises must not flood the level with records
                 now = clock.now()
                 continue
-            if now >= renew_at or end != limit_end:  # the whole seconds left change about once a second
-                seconds = max(1, math.ceil(end + GRACE_S - now))
+            # While the warm-up waits for other threads' first queries, the window's end is not known yet: a query
+            # started then may run until the latest end the window can have, and the watchdog cuts it at the real one.
+            horizon = end if first or not warming else window["latest_end"]
+            if now >= renew_at or horizon != limit_end:  # the whole seconds left change about once a second
+                seconds = max(1, math.ceil(horizon + GRACE_S - now))
                 limit = {**extra, "max_execution_time": seconds}
-                limit_end, renew_at = end, end + GRACE_S - (seconds - 1)
+                limit_end, renew_at = horizon, horizon + GRACE_S - (seconds - 1)
             start, now, err = timed_execute(conn, sql, params, qid, clock, limit, log_tag=tag)
             keep((worker, role, item.name, qid, start if due is None else due, start, now, err, tag, sent))
             sent += 1
@@ -286,6 +291,8 @@ def run_level(
     window["start"] = start
     window["measure"] = start + level.warmup_s
     window["end"] = window["measure"] + level.duration_s
+    # The window opens at the latest when the first queries are cut by their time limit (its end plus the grace).
+    window["latest_end"] = window["end"] + GRACE_S + level.duration_s
     done = threading.Event()
     killer = threading.Thread(target=kill_overdue, args=(done,), name="lockprof-watchdog", daemon=True)
     if watchdog is not None:
@@ -299,7 +306,7 @@ def run_level(
         if watchdog is not None:
             killer.join()
     end = min(clock.now(), window["end"])
-    frame = level_records(level, rows)
+    frame = level_records(level, rows, window["end"], stop.is_set())
     # Phases from the final window. A closed-loop query that got going only after the window closed (its thread
     # was descheduled between the check and the start) is not part of the window: "after", never measured.
     intended = frame["intended_start_s"]
@@ -309,11 +316,18 @@ def run_level(
                        errors=crashes)
 
 
-def level_records(level: Level, rows: list[tuple[Any, ...]]) -> pd.DataFrame:
-    """The level's records (:data:`RECORD_COLUMNS` and :data:`LOG_COLUMNS`, phase still empty) from its rows."""
+def level_records(
+    level: Level, rows: list[tuple[Any, ...]], window_end_s: float = math.inf, stopped: bool = False
+) -> pd.DataFrame:
+    """The level's records (:data:`RECORD_COLUMNS` and :data:`LOG_COLUMNS`, phase still empty) from its rows.
+
+    A query cancelled once the window had closed (by its time limit or the watchdog), or by a stop signal, is
+    ``censored``: it was still running when the measurement ended, so its latency is at least what was seen, and
+    it is no failure of the engine."""
     frame = pd.DataFrame.from_records(rows, columns=ROW_COLUMNS)
     queued_ms = (frame["start_s"].astype(float) - frame["intended_start_s"].astype(float)) * 1000.0
     error = frame["error"]
+    cancelled = error.notna() & error.astype(str).str.endswith(CANCELLED_CODES)
     frame = frame.assign(
         schema=level.schema,
         concurrency=level.concurrency,
@@ -321,9 +335,29 @@ def level_records(level: Level, rows: list[tuple[Any, ...]]) -> pd.DataFrame:
         phase=None,
         latency_ms=queued_ms + (frame["end_s"].astype(float) - frame["start_s"].astype(float)) * 1000.0,
         queue_delay_ms=queued_ms,
-        cancelled=error.notna() & error.astype(str).str.endswith(CANCELLED_CODES),
+        cancelled=cancelled,
+        censored=cancelled & ((frame["end_s"].astype(float) >= window_end_s) | stopped),
     )
     return frame[RECORD_COLUMNS + LOG_COLUMNS]
+
+
+def level_counts(measured: pd.DataFrame) -> dict[str, int]:
+    """What a level's measured records hold, each kind counted apart.
+
+    ``queries`` are the scenario's queries that ended inside the window (failed or not); ``errors`` those of them
+    that failed, the only ones that count towards a failed level; ``censored`` those still running when the window
+    closed (no failures); background statements and their failures are counted on their own, since a statement
+    racing the queries is not what the level measures."""
+    role = measured["role"]
+    queries, background = measured[role == "query"], measured[role == "background"]
+    censored = queries["censored"].astype(bool) if "censored" in queries else queries["cancelled"].astype(bool)
+    return {
+        "queries": int((~censored).sum()),
+        "errors": int((queries["error"].notna() & ~censored).sum()),
+        "censored": int(censored.sum()),
+        "background": len(background),
+        "background_errors": int(background["error"].notna().sum()),
+    }
 
 
 def level_verdict(
@@ -331,13 +365,45 @@ def level_verdict(
 ) -> dict[str, Any]:
     """Did the level fail? Its error share, whether it passed :data:`ERROR_SHARE_LIMIT`, and the first error.
 
+    Only the scenario's queries that ended inside the window count (see :func:`level_counts`): a query cut at the
+    window's end is censored, and a background statement's failure is reported apart (``first_background_error``).
     A level that measured nothing (every query ran past its window) has failed too, unless it was interrupted.
     """
-    total = len(measured)
-    share = float(measured["error"].notna().sum() / total) if total else float("nan")
-    errors = records.dropna(subset=["error"]).sort_values("start_s")
-    first = crashes[0] if crashes else (str(errors["error"].iloc[0]) if len(errors) else None)
+    counts = level_counts(measured)
+    total = counts["queries"]
+    share = counts["errors"] / total if total else float("nan")
+    failures = records[records["error"].notna() & ~_censored(records)].sort_values("start_s")
+    query_errors = failures.loc[failures["role"] == "query", "error"]
+    background_errors = failures.loc[failures["role"] == "background", "error"]
+    first = crashes[0] if crashes else (str(query_errors.iloc[0]) if len(query_errors) else None)
     failed = bool(crashes) or (total > 0 and share > ERROR_SHARE_LIMIT) or (total == 0 and not interrupted)
     if failed and first is None:
         first = "no query finished inside the level's window"
-    return {"error_share": share, "failed": failed, "first_error": first}
+        if counts["censored"]:
+            first += (f": {counts['censored']} were still running when it closed; "
+                      "a longer --duration gives them time to finish")
+    return {"error_share": share, "failed": failed, "first_error": first,
+            "first_background_error": str(background_errors.iloc[0]) if len(background_errors) else None,
+            "error_kinds": error_kinds(query_errors)}
+
+
+def _censored(records: pd.DataFrame) -> pd.Series:
+    column = "censored" if "censored" in records else "cancelled"
+    return records[column].astype(bool)
+
+
+ERROR_KINDS = 3  # at most this many distinct errors of a level are printed
+
+
+def error_kinds(errors: pd.Series) -> list[str]:
+    """The first error of each kind (the text with its numbers and quoted values taken out), up to ERROR_KINDS:
+    a few errors under the failure threshold are still said, with their text, not only counted."""
+    kinds: dict[str, str] = {}
+    for text in errors.astype(str):
+        kinds.setdefault(_KIND.sub("#", text), text)
+        if len(kinds) >= ERROR_KINDS:
+            break
+    return list(kinds.values())
+
+
+_KIND = re.compile(r"'[^']*'|\d+(\.\d+)?")

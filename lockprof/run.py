@@ -395,6 +395,7 @@ def _measure(
 ) -> None:
     reporter.start(len(steps) * (warmup_s + duration_s))
     dead: set[str] = set()
+    said: set[str] = set()  # errors already printed
     for seq, step in enumerate(steps):
         if interrupted["flag"]:
             break
@@ -459,18 +460,21 @@ def _measure(
             continue
         if isinstance(spy, PySpySampler):
             _keep_driver_profile(spy, run_dir, step, part_name(step.label, seq), reporter)
-        window = reply["measure_end_s"] - reply["measure_start_s"]
-        qps = reply["queries"] / window if window > 0 else float("nan")
-        note = f"{reply['queries']} queries, {qps:.1f}/s"
-        if step.rate_qps and qps < ACHIEVED_FRACTION * step.rate_qps:
-            note += f" (target {step.rate_qps:g}/s not achieved)"
-        if reply["errors"]:
-            note += f", {reply['errors']} errors"
-        if reply.get("cancelled"):
-            note += f", {reply['cancelled']} cancelled at the end of the window"
-        if reply["interrupted"]:
-            note += " (interrupted)"
-        reporter.step_done(note)
+        reporter.step_done(level_note(reply, step))
+        if too_few(reply, step) and "too few" not in said:
+            said.add("too few")
+            run_dir.manifest.setdefault("notes", []).append(
+                f"some windows measured too few queries to say much (first: {label}, {reply['queries']} queries at "
+                f"concurrency {step.concurrency}); a longer --duration gives a measurement")
+            run_dir.update()
+        for kind in reply.get("error_kinds") or []:
+            if kind not in said:  # each kind of error once per run, with its text (and the user's file and line)
+                said.add(kind)
+                reporter.message(f"  {label}: first error of its kind: {kind}")
+        if reply.get("first_background_error") and "background" not in said:
+            said.add("background")
+            reporter.message(f"  {label}: a background statement failed ({reply['background_errors']} of "
+                             f"{reply['background']}; not counted as query errors): {reply['first_background_error']}")
         if reply.get("failed"):
             failure = {"engine": step.label, "schema": step.schema, "concurrency": step.concurrency,
                        "repetition": step.repetition, "error_share": reply["error_share"],
@@ -478,6 +482,36 @@ def _measure(
             run_dir.manifest["failed_levels"].append(failure)
             run_dir.update()
             reporter.message(f"LEVEL FAILED: {label}: {describe_failed_level(failure)}")
+
+
+FEW_PER_THREAD = 3  # a window in which a query thread completes fewer queries than this measures little
+
+
+def too_few(reply: dict[str, Any], step: Step) -> bool:
+    """A closed-loop window in which each query thread completed only one or two queries: a rate and percentiles
+    of so few say little, and a query longer than the window is not measured at all."""
+    return not reply["interrupted"] and not step.rate_qps and reply["queries"] < FEW_PER_THREAD * step.concurrency
+
+
+def level_note(reply: dict[str, Any], step: Step) -> str:
+    """The progress line of a finished level: its queries and rate, and everything that qualifies them."""
+    window = reply["measure_end_s"] - reply["measure_start_s"]
+    qps = reply["queries"] / window if window > 0 else float("nan")
+    note = f"{reply['queries']} queries, {qps:.1f}/s"
+    if step.rate_qps and qps < ACHIEVED_FRACTION * step.rate_qps:
+        note += f" (target {step.rate_qps:g}/s not achieved)"
+    if reply["errors"]:
+        note += f", {reply['errors']} errors"
+    if reply.get("censored"):
+        note += f", {reply['censored']} still running when the window closed (censored, not failures)"
+    if reply.get("background_errors"):
+        note += f", {reply['background_errors']} of {reply['background']} background statements failed"
+    if too_few(reply, step):
+        note += (f" — too few to measure: {reply['queries'] / step.concurrency:.1f} per thread in a {window:.2f} s "
+                 "window; a longer --duration gives a measurement")
+    if reply["interrupted"]:
+        note += " (interrupted)"
+    return note
 
 
 def _restart_reversed(

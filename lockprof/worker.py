@@ -25,7 +25,7 @@ import pandas as pd
 from lockprof import store
 from lockprof.clock import RunClock
 from lockprof.dataset import Dataset, active_parts, dataset_set, drop_stale, ensure_dataset, refresh
-from lockprof.driver import LOG_COLUMNS, Level, level_verdict, run_level
+from lockprof.driver import LOG_COLUMNS, Level, level_counts, level_verdict, run_level
 from lockprof.engines.base import Connection
 from lockprof.engines.sql import KNOWN_SETTINGS_SQL, unknown_setting
 from lockprof.errors import LockprofError, ScenarioError
@@ -159,16 +159,15 @@ class Worker:
             "measure_end_s": result.measure_end_s,
             "target_qps": target,
             "scheduled": int(level.duration_s * level.rate_qps) if level.rate_qps else None,
-            "queries": int((measured["role"] == "query").sum()),
-            "errors": int(measured["error"].notna().sum()),
+            **level_counts(measured),
             "active_parts_before": parts_before,
             "active_parts_after": active_parts(self.engine.admin, dataset.database),
             "interrupted": result.interrupted,
             "sampler_errors": "; ".join([*(s.error for s in active if s.error), *log_problems]) or None,
-            "cancelled": int(measured["cancelled"].sum()),
             **host.window(result.measure_start_s, result.measure_end_s),
             **level_verdict(records, measured, result.errors, result.interrupted),
         }
+        kinds = level_row.pop("error_kinds")  # for the progress line only: the manifest and tables hold the errors
         part = store.part_name(label, seq)
         try:
             store.write_part(run_dir, "queries", part, records)
@@ -183,7 +182,7 @@ class Worker:
             for table in store.TABLES:
                 store.part_path(run_dir, table, part).unlink(missing_ok=True)
             raise
-        return level_row
+        return {**level_row, "error_kinds": kinds}
 
     def _check_scenario_settings(self) -> None:
         """A scenario setting the engine does not know is a broken scenario: the engine would ignore it, or refuse

@@ -198,3 +198,85 @@ def test_any_scenario_settings_are_accepted_or_refused_as_a_broken_scenario(sett
         assert str(exc).startswith("settings:") or "; settings:" in str(exc)
     else:
         assert scenario.describe()["settings"] == settings_
+
+
+# --- items 4 and 9: background failures and queries cut at the window's end are no query errors ----
+
+
+def records(queries: int = 0, errors: int = 0, censored: int = 0, background: int = 0, bg_errors: int = 0):
+    """Measured records of one level: ok queries, failed ones, ones cut at the window's end, background statements."""
+    rows = []
+
+    def add(role: str, error: str | None, cut: bool = False) -> None:
+        rows.append(
+            {
+                "role": role,
+                "phase": "measure",
+                "start_s": float(len(rows)),
+                "error": error,
+                "cancelled": cut,
+                "censored": cut,
+            }
+        )
+
+    for i in range(queries):
+        add("query", f"Code: 60. DB::Exception: Unknown table 't{i}'. (UNKNOWN_TABLE)" if i < errors else None)
+    for _ in range(censored):
+        add("query", "Code: 159. DB::Exception: Timeout exceeded: elapsed 2.06 seconds. (TIMEOUT_EXCEEDED)", True)
+    for i in range(background):
+        add("background", "Code: 252. DB::Exception: Too many parts (TOO_MANY_PARTS)" if i < bg_errors else None)
+    return pd.DataFrame(rows)
+
+
+def test_background_failures_are_counted_apart_and_never_fail_the_level():
+    from lockprof.driver import level_counts, level_verdict
+
+    level = records(queries=376, background=80, bg_errors=71)
+    assert level_counts(level) == {
+        "queries": 376,
+        "errors": 0,
+        "censored": 0,
+        "background": 80,
+        "background_errors": 71,
+    }
+    verdict = level_verdict(level, level, [], False)
+    assert not verdict["failed"] and verdict["error_share"] == 0 and verdict["first_error"] is None
+    assert "TOO_MANY_PARTS" in verdict["first_background_error"]
+
+
+def test_queries_cut_at_the_windows_end_are_censored_not_failed():
+    from lockprof.driver import level_counts, level_verdict
+
+    level = records(queries=13, censored=2)
+    assert level_counts(level)["queries"] == 13 and level_counts(level)["censored"] == 2
+    assert level_counts(level)["errors"] == 0
+    assert not level_verdict(level, level, [], False)["failed"]
+    nothing = level_verdict(records(censored=4), records(censored=4), [], False)
+    assert nothing["failed"] and "4 were still running when it closed" in nothing["first_error"]
+    assert "--duration" in nothing["first_error"]
+
+
+def test_real_query_errors_still_fail_the_level_and_each_kind_is_said_once():
+    from lockprof.driver import level_verdict
+
+    verdict = level_verdict(
+        records(queries=20, errors=2, censored=3), records(queries=20, errors=2, censored=3), [], False
+    )
+    assert verdict["failed"] and verdict["error_share"] == pytest.approx(0.1)
+    assert verdict["first_error"].startswith("Code: 60.") and len(verdict["error_kinds"]) == 1
+
+
+def test_a_window_with_one_query_per_thread_says_it_measured_too_little():
+    from lockprof.run import Step, level_note
+
+    reply = {
+        "measure_start_s": 0.0,
+        "measure_end_s": 2.0,
+        "queries": 2,
+        "errors": 0,
+        "censored": 2,
+        "interrupted": False,
+    }
+    note = level_note(reply, Step("e", "s", 2, 0))
+    assert "too few to measure" in note and "--duration" in note and "2 still running when the window closed" in note
+    assert "too few" not in level_note({**reply, "queries": 40}, Step("e", "s", 2, 0))

@@ -79,3 +79,32 @@ def test_an_unknown_scenario_setting_is_a_broken_scenario_with_the_nearest_name(
     )
     assert result.returncode == 2, result.stderr + result.stdout
     assert "unknown setting 'max_rows_to_reed'; did you mean 'max_rows_to_read'?" in result.stderr
+
+
+def test_the_time_limit_never_cuts_a_query_before_its_levels_end_and_grace(engine):
+    """Thread A's first query is short and B's long, so A starts queries while the window's end is not yet known
+    (it opens when B's first query ends); none of them may be cut before the real end plus the grace."""
+    import itertools
+    import threading
+
+    from lockprof.clock import RunClock
+    from lockprof.driver import GRACE_S, Level, run_level
+    from lockprof.scenario import Query, Scenario, Schema
+
+    lengths = itertools.chain([1, 20], itertools.repeat(16))  # tenths of a second: A's first, B's first, the rest
+    slow = Query(
+        "slow",
+        "SELECT sleepEachRow(0.1) FROM numbers({n:UInt32}) SETTINGS max_block_size = 1",
+        params=lambda _rng: {"n": next(lengths)},
+    )
+    sc = Scenario("limits", [Schema("s", "CREATE TABLE {table} (x UInt8) ENGINE = Memory")], [slow])
+    level = Level("s", "system.one", 2, 0, 0.2, 1.0, "limit-", seed=1)
+    result = run_level(
+        sc, level, [engine.connect(), engine.connect()], [], RunClock(), threading.Event(), watchdog=engine.connect()
+    )
+    rec = result.records
+    assert result.measure_start_s > 1.5  # the window opened when B's first query ended
+    end_s = rec["start_s"] + rec["latency_ms"] / 1000
+    early = rec[rec["cancelled"] & (end_s < result.measure_end_s + GRACE_S * 0.9)]
+    assert early.empty, early
+    assert rec.loc[rec["cancelled"], "censored"].all()
