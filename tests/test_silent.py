@@ -280,3 +280,21 @@ def test_a_window_with_one_query_per_thread_says_it_measured_too_little():
     note = level_note(reply, Step("e", "s", 2, 0))
     assert "too few to measure" in note and "--duration" in note and "2 still running when the window closed" in note
     assert "too few" not in level_note({**reply, "queries": 40}, Step("e", "s", 2, 0))
+
+
+# --- item 6: a run directory missing levels/ or queries/ is damaged, not empty ----------------------
+
+
+@pytest.mark.parametrize("missing", ["levels", "queries"])
+@pytest.mark.parametrize("command", ["summary", "report", "compare"])
+def test_a_run_directory_missing_its_levels_or_queries_is_refused_with_exit_4(tmp_path, capsys, missing, command):
+    import shutil
+
+    from lockprof.cli import main
+
+    path = labelled_run(tmp_path / "run", ["a", "b"])
+    shutil.rmtree(path / missing)
+    assert main([command, str(path)]) == 4
+    err = capsys.readouterr().err
+    assert err.count("lockprof: error:") == 1 and "damaged run directory" in err and f"{missing}/" in err
+    assert not (path / "report.html").exists()

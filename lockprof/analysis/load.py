@@ -11,6 +11,7 @@ import pandas as pd
 
 from lockprof import store
 from lockprof.analysis.columnar import ParquetTable, Source
+from lockprof.errors import RunDirError
 
 
 @dataclass
@@ -80,6 +81,7 @@ def load_run(paths: str | Path | Iterable[str | Path]) -> Run:
     tables: dict[str, list[pd.DataFrame]] = {t: [] for t in store.TABLES if t not in LAZY_TABLES}
     sources = []
     for path, manifest in zip(paths, manifests):
+        _check_measured(path, manifest)
         for table in tables:
             frame = store.read_table(path, table)
             if not frame.empty:
@@ -93,6 +95,19 @@ def load_run(paths: str | Path | Iterable[str | Path]) -> Run:
                               for t, parts in tables.items()}
     frames["query_events"] = ParquetTable("query_events", tuple(sources))
     return Run(paths=paths, manifests=manifests, **frames)
+
+
+def _check_measured(path: Path, manifest: dict[str, Any]) -> None:
+    """A run directory keeps a ``levels`` part for every level it measured, and ``queries`` beside any level that
+    counted queries: without them every table would come out empty or NaN and still look like a result."""
+    if not store.table_parts(path, "levels"):
+        status = "" if manifest.get("status") == "complete" else f" (the run is {manifest.get('status')})"
+        raise RunDirError(f"{path}: damaged run directory: no levels/ parts, so it holds no measured level{status}")
+    if not store.table_parts(path, "queries"):
+        counted = store.read_table(path, "levels").get("queries", pd.Series(dtype=float)).fillna(0).sum()
+        if counted > 0:
+            raise RunDirError(f"{path}: damaged run directory: its levels counted {int(counted)} queries "
+                              "but it has no queries/ parts")
 
 
 def _get_query_events(run: Run) -> pd.DataFrame:
