@@ -15,6 +15,7 @@ comparison (its latency and throughput points all called slower) and per point. 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -67,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     print(rate_line("ab_power latency+throughput points called slower (secondary: points of one comparison are not "
                     "independent)", int(perf["verdict"].eq("slower").sum()), len(perf), TARGET, at_most=False),
           flush=True)  # fmt: skip
+    half = dataclasses.replace(p, repetitions=max(1, p.repetitions // 2))
+    words = verdicts(runs, half)
+    words = words[words["metric"].isin(PERF)]["verdict"].value_counts()
+    print(f"RESULT ab_power verdicts of the latency and throughput points at {half.repetitions} repetitions per "
+          "comparison (too few to decide a 10% change every time): "
+          + ", ".join(f"{v} {n}" for v, n in words.items()), flush=True)
     print(f"RESULT ab_power time: {elapsed:.0f} s for the {p.blocks} comparisons measured now; "
           f"{points['block'].nunique()} comparisons judged", flush=True)
     return 0

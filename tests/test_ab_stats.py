@@ -197,6 +197,14 @@ def test_p_below_5_percent_exactly_when_the_interval_excludes_zero_with_ties_and
     assert zeros.low == 0.0 and zeros.p_value > 0.05
 
 
+def test_a_real_slowdown_with_too_few_repetitions_to_decide_is_inconclusive_never_unchanged():
+    rng = np.random.default_rng(14)
+    words = pd.Series([compare_windows(*pair(rng, 8, ratio=1.10, noise=0.09 / np.sqrt(2), order=1.04),
+                                       lower_is_better=True)["verdict"] for _ in range(400)])  # fmt: skip
+    assert words.eq("inconclusive").sum() >= 100  # 8 repetitions often cannot decide...
+    assert set(words) <= {"slower", "inconclusive"}, words.value_counts()  # ...and then say so
+
+
 def test_the_position_model_holds_its_level_and_gains_power_where_positions_differ():
     """Through the real function at the machine's noise (9% per repetition) and an 8% position effect, 16
     repetitions, minimum change 0: the nominal 5% level holds; a 10% change is found in at least 90% of cases
