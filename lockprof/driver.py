@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import os
 import random
 import re
 import sys
@@ -35,6 +36,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -129,9 +131,20 @@ def first_line(exc: BaseException, limit: int = 500) -> str:
 
 def user_code_error(what: str, exc: BaseException) -> str:
     """A user function's failure as one line: what raised, where in the user's file, and the message."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    frame = user_frame(exc)
+    where = f" at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}" if frame else ""
     return f"{what} raised{where}: {type(exc).__name__}: {first_line(exc)}"
+
+
+_NOT_USER = tuple(str(Path(p).resolve()) + os.sep for p in {Path(__file__).parent, sys.prefix, sys.base_prefix})
+
+
+def user_frame(exc: BaseException) -> traceback.FrameSummary | None:
+    """The deepest frame of a traceback in the user's own code: not lockprof's, not the standard library's or an
+    installed package's (a params function that fails inside ``random`` is the user's line that called it)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if not str(Path(f.filename).resolve()).startswith(_NOT_USER)]
+    return (mine or frames or [None])[-1]
 
 
 def run_level(
@@ -196,7 +209,7 @@ def run_level(
         try:
             barrier.wait()
             issue(worker, conn, pick, role)
-        except Exception as exc:  # never a silent end: the level says which thread stopped and why
+        except BaseException as exc:  # never a silent end (SystemExit too): the level says which thread stopped and why
             crashes.append(user_code_error(f"{role} thread {worker}", exc))
         finally:
             if role == "query":
@@ -227,7 +240,7 @@ def run_level(
             qid = f"{prefix}{next_id()}"
             try:
                 params = draw_params(item.params, rng)
-            except Exception as exc:  # a user's params function: its failure is a record, like the engine's
+            except BaseException as exc:  # a user's params function (sys.exit too): a record, like the engine's errors
                 now = clock.now()
                 err = user_code_error(f"params of {item.name!r}", exc)
                 keep((worker, role, item.name, qid, now if due is None else due, now, now, err, None, None))

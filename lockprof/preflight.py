@@ -28,7 +28,7 @@ def preflight(conn: Connection, scenario: Scenario, table: str, schema: str) -> 
         what = f"schema {schema!r}, {'query' if isinstance(item, Query) else 'background'} {item.name!r}"
         try:
             params = draw_params(item.params, rng)
-        except Exception as exc:  # user code: its failure is the message
+        except (Exception, SystemExit) as exc:  # user code: its failure is the message (Ctrl-C stays an interruption)
             raise ScenarioError(f"{what}: {user_code_error('its params function', exc)}") from None
         try:
             conn.execute(item.sql.replace("{table}", table), params, query_id=f"lockprof-preflight-{uuid.uuid4().hex}",

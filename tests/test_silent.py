@@ -298,3 +298,31 @@ def test_a_run_directory_missing_its_levels_or_queries_is_refused_with_exit_4(tm
     err = capsys.readouterr().err
     assert err.count("lockprof: error:") == 1 and "damaged run directory" in err and f"{missing}/" in err
     assert not (path / "report.html").exists()
+
+
+# --- items 7 and 16: user code's failures name the user's file and line ------------------------------
+
+
+def test_a_failure_inside_the_standard_library_names_the_users_line_that_called_it():
+    import random
+
+    from lockprof.driver import user_code_error
+
+    def params(rng):
+        return {"k": rng.choice([])}  # IndexError raised inside random.py
+
+    try:
+        params(random.Random(1))
+    except IndexError as exc:
+        message = user_code_error("params of 'q'", exc)
+    line = params.__code__.co_firstlineno + 1
+    assert message.startswith(f"params of 'q' raised at test_silent.py:{line}: IndexError"), message
+
+
+def test_sys_exit_in_user_code_is_named_like_any_other_failure():
+    from lockprof.driver import user_code_error
+
+    try:
+        raise SystemExit(5)
+    except SystemExit as exc:
+        assert "SystemExit: 5" in user_code_error("params of 'q'", exc)

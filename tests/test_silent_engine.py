@@ -108,3 +108,39 @@ def test_the_time_limit_never_cuts_a_query_before_its_levels_end_and_grace(engin
     early = rec[rec["cancelled"] & (end_s < result.measure_end_s + GRACE_S * 0.9)]
     assert early.empty, early
     assert rec.loc[rec["cancelled"], "censored"].all()
+
+
+def test_a_params_function_that_exits_or_interrupts_is_an_error_record_and_every_thread_goes_on(engine):
+    import itertools
+    import sys
+    import threading
+
+    from lockprof.clock import RunClock
+    from lockprof.driver import Level, run_level
+    from lockprof.scenario import Query, Scenario, Schema
+
+    calls = itertools.count()
+
+    def params(_rng):
+        n = next(calls)
+        if n % 7 == 3:
+            sys.exit(0)
+        if n % 7 == 5:
+            raise KeyboardInterrupt
+        return {}
+
+    exits_line = params.__code__.co_firstlineno + 3
+    sc = Scenario(
+        "exits",
+        [Schema("s", "CREATE TABLE {table} (x UInt8) ENGINE = Memory")],
+        [Query("q", "SELECT 1", params=params)],
+    )
+    level = Level("s", "system.one", 2, 0, 0.1, 0.5, "exits-", seed=1)
+    result = run_level(sc, level, [engine.connect(), engine.connect()], [], RunClock(), threading.Event())
+    rec = result.records
+    assert not result.errors  # no thread ended
+    measured = rec[rec["phase"] == "measure"]
+    assert set(measured["worker"]) == {0, 1} and measured["error"].isna().sum() > 10
+    errors = rec["error"].dropna()
+    assert errors.str.contains(f"raised at test_silent_engine.py:{exits_line}: SystemExit: 0").any()
+    assert errors.str.contains("KeyboardInterrupt").any()
