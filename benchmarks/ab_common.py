@@ -143,14 +143,19 @@ def block(run: Run, reps: range) -> Run:
     return dataclasses.replace(run, cache={}, **frames)
 
 
-def verdicts(runs: list[Run], p: Plan) -> pd.DataFrame:
-    """Every latency, throughput and CPU-time point of every block comparison of every run, blocks numbered on."""
-    from lockprof.analysis.ab import compare
+def verdicts(runs: list[Run], p: Plan, position_term: bool = True) -> pd.DataFrame:
+    """Every latency, throughput and CPU-time point of every block comparison of every run, blocks numbered on.
 
+    ``position_term=False`` judges the same windows without the position effect (the signed-rank test of the
+    log ratios, as the method did before), to show what modelling it changes.
+    """
+    from lockprof.analysis.ab import Settings, compare
+
+    settings = Settings(paired_order=position_term)
     rows = []
     for run in runs:
         for k in range(run.manifest["parameters"]["repetitions"] // p.repetitions):
-            frame = compare(block(run, range(k * p.repetitions, (k + 1) * p.repetitions))).frame
+            frame = compare(block(run, range(k * p.repetitions, (k + 1) * p.repetitions)), settings=settings).frame
             rows.append(frame[frame["metric"].isin([*PERF, CPU])].assign(block=len(rows)))
     return pd.concat(rows, ignore_index=True)
 

@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     print(rate_line("ab_false_positives latency+throughput points called faster/slower (secondary: points of one "
                     "comparison are not independent)", int(perf["verdict"].isin(CHANGED).sum()), len(perf), TARGET,
                     at_most=True), flush=True)  # fmt: skip
+    without = verdicts(runs, p, position_term=False)
+    without = without[without["metric"].isin(PERF)]
+    print(rate_line("ab_false_positives comparisons calling any latency or throughput point, judged without the "
+                    "position term", *per_trial(without, CHANGED, ["block"]), TARGET, at_most=True), flush=True)
     words = perf["verdict"].value_counts()
     print("RESULT ab_false_positives latency+throughput verdicts: "
           + ", ".join(f"{v} {n} ({n / len(perf):.0%})" for v, n in words.items()), flush=True)

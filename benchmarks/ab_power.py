@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     print(rate_line("ab_power latency+throughput points called slower (secondary: points of one comparison are not "
                     "independent)", int(perf["verdict"].eq("slower").sum()), len(perf), TARGET, at_most=False),
           flush=True)  # fmt: skip
+    without = verdicts(runs, p, position_term=False)
+    without = without[without["metric"].isin(PERF)]
+    print(rate_line("ab_power latency+throughput points called slower, judged without the position term",
+                    int(without["verdict"].eq("slower").sum()), len(without), TARGET, at_most=False), flush=True)
     half = dataclasses.replace(p, repetitions=max(1, p.repetitions // 2))
     words = verdicts(runs, half)
     words = words[words["metric"].isin(PERF)]["verdict"].value_counts()
