@@ -42,7 +42,7 @@ from lockprof.engines.registry import parse, prepare
 from lockprof.errors import EngineError, Interrupted, LockprofError, StorageError
 from lockprof.progress import Reporter, reporter_for
 from lockprof.samplers.pyspy import PySpySampler
-from lockprof.scenario import load_scenario
+from lockprof.scenario import load_scenario, probe_scenario
 from lockprof.store import RunDir, file_name, part_name, write_part
 from lockprof.worker import ALL_SAMPLERS
 from lockprof.workerproc import WorkerCrashed, WorkerProcess
@@ -197,6 +197,7 @@ def check_out(out: Path) -> None:
 def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     """Run a scenario and return the run directory it wrote."""
     reporter = reporter or reporter_for()
+    probe_scenario(options.scenario_path)  # user code that ends the process ends a child, not lockprof
     loaded = load_scenario(options.scenario_path)
     scenario = loaded.scenario
     schemas = options.schemas or [s.name for s in scenario.schemas]

@@ -202,6 +202,9 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         raise ScenarioError(f"{path}: {exc}") from None
     except SyntaxError as exc:
         raise ScenarioError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except SystemExit as exc:  # sys.exit(0) passed through would read as success
+        raise ScenarioError(f"{path}{_user_line(exc, path)}: the scenario called sys.exit({exc.code!r}) while "
+                            "loading; a scenario file defines `scenario` and must not end the process") from None
     except Exception as exc:  # a scenario is user code: any failure is reported, not raised
         line = _user_line(exc, path)
         raise ScenarioError(f"{path}{line}: {type(exc).__name__}: {exc}") from None
@@ -211,6 +214,49 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     if not isinstance(scenario, Scenario):
         raise ScenarioError(f"{path}: must define `scenario = lockprof.Scenario(...)` at module level")
     return LoadedScenario(scenario, path.resolve(), hashlib.sha256(source).hexdigest())
+
+
+PROBE_TIMEOUT_S = 300.0
+_PROBE = """
+import json, sys
+from lockprof.errors import ScenarioError
+from lockprof.scenario import load_scenario
+try:
+    load_scenario(sys.argv[1])
+    result = {"ok": True}
+except ScenarioError as exc:
+    result = {"ok": False, "error": str(exc)}
+with open(sys.argv[2], "w") as fh:
+    json.dump(result, fh)
+"""
+
+
+def probe_scenario(path: str | Path) -> None:
+    """Load the scenario once in a child process first: loading runs user code, and a file that ends the process
+    (``os._exit``, a fatal signal) would otherwise end lockprof with the scenario's exit code and no message."""
+    import subprocess
+    import tempfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"{path}: no such scenario file")
+    with tempfile.TemporaryDirectory(prefix="lockprof-probe-") as tmp:
+        answer = Path(tmp) / "result.json"
+        try:
+            child = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(answer)], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=PROBE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise ScenarioError(f"{path}: loading the scenario did not finish in {PROBE_TIMEOUT_S:.0f} s") from None
+        try:
+            result = json.loads(answer.read_text())
+        except (OSError, ValueError):
+            how = f"signal {-child.returncode}" if child.returncode < 0 else f"exit code {child.returncode}"
+            said = child.stderr.decode(errors="replace").strip().splitlines()
+            last = f": {said[-1]}" if said else ""
+            raise ScenarioError(f"{path}: loading the scenario ended the process ({how}){last}; "
+                                "a scenario file defines `scenario` and must not end the process") from None
+    if not result["ok"]:
+        raise ScenarioError(result["error"])
 
 
 def _user_line(exc: BaseException, path: Path) -> str:

@@ -326,3 +326,25 @@ def test_sys_exit_in_user_code_is_named_like_any_other_failure():
         raise SystemExit(5)
     except SystemExit as exc:
         assert "SystemExit: 5" in user_code_error("params of 'q'", exc)
+
+
+# --- item 8: a scenario that ends the process while loading is a broken scenario ---------------------
+
+
+@pytest.mark.parametrize(
+    "body, said",
+    [
+        ("import sys\nsys.exit(0)\n", "called sys.exit(0) while loading"),
+        ("raise SystemExit(5)\n", "called sys.exit(5) while loading"),
+        ("import os\nos._exit(3)\n", "ended the process (exit code 3)"),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "ended the process (signal 9)"),
+    ],
+)
+def test_a_scenario_that_exits_while_loading_is_exit_2_with_one_message(tmp_path, capsys, body, said):
+    from lockprof.cli import main
+
+    (tmp_path / "exits.py").write_text(body)
+    assert main(["run", str(tmp_path / "exits.py"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("lockprof: error:") == 1 and said in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
