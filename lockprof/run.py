@@ -340,8 +340,8 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
             run_dir.discard()
             run_dir = None
             raise EngineError("no level could be measured: " + (failures[0] if failures else "no queries ran"))
-        failed = interrupted["flag"] or run_dir.manifest["failures"] or run_dir.manifest["failed_levels"]
-        status = "incomplete" if failed else "complete"
+        # A failed level is a result (exit 5, failed_levels): the run is complete when every level ran.
+        status = "incomplete" if interrupted["flag"] or run_dir.manifest["failures"] else "complete"
         if interrupted["flag"]:
             run_dir.manifest["failures"].append(_interrupt_note(interrupted))
         run_dir.finish(status, ended_at=dt.datetime.now(dt.timezone.utc).isoformat())
@@ -452,7 +452,7 @@ def _measure(
             reporter.step_done("worker died")
             reporter.message(str(exc))
             if len(dead) == len(workers):
-                raise
+                break  # the run ends incomplete, keeping and summarising what was measured (or saying nothing was)
             continue
         except EngineError as exc:
             run_dir.manifest["failures"].append(str(exc))

@@ -75,7 +75,7 @@ def test_a_params_function_that_raises_sometimes_fails_the_level_but_no_thread(t
     assert "Traceback" not in result.stderr
     assert "ValueError: no tenant left" in result.stderr and "LEVEL FAILED" in result.stderr
     manifest = store.read_manifest(out)
-    assert manifest["status"] == "incomplete"
+    assert manifest["status"] == "complete"  # every level ran: a failed level is a result, not an unfinished run
     [failed] = manifest["failed_levels"]
     assert "scenario.py:" in failed["first_error"] and 0.05 < failed["error_share"] < 1
     queries = store.read_table(out, "queries").sort_values("start_s")
@@ -317,3 +317,19 @@ def test_a_stuck_worker_is_killed_with_its_threads_stacks_in_its_log(tmp_path):
         assert "Current thread" in log and "lockprof/worker.py" in log, log[-2000:]
     finally:
         worker.kill()
+
+
+def test_a_worker_killed_in_a_single_engine_run_keeps_and_summarises_what_was_measured(tmp_path):
+    path = write_scenario(tmp_path, "scenario = Scenario('killed_worker', [SCHEMA], [Query('q', 'SELECT 1')])\n")
+    out = tmp_path / "run"
+    proc = _start(["run", str(path), "--out", str(out), "--concurrency", "1,2,4", "--duration", "2", "--warmup", "0",
+                   "--samplers", "off"])
+    wait_for(lambda: list(out.glob("levels/*.parquet")) or proc.poll() is not None, what="first level")
+    assert proc.poll() is None, proc.communicate()
+    [worker] = [p for p in descendants(proc.pid) if b"lockprof.worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    os.kill(worker, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert f"run directory: {out}" in stdout and "Levels" in stdout
+    manifest = store.read_manifest(out)
+    assert manifest["status"] == "incomplete" and any("died" in f or "killed" in f for f in manifest["failures"])
