@@ -70,6 +70,40 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def check_output_file(path: Path, option: str) -> None:
+    """Refuse, before any work, an output file that cannot be written: a directory, a path under a file, or a
+    directory lockprof may not create files in (probed, as rights and read-only disks decide it)."""
+    from lockprof.errors import LockprofError
+
+    path = Path(path)
+    if path.is_dir():
+        raise LockprofError(f"{option} {path}: is a directory; give a file name")
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise LockprofError(f"{option} {path}: {ancestor} is a file, not a directory")
+    try:
+        probe = tempfile.mkstemp(dir=ancestor, prefix=".lockprof-probe-")
+        os.close(probe[0])
+        os.unlink(probe[1])
+    except OSError as exc:
+        raise LockprofError(f"{option} {path}: cannot write in {ancestor}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def writing(path: Path, option: str):
+    """Any failure writing an output file (after :func:`check_output_file`: a disk that filled, rights that
+    changed) is one LockprofError naming the file, never a traceback."""
+    from lockprof.errors import LockprofError
+
+    try:
+        with storage(path):
+            yield
+    except OSError as exc:
+        raise LockprofError(f"{option} {path}: cannot write it: {exc.strerror or exc}") from None
+
+
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 

@@ -348,3 +348,108 @@ def test_a_scenario_that_exits_while_loading_is_exit_2_with_one_message(tmp_path
     err = capsys.readouterr().err
     assert err.count("lockprof: error:") == 1 and said in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+# --- items 15 and 17: output files that cannot be written, and `compare RUN RUN` -----------------------
+
+
+@pytest.fixture(scope="module")
+def ab_run(tmp_path_factory) -> Path:
+    from ab_synthetic import synthetic_run, write_run
+
+    return write_run(synthetic_run(1.0), tmp_path_factory.mktemp("ab") / "run")
+
+
+def unwritable(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_dir").mkdir(exist_ok=True)
+    return {
+        "is a directory": tmp_path / "a_dir",
+        "is a file, not a directory": tmp_path / "a_file" / "out",
+        "cannot write in /proc": Path("/proc/lockprof-out"),
+    }
+
+
+@pytest.mark.parametrize("command", [["report", "--out"], ["compare", "--csv"]])
+def test_an_output_file_that_cannot_be_written_is_exit_1_before_any_work(ab_run, tmp_path, capsys, command):
+    from lockprof.cli import main
+
+    for said, target in unwritable(tmp_path).items():
+        assert main([command[0], str(ab_run), command[1], str(target)]) == 1, said
+        err = capsys.readouterr().err
+        assert err.count("lockprof: error:") == 1 and said in err and "Traceback" not in err, err
+
+
+def test_compare_writes_its_csv_whole(ab_run, tmp_path, capsys):
+    from lockprof.cli import main
+
+    assert main(["compare", str(ab_run), "--csv", str(tmp_path / "new" / "ab.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "new" / "ab.csv")) > 0 and not list((tmp_path / "new").glob(".*"))
+
+
+def test_compare_of_a_run_with_itself_says_what_to_do(ab_run, capsys):
+    from lockprof.cli import main
+
+    assert main(["compare", str(ab_run), str(ab_run) + "/"]) == 1
+    err = capsys.readouterr().err
+    assert "is given twice" in err and "lockprof compare RUN_A RUN_B" in err
+
+
+def test_a_summary_to_a_full_disk_is_one_message(ab_run):
+    import subprocess
+    import sys
+
+    manifest = store.read_manifest(ab_run)
+    manifest["scenario"] = {**manifest.get("scenario", {}), "name": "ab"}  # what summary's title needs
+    store.write_manifest(ab_run / store.MANIFEST, manifest)
+
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "lockprof", "summary", str(ab_run)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == "lockprof: error: cannot write the output: No space left on device"
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--duration", "0"],
+        ["--duration", "-1"],
+        ["--duration", "nan"],
+        ["--interval", "0"],
+        ["--interval", "inf"],
+        ["--settle", "-1"],
+    ],
+)
+def test_observe_refuses_a_nonsense_option_before_reaching_the_server(tmp_path, capsys, option):
+    from lockprof.cli import main
+
+    out = tmp_path / "run"
+    assert main(["observe", "--engine", "http://u@127.0.0.1:9", *option, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("lockprof: error:") == 1 and option[0] in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@cases(150)
+@given(
+    st.sampled_from(["--duration", "--warmup", "--repetitions", "--concurrency", "--rate", "--sample-interval"]),
+    st.text(max_size=12),
+)
+def test_any_run_option_value_is_accepted_or_refused_as_a_bad_option(option, value):
+    from lockprof.cli import build_parser
+    from lockprof.errors import LockprofError
+
+    try:
+        args = build_parser().parse_args(["run", "x.py", f"{option}={value}"])
+    except LockprofError as exc:
+        assert exc.exit_code == 1
+    else:
+        parsed = vars(args)[{"--rate": "rates", "--sample-interval": "sample_interval"}.get(option, option[2:])]
+        values = parsed if isinstance(parsed, list) else [parsed]
+        assert all(v == v and abs(v) != float("inf") and v >= 0 for v in values)

@@ -6,7 +6,9 @@ with ``register(subparsers)`` and ``main(args) -> int``; the work is in the libr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from typing import NoReturn
 
@@ -42,13 +44,27 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a full disk or closed pipe under stdout is found here, not at exit
+        return code
     except LockprofError as exc:
         print(f"lockprof: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("lockprof: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # writing the output failed (stdout on a full disk, a closed pipe): one line, no traceback
+        _drop_stdout()
+        what = f"{exc.filename}: {exc.strerror}" if exc.filename else f"cannot write the output: {exc.strerror or exc}"
+        print(f"lockprof: error: {what}", file=sys.stderr)
+        return 1
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of what could not be written fails no more."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from lockprof import store
 from lockprof.analysis import load_run
 from lockprof.analysis.ab import Comparison, Settings, compare, regressions
 from lockprof.analysis.ab_text import ab_headlines
@@ -68,13 +69,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     if len(args.runs) > 2:
         raise LockprofError("compare takes one run (with two or more engines) or two runs")
+    if len(args.runs) == 2 and Path(args.runs[0]).resolve() == Path(args.runs[1]).resolve():
+        raise LockprofError(f"{args.runs[0]} is given twice; compare the engines of one run with `lockprof compare "
+                            "RUN`, or two different runs with `lockprof compare RUN_A RUN_B`")
+    if args.csv:
+        store.check_output_file(args.csv, "--csv")
     runs = [load_run(p) for p in args.runs]
     settings = Settings(min_change=args.min_change)
     result = compare(*runs, settings=settings, allow_host_mismatch=args.allow_host_mismatch)
     console = Console(width=None if sys.stdout.isatty() else 160)
     render(result, console, settings.min_change)
     if args.csv:
-        result.frame.to_csv(args.csv, index=False)
+        with store.writing(args.csv, "--csv"):
+            store.atomic_write_bytes(args.csv, result.frame.to_csv(index=False).encode())
     failed = False
     for metric, lock in args.fail_on:
         bad = regressions(result.frame, metric, lock)

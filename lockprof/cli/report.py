@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lockprof import store
 from lockprof.report import write_report
 
 
@@ -16,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    path = write_report(args.runs, args.out)
+    out = args.out or Path(args.runs[0]) / "report.html"
+    store.check_output_file(out, "--out" if args.out else "report")  # before the analysis, which takes a while
+    with store.writing(out, "--out" if args.out else "report"):
+        path = write_report(args.runs, out)
     print(f"report: {path}")
     return 0
