@@ -16,6 +16,7 @@ import hashlib
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
@@ -158,6 +159,27 @@ def verdicts(runs: list[Run], p: Plan, position_term: bool = True) -> pd.DataFra
             frame = compare(block(run, range(k * p.repetitions, (k + 1) * p.repetitions)), settings=settings).frame
             rows.append(frame[frame["metric"].isin([*PERF, CPU])].assign(block=len(rows)))
     return pd.concat(rows, ignore_index=True)
+
+
+def first_repetition(run: Run) -> pd.DataFrame:
+    """Per latency point: repetition 0 (the only one measured by workers that were not restarted; before it the
+    first engine's dataset was cached, the second's built) against the run's other repetitions, both with the
+    run's position effect removed. Its percentile among all repetitions says whether it stands out."""
+    from lockprof.analysis.ab import Windows, latency_windows, log_ratios
+    from lockprof.analysis.ab_stats import engine_and_position
+
+    per = latency_windows(run)
+    a, b = (e["label"] for e in run.manifest["engines"][:2])
+    rows = []
+    for (schema, conc), point in per.groupby(["schema", "concurrency"]):
+        sides = [Windows.of(point[point["engine"] == e], "latency_ms") for e in (a, b)]
+        d, s = log_ratios(*sides)
+        _, position = engine_and_position(d, s)
+        corrected = d - position.estimate * s
+        rows.append({"schema": schema, "concurrency": conc, "first": float(np.exp(corrected[0])),
+                     "percentile": float((corrected < corrected[0]).mean() * 100),
+                     "rest_median": float(np.exp(np.median(corrected[1:]))), "repetitions": len(d)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def rate_line(name: str, hits: int, n: int, target: float, at_most: bool) -> str:

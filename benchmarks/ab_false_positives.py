@@ -28,6 +28,7 @@ from benchmarks.ab_common import (
     CPU,
     PERF,
     add_run_arguments,
+    first_repetition,
     measure,
     per_trial,
     plan,
@@ -93,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
                         if pd.notna(r.position_effect) else "not estimated (too few repetitions of each order)")
             print(f"RESULT ab_false_positives worker position {r.schema} c={r.concurrency}: latency of the worker "
                   f"started second (it runs the second window) / first {measured}", flush=True)
+        for r in first_repetition(run).itertuples():
+            print(f"RESULT ab_false_positives repetition 0 {r.schema} c={r.concurrency}: latency B/A {r.first:.3f}x, "
+                  f"percentile {r.percentile:.0f} of the run's {r.repetitions} repetitions (their median "
+                  f"{r.rest_median:.3f}x), position effect removed, {of}", flush=True)
     if p.blocks:
         print(f"RESULT ab_false_positives time: {elapsed:.0f} s for the {p.blocks} comparisons measured now, "
               f"{elapsed / p.blocks:.0f} s per comparison", flush=True)

@@ -38,6 +38,7 @@ EXPECTED = {
                            r"^RATE ab_false_positives latency\+throughput points called faster/slower \(secondary",
                            r"^RESULT ab_false_positives whole run day c=1 latency_ms: ",
                            r"^RESULT ab_false_positives worker position day c=1: latency of the worker started second",
+                           r"^RESULT ab_false_positives repetition 0 day c=1: latency B/A ",
                            r"^RESULT ab_false_positives time: "],
     "ab_power": [r"^RESULT ab_power injected change day c=1 latency_ms: ",
                  r"^RATE ab_power comparisons calling every latency and throughput point slower: \d+/\d+ = .* "
