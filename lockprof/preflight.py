@@ -38,3 +38,11 @@ def preflight(conn: Connection, scenario: Scenario, table: str, schema: str) -> 
             if message.endswith(CANCELLED_CODES):
                 continue  # slow, not broken
             raise ScenarioError(f"{what}: ClickHouse rejected it: {message}") from None
+        if not _exists(conn, table):
+            raise ScenarioError(f"{what}: it removed the table it runs on ({table}: DROP, RENAME or the like); a "
+                                "statement may change the table's rows and parts, but the table must stay")
+
+
+def _exists(conn: Connection, table: str) -> bool:
+    """Whether the scenario's table is still there (a background statement may have dropped it)."""
+    return bool(int(conn.frame(f"EXISTS TABLE {table}").iloc[0, 0]))

@@ -198,8 +198,8 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except ScenarioError as exc:
-        raise ScenarioError(f"{path}: {exc}") from None
+    except ScenarioError as exc:  # Scenario(...) refused its fields: the line that built it
+        raise ScenarioError(f"{path}{_user_line(exc, path)}: {exc}") from None
     except SyntaxError as exc:
         raise ScenarioError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
     except SystemExit as exc:  # sys.exit(0) passed through would read as success

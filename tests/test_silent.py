@@ -453,3 +453,16 @@ def test_any_run_option_value_is_accepted_or_refused_as_a_bad_option(option, val
         parsed = vars(args)[{"--rate": "rates", "--sample-interval": "sample_interval"}.get(option, option[2:])]
         values = parsed if isinstance(parsed, list) else [parsed]
         assert all(v == v and abs(v) != float("inf") and v >= 0 for v in values)
+
+
+# --- item 16: errors about user code name the user's file and line -----------------------------------
+
+
+def test_a_scenario_with_bad_fields_is_named_at_the_line_that_built_it(tmp_path, capsys):
+    from lockprof.cli import main
+
+    (tmp_path / "bad.py").write_text(
+        "from lockprof import Query, Scenario, Schema\n\nscenario = Scenario('bad', [], [Query('q', 'SELECT 1')])\n"
+    )
+    assert main(["run", str(tmp_path / "bad.py"), "--out", str(tmp_path / "run")]) == 2
+    assert f"{tmp_path / 'bad.py'}:3: at least one schema is needed" in capsys.readouterr().err

@@ -144,3 +144,13 @@ def test_a_params_function_that_exits_or_interrupts_is_an_error_record_and_every
     errors = rec["error"].dropna()
     assert errors.str.contains(f"raised at test_silent_engine.py:{exits_line}: SystemExit: 0").any()
     assert errors.str.contains("KeyboardInterrupt").any()
+
+
+def test_a_background_statement_that_drops_its_table_is_a_broken_scenario_that_says_so(tmp_path):
+    dropper = 'background=[Background("drop", "DROP TABLE {table}")]'
+    path = tiny_with(tmp_path, dropper)
+    path.write_text(path.read_text().replace("from lockprof import ", "from lockprof import Background, "))
+    result = lockprof_cli("run", str(path), *SHORT, "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr + result.stdout
+    assert "background 'drop': it removed the table it runs on" in result.stderr
+    assert result.stderr.count("lockprof: error:") == 1 and "IndexError" not in result.stderr
