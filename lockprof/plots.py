@@ -10,6 +10,7 @@ import zlib
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib import ticker as mticker
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -507,13 +508,14 @@ def latency_vs_parts(run: Run) -> Figure:
     return fig
 
 
-def ab_forest(frame: pd.DataFrame, title: str = "A/B: new ÷ old, with intervals") -> Figure:
+def ab_forest(frame: pd.DataFrame, title: str = "A/B: B ÷ A, with intervals", margin: float | None = 0.05) -> Figure:
     """Which points got faster or slower, and how sure are we?
 
     Frame contract (one row per compared point, e.g. a schema × concurrency × metric):
-    ``label`` (str, the row's name), ``ratio`` (float > 0, new ÷ old, e.g. of medians;
+    ``label`` (str, the row's name), ``ratio`` (float > 0, B ÷ A, e.g. of medians;
     below 1 is less time), ``ci_low``/``ci_high`` (the interval of the ratio, NaN if none),
     ``verdict`` (one of faster, slower, unchanged, inconclusive; anything else is drawn grey).
+    ``margin`` shades ± the minimum change: a point is "unchanged" only when its whole interval is inside.
     """
     missing = [c for c in AB_COLUMNS if c not in frame.columns]
     if missing:
@@ -534,13 +536,31 @@ def ab_forest(frame: pd.DataFrame, title: str = "A/B: new ÷ old, with intervals
     for yi, r, v in zip(y, ratio, frame["verdict"], strict=True):
         ax.annotate(f" {r:.2f}× {v}", (r, yi), xytext=(6, 4), textcoords="offset points", fontsize="small")
     ax.axvline(1.0, color="black", linewidth=0.8)
+    shaded = ""
+    if margin:
+        ax.axvspan(1 / (1 + margin), 1 + margin, color=VERDICT_COLORS["unchanged"], alpha=0.15)
+        shaded = f"\nshaded: ±{margin:.0%}, unchanged only if the whole interval is inside"
     ax.set_xscale("log")
+    _ratio_ticks(ax, np.concatenate([low, high, ratio]))
     ax.set_yticks(y, labels=frame["label"].astype(str))
     ax.set_ylabel("compared point")
     ax.invert_yaxis()
-    ax.set_xlabel("ratio new ÷ old (log scale; left of 1 = less time or fewer)")
+    ax.set_xlabel(f"ratio B ÷ A (log scale; 1 = no change; for throughput, above 1 is better){shaded}")
+    ax.margins(y=0.15)
     ax.grid(True, axis="x", which="both", alpha=0.3)
     return fig
+
+
+RATIO_TICKS = (0.1, 0.2, 0.5, 0.67, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 5.0, 10.0)
+
+
+def _ratio_ticks(ax: Axes, values: np.ndarray) -> None:
+    """Plain ratio ticks (0.9, 1, 1.1) within the drawn range, instead of powers of ten."""
+    finite = values[np.isfinite(values) & (values > 0)]
+    lo, hi = (min(finite.min(), 0.95), max(finite.max(), 1.05)) if finite.size else (0.95, 1.05)
+    ticks = [t for t in RATIO_TICKS if lo / 1.02 <= t <= hi * 1.02]
+    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
 
 
 def forest_frame(comparison: pd.DataFrame, metrics: tuple[str, ...] | None = None) -> pd.DataFrame:

@@ -327,6 +327,8 @@ def _ab_section(result: ab.Comparison | LockprofError) -> list[str]:
     perf = frame[frame["metric"].isin(["latency_ms", "throughput_qps"])]
     for note in result.notes:
         out.append(f'<p class="warning">{html.escape(note)}</p>')
+    for line in result.positions:
+        out.append(f'<p class="note">{html.escape(line)}</p>')
     table = perf.assign(
         interval=[_interval(lo, hi) for lo, hi in zip(perf["ci_low"], perf["ci_high"], strict=True)],
         ratio=perf["ratio"].map(_times),
@@ -336,7 +338,9 @@ def _ab_section(result: ab.Comparison | LockprofError) -> list[str]:
                           "no point measured on both"))
     forest = forest_frame(perf)
     if not forest.empty:
-        out.append(_figure_html("Latency and throughput ratios with 95% intervals", ab_forest(forest)))
+        pairs = perf[["engine_a", "engine_b"]].drop_duplicates()
+        title = f"A/B: {pairs.iloc[0]['engine_b']} ÷ {pairs.iloc[0]['engine_a']}" if len(pairs) == 1 else "A/B: B ÷ A"
+        out.append(_figure_html("Latency and throughput ratios with 95% intervals", ab_forest(forest, title=title)))
     return out
 
 

@@ -265,10 +265,11 @@ def test_compare_same_engine_twice_is_not_a_change_and_the_position_effect_is_al
     assert not perf["verdict"].isin(["faster", "slower"]).any(), perf[["metric", "ratio", "verdict"]]
     lat = perf[perf["metric"] == "latency_ms"]
     assert lat["position_effect"].tolist() == pytest.approx([0.2, 0.2], abs=0.05)
-    (line,) = [n for n in out.notes if n.startswith("position effect")]
-    assert "worker started second" in line and "×1.2" in line
-    quiet = compare(synthetic_run(1.0, reps=8)).notes
-    assert any(n.startswith("position effect") and "×1.0" in n for n in quiet)  # reported whatever its size
+    (line,) = out.positions
+    assert line.startswith("position effect") and "worker started second" in line and "×1.2" in line
+    assert not any("position" in n for n in out.notes)  # information, not a warning
+    quiet = compare(synthetic_run(1.0, reps=8)).positions
+    assert len(quiet) == 1 and "×1.0" in quiet[0]  # reported whatever its size
 
 
 def test_few_repetitions_say_so():

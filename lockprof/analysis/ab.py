@@ -252,6 +252,7 @@ class Comparison:
     engines: dict[str, dict[str, Any]]  # label -> manifest engine entry
     notes: list[str] = field(default_factory=list)
     partition_keys: dict[str, str] = field(default_factory=dict)
+    positions: list[str] = field(default_factory=list)  # the position effect per engine pair, always reported
 
 
 def compare(
@@ -281,12 +282,11 @@ def compare(
             flagged = frame["concurrency"].gt(1) & (frame["engine_a"].eq(label) | frame["engine_b"].eq(label))
             marked = frame.loc[flagged, "note"].fillna("") + f" {label} serializes queries"
             frame.loc[flagged, "note"] = marked.str.strip()
-    notes.extend(position_lines(frame))
     if frame["verdict"].eq("too_few_repetitions").any():
         notes.append(f"fewer than {settings.min_repetitions} repetitions: too few paired windows to tell a change "
                      f"from window-to-window noise, so none is called; run with --repetitions "
                      f"{settings.min_repetitions} or more")  # fmt: skip
-    return Comparison(frame, engines, notes, run.partition_keys())
+    return Comparison(frame, engines, notes, run.partition_keys(), position_lines(frame))
 
 
 def control_false_discoveries(frame: pd.DataFrame, settings: Settings = Settings()) -> list[str]:

@@ -115,6 +115,8 @@ def render(result: Comparison, console: Console, min_change: float = Settings.mi
                 console.print(locks)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+    for line in result.positions:
+        console.print(line, highlight=False)
     console.print(
         "Each measurement window is one replicate; per repetition the ratio of B's window to A's, whose order "
         "turns from one repetition to the next; the position effect is removed. A change counts only if its exact "
