@@ -11,18 +11,24 @@ that is merely slow is not broken: the check stops it after
 from __future__ import annotations
 
 import random
+import sys
+import threading
 import uuid
 
-from lockprof.driver import CANCELLED_CODES, first_line, user_code_error
+from lockprof.driver import CANCELLED_CODES, KILL_SQL, first_line, user_code_error
 from lockprof.engines.base import Connection
 from lockprof.errors import ScenarioError
 from lockprof.scenario import Query, Scenario, draw_params
 
 PREFLIGHT_LIMIT_S = 5
+KILL_AFTER_S = 1.0  # past the limit, a statement whose own SETTINGS lift it is cancelled
 
 
-def preflight(conn: Connection, scenario: Scenario, table: str, schema: str) -> None:
-    """Run each query and background statement once on ``table``; raise ScenarioError on the first failure."""
+def preflight(conn: Connection, scenario: Scenario, table: str, schema: str, killer: Connection | None = None) -> None:
+    """Run each query and background statement once on ``table``; raise ScenarioError on the first failure.
+
+    ``killer``, a spare connection on engines that may cancel their queries, stops a statement still running after
+    the limit even when its own ``SETTINGS max_execution_time`` outranks the one sent beside it."""
     rng = random.Random(f"{scenario.seed}:preflight:{schema}")
     for item in [*scenario.queries, *scenario.background]:
         what = f"schema {schema!r}, {'query' if isinstance(item, Query) else 'background'} {item.name!r}"
@@ -30,17 +36,41 @@ def preflight(conn: Connection, scenario: Scenario, table: str, schema: str) -> 
             params = draw_params(item.params, rng)
         except (Exception, SystemExit) as exc:  # user code: its failure is the message (Ctrl-C stays an interruption)
             raise ScenarioError(f"{what}: {user_code_error('its params function', exc)}") from None
+        qid = f"lockprof-preflight-{uuid.uuid4().hex}"
+        timer = _killer(killer, qid)
         try:
-            conn.execute(item.sql.replace("{table}", table), params, query_id=f"lockprof-preflight-{uuid.uuid4().hex}",
+            conn.execute(item.sql.replace("{table}", table), params, query_id=qid,
                          settings={**scenario.settings, "max_execution_time": PREFLIGHT_LIMIT_S})
         except Exception as exc:
             message = first_line(exc)
             if message.endswith(CANCELLED_CODES):
                 continue  # slow, not broken
             raise ScenarioError(f"{what}: ClickHouse rejected it: {message}") from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+                timer.join()
         if not _exists(conn, table):
             raise ScenarioError(f"{what}: it removed the table it runs on ({table}: DROP, RENAME or the like); a "
                                 "statement may change the table's rows and parts, but the table must stay")
+
+
+def _killer(killer: Connection | None, qid: str) -> threading.Timer | None:
+    """A started timer that cancels statement ``qid`` once it outlives the limit, or None without a killer."""
+    if killer is None:
+        return None
+    timer = threading.Timer(PREFLIGHT_LIMIT_S + KILL_AFTER_S, _kill, args=(killer, qid))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _kill(killer: Connection, qid: str) -> None:
+    """Cancel a preflight statement that outlived its limit (the driver's KILL, by the statement's id)."""
+    try:
+        killer.execute(KILL_SQL, {"prefix": qid})
+    except Exception as exc:  # the statement then runs to its own end; the worker's log says why
+        print(f"lockprof: could not cancel a preflight statement: {first_line(exc)}", file=sys.stderr)
 
 
 def _exists(conn: Connection, table: str) -> bool:

@@ -71,14 +71,14 @@ class Worker:
         for name in req["schemas"]:
             self.datasets[name] = ensure_dataset(admin, self.scenario, self.scenario.schema(name))
         stale = drop_stale(admin, list(self.datasets.values())) if self.engine.capabilities.private else []
+        if self.engine.capabilities.cancel:
+            self.watchdog = self.engine.connect()
         for name in req["schemas"]:
             # A broken scenario is refused here, before the run directory exists.
-            preflight(admin, self.scenario, self.datasets[name].full_name, name)
+            preflight(admin, self.scenario, self.datasets[name].full_name, name, killer=self.watchdog)
             if self.scenario.background:  # its statements ran once: record the dataset as it now is
                 self.datasets[name] = refresh(admin, self.datasets[name])
         self.sampler_connections = [self.engine.connect(), self.engine.connect()]
-        if self.engine.capabilities.cancel:
-            self.watchdog = self.engine.connect()
         if self.engine.capabilities.stack_period_ms:
             self.engine.check_introspection()  # fail now, with what to grant, not after the first level
         locks = catalog(admin.frame(CATALOG_SQL))
