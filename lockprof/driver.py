@@ -101,6 +101,9 @@ class LevelResult:
     measure_end_s: float
     interrupted: bool
     errors: list[str] = field(default_factory=list)
+    # (role, worker) of threads abandoned stuck (in user code, or in a call the watchdog could not end): their
+    # connections may still be in use and must not serve another level.
+    abandoned: list[tuple[str, int]] = field(default_factory=list)
 
 
 def timed_execute(
@@ -312,8 +315,7 @@ def run_level(
         killer.start()
     barrier.wait()
     try:
-        for t in threads:
-            t.join()
+        abandoned = _join_or_abandon(threads, window, clock, warming, warming_lock, crashes)
     finally:
         done.set()
         if watchdog is not None:
@@ -326,7 +328,57 @@ def run_level(
     frame["phase"] = np.select([intended < window["measure"], intended < window["end"]], ["warmup", "measure"],
                                "after")
     return LevelResult(frame, window["measure"], max(end, window["measure"]), interrupted=stop.is_set(),
-                       errors=crashes)
+                       errors=crashes, abandoned=abandoned)
+
+
+ABANDON_AFTER_S = 2 * GRACE_S  # past the latest end a level's window can have (and its grace), a thread is stuck
+
+
+def _join_or_abandon(
+    threads: list[threading.Thread],
+    window: dict[str, float],
+    clock: RunClock,
+    warming: set[int],
+    warming_lock: threading.Lock,
+    crashes: list[str],
+) -> list[tuple[str, int]]:
+    """Wait for the level's threads, but not for ever: a thread still running :data:`ABANDON_AFTER_S` after the
+    latest end the window can have (a params function blocked on a lookup, say) is reported with the line it is
+    stuck at and abandoned (threads are daemons), so the level ends on time; one stuck in its first query no
+    longer holds the others in the warm-up."""
+    for t in threads:
+        while t.is_alive():
+            now = clock.now()
+            deadline = window["latest_end"] + GRACE_S + ABANDON_AFTER_S
+            if now >= deadline:
+                break
+            t.join(timeout=max(0.05, min(1.0, deadline - now)))
+    if any(t.is_alive() for t in threads):
+        with warming_lock:
+            warming.clear()  # the others may end now: a stuck thread will never finish its first query
+        settle = clock.now() + 2 * GRACE_S  # their running queries were cancelled at the window's end + grace
+        for t in threads:
+            t.join(timeout=max(0.0, settle - clock.now()))
+    stuck = [t for t in threads if t.is_alive()]
+    frames = sys._current_frames()
+    out = []
+    for t in stuck:
+        role, _, worker = t.name.removeprefix("lockprof-").rpartition("-")
+        where = _stack_line(frames.get(t.ident))
+        crashes.append(f"{role} thread {worker} was still running {ABANDON_AFTER_S:.0f} s after the level's end "
+                       f"and was abandoned; it is stuck{where}")
+        out.append((role, int(worker)))
+    return out
+
+
+def _stack_line(frame: Any) -> str:
+    """Where a stuck thread is: the deepest line of the user's code in its stack (else its deepest line)."""
+    if frame is None:
+        return ""
+    stack = traceback.extract_stack(frame)
+    mine = [f for f in stack if not str(Path(f.filename).resolve()).startswith(_NOT_USER)]
+    f = (mine or stack)[-1]
+    return f" at {f.filename.rsplit('/', 1)[-1]}:{f.lineno} ({f.name})"
 
 
 def level_records(

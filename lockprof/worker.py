@@ -139,6 +139,9 @@ class Worker:
                 running.enter_context(sampler)
             result = run_level(self.scenario, level, self.connections, self.background, self.clock, self.stop,
                                watchdog=self.watchdog, settings=query_settings)
+        for role, i in result.abandoned:  # a stuck thread may still use its connection: the next level gets a new one
+            pool = self.connections if role == "query" else self.background
+            pool[i] = self.engine.connect()
         records = result.records.assign(engine=label)
         query_events = pd.DataFrame()
         log_problems: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import TINY, lockprof_cli
 
 from lockprof.analysis import load_run
@@ -169,3 +170,48 @@ def test_the_preflight_bound_holds_against_a_querys_own_time_limit(tmp_path):
     result = lockprof_cli("run", str(tiny_with(tmp_path, slow)), *SHORT, "--out", str(tmp_path / "run"), timeout=300)
     assert time.monotonic() - started < 55, "the preflight ran the 60 s query to its end"
     assert result.returncode in (0, 5), result.stderr  # the level itself measures nothing finished: that is exit 5
+
+
+@pytest.mark.parametrize("when", [0, 5])  # in the first query's params (the warm-up waits for it), or later
+def test_a_params_function_that_blocks_is_abandoned_and_the_level_ends_on_time(engine, when):
+    import itertools
+    import threading
+    import time
+
+    from lockprof.clock import RunClock
+    from lockprof.driver import ABANDON_AFTER_S, GRACE_S, Level, run_level
+    from lockprof.scenario import Query, Scenario, Schema
+
+    calls, release = itertools.count(), threading.Event()
+
+    def params(_rng):
+        if next(calls) == when:
+            release.wait()  # a lookup that never answers
+        return {}
+
+    stuck_line = params.__code__.co_firstlineno + 2
+    sc = Scenario(
+        "blocks",
+        [Schema("s", "CREATE TABLE {table} (x UInt8) ENGINE = Memory")],
+        [Query("q", "SELECT 1", params=params)],
+    )
+    level = Level("s", "system.one", 2, 0, 0.1, 0.5, "blocks-", seed=1)
+    started = time.monotonic()
+    try:
+        result = run_level(
+            sc,
+            level,
+            [engine.connect(), engine.connect()],
+            [],
+            RunClock(),
+            threading.Event(),
+            watchdog=engine.connect(),
+        )
+    finally:
+        release.set()
+    # at most: the latest window end (warm-up, two windows, a grace) plus the grace and the abandon time
+    assert time.monotonic() - started < 0.1 + 2 * 0.5 + 2 * GRACE_S + ABANDON_AFTER_S + 10
+    [(role, _worker)] = result.abandoned
+    [crash] = result.errors
+    assert role == "query" and "was abandoned" in crash and f"test_silent_engine.py:{stuck_line}" in crash
+    assert (result.records["phase"] == "measure").sum() > 0
