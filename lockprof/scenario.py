@@ -218,7 +218,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
 
 PROBE_TIMEOUT_S = 300.0
 _PROBE = """
-import json, sys
+import json, os, sys
 from lockprof.errors import ScenarioError
 from lockprof.scenario import load_scenario
 try:
@@ -228,6 +228,7 @@ except ScenarioError as exc:
     result = {"ok": False, "error": str(exc)}
 with open(sys.argv[2], "w") as fh:
     json.dump(result, fh)
+os._exit(0)  # a thread the scenario started must not keep the probe alive
 """
 
 

@@ -274,7 +274,11 @@ def main() -> int:
     # A worker that does not end its level after Ctrl-C is asked, before it is killed, where its
     # threads are: the answer goes to its log, which the run keeps.
     faulthandler.register(DUMP_STACKS_SIGNAL, all_threads=True)
-    return serve(sys.stdin, replies)
+    code = serve(sys.stdin, replies)
+    from lockprof.cli import exit_leaving_threads
+
+    exit_leaving_threads(code)  # a thread the scenario started must not keep the worker alive after its exit
+    return code
 
 
 if __name__ == "__main__":

@@ -215,3 +215,15 @@ def test_a_params_function_that_blocks_is_abandoned_and_the_level_ends_on_time(e
     [crash] = result.errors
     assert role == "query" and "was abandoned" in crash and f"test_silent_engine.py:{stuck_line}" in crash
     assert (result.records["phase"] == "measure").sum() > 0
+
+
+def test_a_thread_the_scenario_leaves_running_does_not_keep_lockprof_alive(tmp_path):
+    path = tiny_with(tmp_path, "seed=3")
+    path.write_text(
+        path.read_text() + "\nimport threading, time\nthreading.Thread(target=time.sleep, args=(3600,), "
+        "name='scenario-sleeper').start()\n"
+    )
+    result = lockprof_cli("run", str(path), *SHORT, "--out", str(tmp_path / "run"), timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "not waiting for 1 thread(s) the scenario started" in result.stderr and "scenario-sleeper" in result.stderr
+    assert "run directory:" in result.stdout

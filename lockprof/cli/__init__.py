@@ -42,6 +42,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None:  # the program itself, not a caller in the same process
+        exit_leaving_threads(code)
+    return code
+
+
+def exit_leaving_threads(code: int) -> None:
+    """End the process now if a thread the user's code started (a scenario file's, a params function's) would keep
+    it alive: the interpreter waits for non-daemon threads at exit, so lockprof would hang after its summary."""
+    import atexit
+    import threading
+
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not others:
+        return
+    print(f"lockprof: note: not waiting for {len(others)} thread(s) the scenario started and left running "
+          f"({', '.join(t.name for t in others[:3])})", file=sys.stderr)
+    atexit._run_exitfuncs()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         code = int(args.handler(args) or 0)
