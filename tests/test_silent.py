@@ -466,3 +466,85 @@ def test_a_scenario_with_bad_fields_is_named_at_the_line_that_built_it(tmp_path,
     )
     assert main(["run", str(tmp_path / "bad.py"), "--out", str(tmp_path / "run")]) == 2
     assert f"{tmp_path / 'bad.py'}:3: at least one schema is needed" in capsys.readouterr().err
+
+
+# --- items 13 and 17: SIGTERM is an interruption (130), and what lockprof started ends with it ---------
+
+
+def children_matching(pid: int, text: bytes) -> list[int]:
+    """Processes below ``pid`` whose command line holds ``text``."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != parent:
+                    continue
+                child = int(stat.parent.name)
+                todo.append(child)
+                if text in (stat.parent / "cmdline").read_bytes():
+                    found.append(child)
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def wait_until(condition, timeout: float = 60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"gave up waiting for {condition}"
+        time.sleep(0.05)
+    return value
+
+
+def test_sigterm_while_the_scenario_loads_is_an_interruption_and_leaves_no_process(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "slow.py").write_text("import time\ntime.sleep(600)\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lockprof", "run", str(tmp_path / "slow.py"), "--out", str(tmp_path / "run")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    [loader] = wait_until(lambda: children_matching(proc.pid, b"load_scenario"))
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == "lockprof: interrupted"
+    wait_until(lambda: not Path(f"/proc/{loader}").exists() or b") Z" in Path(f"/proc/{loader}/stat").read_bytes())
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_interrupted_build_step_stops_its_child(tmp_path):
+    """What `engines install` runs (pip) is stopped when lockprof is interrupted, not left to finish alone."""
+    import signal
+    import subprocess
+    import sys
+
+    step = (
+        "import signal, sys; from lockprof.cli import _terminated; from lockprof.engines import managed; "
+        "signal.signal(signal.SIGTERM, _terminated); "  # what the lockprof program installs
+        "managed._run([sys.executable, '-c', 'import time; print(\"up\", flush=True); time.sleep(600)'], "
+        "print, 'sleeping', echo=('up',))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", step], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    [child] = wait_until(lambda: children_matching(proc.pid, b"time.sleep(600)"))
+    assert proc.stdout.readline().strip() == "up"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    wait_until(lambda: not Path(f"/proc/{child}").exists() or b") Z" in Path(f"/proc/{child}/stat").read_bytes())
+
+
+def test_a_killed_builders_half_built_environment_is_removed_by_the_next_build(tmp_path):
+    from lockprof.engines import managed
+
+    home = tmp_path / "engines"
+    (home / ".26.1.building-999999-abcdef" / "lib").mkdir(parents=True)
+    (home / ".26.3.building-999999-abcdef").mkdir()
+    managed._remove_abandoned_builds(home, "26.1")
+    assert [p.name for p in home.iterdir()] == [".26.3.building-999999-abcdef"]

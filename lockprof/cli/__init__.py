@@ -9,7 +9,9 @@ import argparse
 import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 from typing import NoReturn
 
 from lockprof import __version__
@@ -42,17 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and threading.current_thread() is threading.main_thread():
+        # SIGTERM as Ctrl-C (exit 130), so what is running cleans up: a build's pip and temporary directory, a
+        # scenario being imported; `run` installs its own handler while it measures.
+        signal.signal(signal.SIGTERM, _terminated)
     code = _main(argv)
     if argv is None:  # the program itself, not a caller in the same process
         exit_leaving_threads(code)
     return code
 
 
+def _terminated(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def exit_leaving_threads(code: int) -> None:
     """End the process now if a thread the user's code started (a scenario file's, a params function's) would keep
     it alive: the interpreter waits for non-daemon threads at exit, so lockprof would hang after its summary."""
     import atexit
-    import threading
 
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
     if not others:

@@ -150,6 +150,7 @@ def ensure_env(
     home.mkdir(parents=True, exist_ok=True)
     target = home / release.version
     with _locked(home / f".{release.version}.lock"):
+        _remove_abandoned_builds(home, release.version)
         if target.exists():
             problem = check_env(target, release)
             if problem is None:
@@ -291,13 +292,23 @@ def _run(
 ) -> str:
     """Run a command; pass chosen output lines to progress; raise with the output's tail if it fails."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+    from lockprof.workerproc import die_with_parent
+
+    # pip dies with lockprof (even kill -9), and is stopped when lockprof is interrupted: no orphan finishes a build
+    # nobody will use or remove.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
+                            preexec_fn=die_with_parent)
     assert proc.stdout is not None
     lines: list[str] = []
-    for line in proc.stdout:
-        lines.append(line)
-        if say and echo and line.strip().startswith(echo):
-            say("  " + line.strip())
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if say and echo and line.strip().startswith(echo):
+                say("  " + line.strip())
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     if proc.wait() != 0:
         tail = "\n    ".join(deque((x.rstrip() for x in lines), maxlen=15))
         raise EngineError(f"{what} failed (exit status {proc.returncode}):\n    {tail}")
@@ -313,6 +324,13 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_abandoned_builds(home: Path, version: str) -> None:
+    """Delete the half-built environments of builders that died (killed with -9: nothing of theirs could clean up).
+    Called under the version's lock, so no live builder of this version is at work."""
+    for tmp in home.glob(f".{version}.building-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _remove(target: Path, home: Path) -> None:
