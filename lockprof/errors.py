@@ -27,6 +27,13 @@ class RunDirError(LockprofError):
     exit_code = 4
 
 
+class OutExists(LockprofError):
+    """The run directory to create exists (another run took the name first, after the early check): a bad
+    ``--out``, exit 1, like the check before any engine starts; no unreadable run directory is involved."""
+
+    exit_code = 1
+
+
 class StorageError(LockprofError):
     """The run directory cannot be written (disk full, quota): the run ends, keeping what was written."""
 

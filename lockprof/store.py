@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote
 
 import pandas as pd
 
-from lockprof.errors import RunDirError, StorageError
+from lockprof.errors import OutExists, RunDirError, StorageError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -314,7 +314,7 @@ class RunDir:
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = Path(path)
         if self.path.exists():
-            raise RunDirError(f"{self.path} already exists; choose another --out")
+            raise OutExists(f"{self.path} already exists; choose another --out")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}."))
         self.manifest = {"format_version": FORMAT_VERSION, **manifest, "status": "incomplete"}
@@ -327,7 +327,7 @@ class RunDir:
             os.rename(staging, self.path)
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
-            raise RunDirError(f"{self.path} already exists; choose another --out") from None
+            raise OutExists(f"{self.path} already exists; choose another --out") from None
 
     def update(self, **fields: Any) -> None:
         self.manifest.update(fields)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from lockprof import store
-from lockprof.errors import RunDirError
+from lockprof.errors import OutExists, RunDirError
 
 
 def test_run_dir_appears_with_an_incomplete_manifest_and_finishes(tmp_path):
@@ -23,8 +23,9 @@ def test_run_dir_appears_with_an_incomplete_manifest_and_finishes(tmp_path):
 
 def test_existing_directory_is_refused(tmp_path):
     (tmp_path / "r").mkdir()
-    with pytest.raises(RunDirError, match="already exists"):
+    with pytest.raises(OutExists, match="already exists") as refused:
         store.RunDir(tmp_path / "r", {})
+    assert refused.value.exit_code == 1  # a bad --out (the race loser too), not an unreadable run directory
 
 
 def test_parts_round_trip_and_empty_frames_write_nothing(tmp_path):
