@@ -227,3 +227,40 @@ def test_a_thread_the_scenario_leaves_running_does_not_keep_lockprof_alive(tmp_p
     assert result.returncode == 0, result.stderr
     assert "not waiting for 1 thread(s) the scenario started" in result.stderr and "scenario-sleeper" in result.stderr
     assert "run directory:" in result.stdout
+
+
+RARE_FAILURES = """
+calls = {"n": 0}
+
+
+def sometimes(_rng):
+    calls["n"] += 1
+    if calls["n"] > 1 and calls["n"] % EVERY == 0:  # the preflight's draw passes
+        raise LookupError("no such tenant")
+    return {"ns": calls["n"] % 20}
+"""
+
+
+def test_rare_params_failures_under_the_threshold_are_printed_with_their_line(tmp_path):
+    path = tiny_with(tmp_path, 'queries=[Query("q", "SELECT {ns:UInt16}", params=sometimes)]')
+    path.write_text(
+        path.read_text().replace("import dataclasses", RARE_FAILURES.replace("EVERY", "50") + "\nimport dataclasses")
+    )
+    line = path.read_text().splitlines().index('        raise LookupError("no such tenant")') + 1
+    result = lockprof_cli("run", str(path), *SHORT, "--duration", "1", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert f"first error of its kind: params of 'q' raised at scenario.py:{line}: LookupError: no such tenant" in (
+        result.stderr
+    )
+
+
+def test_background_failures_are_reported_apart_and_do_not_fail_the_level(tmp_path):
+    path = tiny_with(tmp_path, 'background=[Background("bg", "SELECT {ns:UInt16}", params=sometimes, pause_s=0.01)]')
+    text = path.read_text().replace("import dataclasses", RARE_FAILURES.replace("EVERY", "2") + "\nimport dataclasses")
+    path.write_text(text.replace("from lockprof import ", "from lockprof import Background, "))
+    result = lockprof_cli("run", str(path), *SHORT, "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "background statements failed" in result.stderr and "not counted as query errors" in result.stderr
+    levels = load_run(tmp_path / "run").levels
+    assert (levels["errors"] == 0).all() and (levels["background_errors"] > 0).all()
+    assert not levels["failed"].any()
