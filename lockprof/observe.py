@@ -45,6 +45,8 @@ SELECT {replica} AS replica, query_id, toString(query_kind) AS query_name, query
        exception_code, exception
 FROM system.query_log
 WHERE type != 'QueryStart' AND event_time >= toDateTime({start:Float64}) AND event_time <= toDateTime({end:Float64})
+  AND event_time_microseconds >= toDateTime64({start:Float64}, 6)  -- event_time has whole seconds: a query that
+  AND event_time_microseconds <= toDateTime64({end:Float64}, 6)    -- ended before the window (lockprof's own) is out
   AND log_comment != {own:String}
 """
 
@@ -53,6 +55,8 @@ SELECT {replica} AS replica, query_id, k AS event, v AS value
 FROM system.query_log
 ARRAY JOIN mapKeys(ProfileEvents) AS k, mapValues(ProfileEvents) AS v
 WHERE type != 'QueryStart' AND event_time >= toDateTime({start:Float64}) AND event_time <= toDateTime({end:Float64})
+  AND event_time_microseconds >= toDateTime64({start:Float64}, 6)  -- event_time has whole seconds: a query that
+  AND event_time_microseconds <= toDateTime64({end:Float64}, 6)    -- ended before the window (lockprof's own) is out
   AND log_comment != {own:String} AND v != 0
 """
 

@@ -44,6 +44,9 @@ def test_observe_writes_a_run_directory_of_the_window(observed: Path) -> None:
     assert run.levels["sampler_errors"].isna().all(), run.levels["sampler_errors"].iloc[0]
     assert not run.events.empty and not run.metrics.empty
     assert len(run.measured()) > 5  # the other client's queries, from query_log
+    # none ended before the window (lockprof's own start-up queries, SELECT version() and system.settings, did)
+    ended = run.queries["start_s"] + run.queries["latency_ms"] / 1000
+    assert (ended >= run.levels["measure_start_s"].iloc[0] - 1e-3).all()
     assert not run.query_events.empty
     secret = PASSWORD.encode()
     assert [p for p in observed.rglob("*") if p.is_file() and secret in p.read_bytes()] == []
