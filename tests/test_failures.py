@@ -273,11 +273,8 @@ def test_when_lockprof_itself_is_killed_its_worker_and_py_spy_die_too(tmp_path):
     wait_for(lambda: not alive(below), timeout=30, what="end of the worker and py-spy")
     store.read_manifest(out)  # still readable, marked incomplete
     assert store.read_manifest(out)["status"] == "incomplete"
-    # py-spy's directory of the killed run is removed by the next sampler that starts
-    from lockprof.samplers.pyspy import remove_stale_dirs
-
-    remove_stale_dirs()  # what every sampler does as it starts
-    assert not pyspy_dirs(proc.pid)
+    # py-spy's directory of the killed run goes with it (lockprof's reaper), not at the next run
+    wait_for(lambda: not pyspy_dirs(proc.pid), timeout=30, what="py-spy's directory removed")
 
 
 def _prepared_worker(tmp_path: Path):

@@ -548,3 +548,19 @@ def test_a_killed_builders_half_built_environment_is_removed_by_the_next_build(t
     (home / ".26.3.building-999999-abcdef").mkdir()
     managed._remove_abandoned_builds(home, "26.1")
     assert [p.name for p in home.iterdir()] == [".26.3.building-999999-abcdef"]
+
+
+def test_a_watched_temporary_directory_goes_with_its_process_even_on_kill_9(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    victim = tmp_path / "lockprof-pyspy-x"
+    code = (
+        f"import os, signal, pathlib; from lockprof import reaper; p = pathlib.Path({str(victim)!r}); "
+        "p.mkdir(); (p / 'f').write_text('x'); reaper.watch(p); print('ready', flush=True); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL and proc.stdout.strip() == "ready", proc.stderr
+    wait_until(lambda: not victim.exists())

@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lockprof import reaper
 from lockprof.engines import managed
 from lockprof.engines.base import EngineInfo, EngineSpec
 from lockprof.engines.listener import PORTS_FILE
@@ -201,6 +202,7 @@ def launched(version: str, password_file: Path | None = None,
     path = Path(password_file) if password_file else holder / "password"  # type: ignore[operator]
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        reaper.watch(holder or path)  # the password goes with lockprof, even killed with -9
     except OSError as exc:
         if holder is not None:
             shutil.rmtree(holder, ignore_errors=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lockprof import reaper
 from lockprof.workerproc import die_with_parent
 
 RAW_LINE = re.compile(r"^thread \((?P<tid>\w+)\)(?:: (?P<name>[^;]*))?;(?P<stack>.*) (?P<count>\d+)$")
@@ -123,6 +124,7 @@ class PySpySampler:
         self._proc: subprocess.Popen | None = None
         remove_stale_dirs()
         self._dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+        reaper.watch(self._dir)  # gone with lockprof even if it is killed with -9
 
     def __enter__(self) -> PySpySampler:
         exe = py_spy_path()
