@@ -241,3 +241,24 @@ def test_an_ab_between_two_launched_servers(python26: Path, tmp_path: Path) -> N
     assert set(measured["engine"]) == set(labels) and measured["engine_duration_ms"].notna().all()
     assert lockprof_cli("compare", str(out)).returncode in (0, 5)
     assert server_dirs(tmp) == set() and listener_pids(tmp) == []
+
+
+def test_lockprof_server_killed_with_9_leaves_no_password_behind(python26: Path, tmp_path: Path) -> None:
+    tmp, log = tmp_path / "tmp", tmp_path / "server.log"
+    tmp.mkdir()
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "lockprof", "server", VERSION], stdout=f,
+                                stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp)},
+                                start_new_session=True)
+    try:
+        _wait(lambda: "password file:" in log.read_text() or proc.poll() is not None, "the server's URL")
+        assert proc.poll() is None, log.read_text()
+        assert list(tmp.glob("lockprof-password-*/password"))
+        proc.kill()  # kill -9: nothing of lockprof's own runs
+        proc.wait(timeout=DEADLINE_S)
+        _wait(lambda: not list(tmp.glob("lockprof-password-*")), "the password directory to go")
+        _wait(lambda: not listener_pids(tmp), "the server to go")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
