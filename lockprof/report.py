@@ -39,6 +39,7 @@ from lockprof.analysis import (
 )
 from lockprof.analysis.ab_text import ab_headlines
 from lockprof.analysis.accounting import SOURCE_TEXT
+from lockprof.analysis.health import run_warnings
 from lockprof.analysis.outside import outside_sentences
 from lockprof.analysis.scalability import MIN_LEVELS_TO_DRAW, MIN_R_SQUARED
 from lockprof.analysis.tail import lock_distribution, rare_exclusive_holds, tail_attribution
@@ -47,7 +48,6 @@ from lockprof.errors import LockprofError
 from lockprof.flamegraph import flame_graph, short_name, waiting_locks
 from lockprof.formatting import ACCOUNTING_HEADERS, BUDGET_HEADERS, accounting_cells, budget_cells, cells_frame
 from lockprof.plots import ab_forest, forest_frame, report_figures
-from lockprof.summary import warnings as summary_warnings
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; line-height: 1.45; }
@@ -393,7 +393,7 @@ def _context_section(run: Run) -> list[str]:
     out = ["<h2>Run context</h2>", table_html(pd.DataFrame(rows), "no engine recorded"),
            f"<p class='note'>Per-query counters in this report: {html.escape(_source_text(time_accounting(run)))}."
            "</p>"]
-    for warning in summary_warnings(run, level_summary(run)):
+    for warning in run_warnings(run, level_summary(run)):
         out.append(f'<p class="warning">{html.escape(warning)}</p>')
     return out
 

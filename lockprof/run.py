@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from lockprof import __version__
+from lockprof.analysis.health import ACHIEVED_FRACTION
 from lockprof.clock import RunClock
 from lockprof.driver import ERROR_SHARE_LIMIT
 from lockprof.engines.base import EngineSpec
@@ -53,7 +54,6 @@ NO_SAMPLERS = "+no-samplers"
 # comparison's points they find a 10% slowdown far more often than 10 (benchmarks/ab_power.py; what they achieve
 # is in the README's Performance).
 AB_DEFAULTS = {"repetitions": 16, "warmup_s": 0.5, "duration_s": 2.0}
-ACHIEVED_FRACTION = 0.95  # an open-loop level below this share of its target rate did not achieve it
 ABANDON_AFTER_S = 1.0  # after a first Ctrl-C, a worker busy with anything but a level is stopped this soon
 STUCK_AFTER_S = 30.0  # ... and one still in its level this long after it (a level ends within ~1 s of it)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -12,11 +12,10 @@ from rich.table import Table
 
 from lockprof.analysis import Run, level_summary, load_run, lock_budget, time_accounting, verdict_lines
 from lockprof.analysis.accounting import SOURCE_TEXT
+from lockprof.analysis.health import run_warnings
 from lockprof.analysis.outside import outside_sentences
 from lockprof.analysis.tail import rare_exclusive_holds, tail_attribution
 from lockprof.formatting import ACCOUNTING_HEADERS, BUDGET_HEADERS, accounting_cells, budget_cells
-from lockprof.run import ACHIEVED_FRACTION  # noqa: E402
-from lockprof.samplers.pyspy import SATURATED_GIL_DEMAND  # noqa: E402
 
 SUMMARY_WIDTH = 150
 MATTERS_US = 1.0  # a lock matters when its wait or hold reaches this per query at some level
@@ -48,7 +47,7 @@ def render(run: Run, console: Console) -> None:
         console.print("[bold]Beyond the mean: the slowest queries and rare exclusive holds[/]")
         for sentence in tail:
             console.print("• " + escape(sentence), highlight=False)
-    for warning in warnings(run, summary):
+    for warning in run_warnings(run, summary):
         console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     console.print(levels_table(summary, engines))
     accounting = time_accounting(run)
@@ -130,66 +129,6 @@ def accounting_table(accounting: pd.DataFrame, engines: bool) -> Table:
         cells = [r["engine"]] if engines else []
         table.add_row(*cells, r["schema"], str(r["concurrency"]), *accounting_cells(r))
     return table
-
-
-def warnings(run: Run, summary: pd.DataFrame) -> list[str]:
-    out = []
-    for m in run.manifests:
-        if m.get("status") != "complete":
-            out.append(f"run {m['run_id']} is incomplete: {'; '.join(m.get('failures', [])) or 'it did not finish'}")
-    for m in run.manifests:
-        for engine in m.get("engines", []):
-            check = engine.get("self_check") or {}
-            if check.get("verdict") == "serialized":
-                out.append(
-                    f"engine {engine['label']} serialized queries in its self-check (speed-up "
-                    f"{check['speedup']:.2f}x from 1 to 2): its results above concurrency 1 are not lock contention"
-                )
-    if not run.driver.empty:
-        busy = run.driver[run.driver["gil_demand"] >= SATURATED_GIL_DEMAND]
-        for _, r in busy.iterrows():
-            out.append(
-                f"the driver itself was saturated at {r['schema']} c={r['concurrency']} [{r['engine']}]: its threads "
-                f"needed the GIL {r['gil_demand']:.0%} of the time, so the load generator may limit throughput"
-            )
-    for note in run.manifest.get("notes", []):
-        out.append(note)
-    short = summary[summary["throughput_qps"] < ACHIEVED_FRACTION * summary["target_qps"]]
-    for _, r in short.iterrows():
-        out.append(
-            f"{r['engine']} / {r['schema']} c={r['concurrency']}: the target rate {r['target_qps']:g}/s was not "
-            f"achieved ({r['throughput_qps']:.1f}/s); queries that never started are not in the latencies"
-        )
-    if "failed" in run.levels:
-        for _, lv in run.levels[run.levels["failed"].fillna(False).astype(bool)].iterrows():
-            share = lv.get("error_share", float("nan"))
-            how = "it measured no query" if pd.isna(share) else f"{share:.0%} of its queries failed or were cut"
-            out.append(f"level {lv['schema']} c={lv['concurrency']} rep {lv['repetition']} [{lv['engine']}] failed "
-                       f"({how}): {str(lv.get('first_error') or '')[:300]}")
-    errors = int(summary["errors"].sum())
-    if errors:
-        out.append(f"{errors} measured queries failed; see the error column of the queries table")
-    if "sampler_errors" in run.levels and run.levels["sampler_errors"].notna().any():
-        out.append("a sampler failed during some levels: " + str(run.levels["sampler_errors"].dropna().iloc[0]))
-    from lockprof.analysis.host import BUSY_OTHER_SHARE, busy_host
-
-    # Observe mode generates no load: the server it watches is one of the other processes, busy on purpose.
-    observed = {m["run_id"] for m in run.manifests if (m.get("parameters") or {}).get("mode") == "observe"}
-    by_url = {e.get("label") for m in run.manifests for e in m.get("engines", [])
-              if str(e.get("spec", "")).startswith(("http://", "https://"))}
-    levels = run.levels[~run.levels["run_id"].isin(observed)] if "run_id" in run.levels else run.levels
-    for _, b in busy_host(levels).iterrows():
-        repeated = levels.loc[levels["engine"] == b["engine"], "repetition"].nunique() > 1
-        rep = f" rep {b['repetition']}" if repeated else ""
-        load = "" if pd.isna(b["load_avg"]) else f" (load average {b['load_avg']:.1f})"
-        also = (f"; {b['busy_levels']} of its {b['levels']} levels were above {BUSY_OTHER_SHARE:.0%}"
-                if b["busy_levels"] > 1 else "")
-        url = (" (a server given by URL is not one of the run's processes: if it runs on this machine, its own work "
-               "is counted here)" if b["engine"] in by_url else "")
-        out.append(f"the machine was busy during {b['schema']} c={b['concurrency']}{rep} [{b['engine']}]: other "
-                   f"processes used {b['host_other_cpu_share']:.0%} of its {b['host_cpus']:.0f} cores{load}{url}; "
-                   f"CPU-wait figures include their load{also}")
-    return out
 
 
 def print_summary(path: Path, console: Console | None = None) -> None:

@@ -16,9 +16,9 @@ from conftest import TINY, lockprof_cli, wait_for
 from synthetic_runs import Level, make_run
 
 from lockprof.analysis import level_summary, load_run
+from lockprof.analysis.health import run_warnings
 from lockprof.analysis.host import BUSY_OTHER_SHARE, busy_host
 from lockprof.samplers.host import COLUMNS, HostSampler, process_tree
-from lockprof.summary import warnings
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -92,7 +92,7 @@ def run_with_host_load(shares: list[float], loads: list[float], cpus: int = 2):
 
 
 def busy_warnings(run) -> list[str]:
-    return [w for w in warnings(run, level_summary(run)) if "machine was busy" in w]
+    return [w for w in run_warnings(run, level_summary(run)) if "machine was busy" in w]
 
 
 def test_a_busy_machine_is_warned_about_naming_its_worst_level():
@@ -179,4 +179,4 @@ def test_cpu_burners_beside_a_run_count_as_other_processes(tiny_run, tmp_path):
         assert lv["host_other_cpu_share"] >= 0.8 * burned - 0.03, (lv["host_other_cpu_share"], burned)
         assert lv["run_cpu_share"] + burned <= 1.05, (lv["run_cpu_share"], burned)  # not counted as the run's
     busy = (run.levels["host_other_cpu_share"] > BUSY_OTHER_SHARE).any()
-    assert any("machine was busy" in w for w in warnings(run, level_summary(run))) == busy
+    assert any("machine was busy" in w for w in run_warnings(run, level_summary(run))) == busy

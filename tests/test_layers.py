@@ -79,3 +79,17 @@ def test_tests_that_use_the_engine_are_not_fast_even_in_a_fast_module() -> None:
     }
     assert not engine_tests & fast, engine_tests & fast
     assert not [t for t in fast if t.startswith(("tests/test_driver.py", "tests/test_run_cli.py"))]
+
+
+CAPTURE = ("lockprof.run", "lockprof.worker", "lockprof.workerproc", "lockprof.driver", "lockprof.engines",
+           "lockprof.samplers", "chdb", "clickhouse_connect")
+
+
+@pytest.mark.parametrize("module", ["lockprof.summary", "lockprof.report", "lockprof.analysis", "lockprof.plots"])
+def test_renderers_and_the_analysis_load_nothing_of_capture(module: str) -> None:
+    """Reading a run needs no orchestrator, driver, sampler or engine: the layers hold."""
+    code = (f"import sys, {module}; "
+            f"print('\\n'.join(m for m in sys.modules if m.startswith({CAPTURE!r})))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [], f"importing {module} loaded {result.stdout.split()}"

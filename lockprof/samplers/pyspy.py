@@ -31,7 +31,6 @@ from lockprof.workerproc import die_with_parent
 RAW_LINE = re.compile(r"^thread \((?P<tid>\w+)\)(?:: (?P<name>[^;]*))?;(?P<stack>.*) (?P<count>\d+)$")
 ENGINE_FILES = ("chdb/", "clickhouse_connect/")
 WAITING = ("(threading.py:", "(queue.py:", "(selectors.py:")
-SATURATED_GIL_DEMAND = 0.8
 TEMP_PREFIX = "lockprof-pyspy-"  # + the owning process id, so a directory whose owner died can be removed
 
 
