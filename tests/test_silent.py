@@ -564,3 +564,15 @@ def test_a_watched_temporary_directory_goes_with_its_process_even_on_kill_9(tmp_
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL and proc.stdout.strip() == "ready", proc.stderr
     wait_until(lambda: not victim.exists())
+
+
+def test_the_reaper_ends_once_its_paths_are_released(tmp_path):
+    from lockprof import reaper
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    reaper.watch(kept)
+    [pid] = wait_until(lambda: children_matching(os.getpid(), b"watched = set()"))  # once it has started
+    reaper.release(kept)
+    assert not Path(f"/proc/{pid}").exists()  # ended and waited for
+    assert kept.exists()  # released paths are its owner's business

@@ -206,6 +206,7 @@ def launched(version: str, password_file: Path | None = None,
     except OSError as exc:
         if holder is not None:
             shutil.rmtree(holder, ignore_errors=True)
+        reaper.release(holder or path)
         raise EngineError(f"cannot create the password file {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w") as f:
@@ -220,3 +221,4 @@ def launched(version: str, password_file: Path | None = None,
         path.unlink(missing_ok=True)
         if holder is not None:
             shutil.rmtree(holder, ignore_errors=True)
+        reaper.release(holder or path)

@@ -143,6 +143,14 @@ class PySpySampler:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        try:
+            self._stop()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            reaper.release(self._dir)
+
+    def _stop(self) -> None:
+        """Stop py-spy and read what it recorded (or why it could not)."""
         if self._proc is None:
             return
         self.seconds = time.monotonic() - self._started
@@ -160,7 +168,6 @@ class PySpySampler:
             log = (self._dir / "log.txt").read_text(errors="replace").strip().splitlines()
             reason = next((ln for ln in log if "rror" in ln or "ermission" in ln), log[-1] if log else "no output")
             self.error = f"py-spy could not record process {self.pid}: {reason}"
-        shutil.rmtree(self._dir, ignore_errors=True)
 
     def summary(self) -> dict[str, float]:
         return summarize(self.stacks, self.seconds, self.rate_hz)
