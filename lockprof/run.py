@@ -55,6 +55,7 @@ NO_SAMPLERS = "+no-samplers"
 # is in the README's Performance).
 AB_DEFAULTS = {"repetitions": 16, "warmup_s": 0.5, "duration_s": 2.0}
 ABANDON_AFTER_S = 1.0  # after a first Ctrl-C, a worker busy with anything but a level is stopped this soon
+FINISH_LEVEL_S = 3.0  # after a second Ctrl-C, a worker in a level (already told to stop) may still store it
 STUCK_AFTER_S = 30.0  # ... and one still in its level this long after it (a level ends within ~1 s of it)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -234,8 +235,15 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
 
     def on_interrupt(signum: int, _frame: object) -> None:
         if interrupted["flag"]:
-            for w in workers.values():  # a second signal: stop waiting for anyone
-                w.kill()
+            # A second signal: stop waiting for anyone, but a worker storing the level the first signal cut short
+            # gets FINISH_LEVEL_S to write it (the first level of a run would otherwise be all it measured, lost).
+            for w in workers.values():
+                if w.busy == "level":
+                    timer = threading.Timer(FINISH_LEVEL_S, w.kill)
+                    timer.daemon = True
+                    timer.start()
+                else:
+                    w.kill()
             return
         interrupted["flag"] = True
         interrupted["signal"] = signal.Signals(signum).name

@@ -330,3 +330,28 @@ def test_a_worker_killed_in_a_single_engine_run_keeps_and_summarises_what_was_me
     assert f"run directory: {out}" in stdout and "Levels" in stdout
     manifest = store.read_manifest(out)
     assert manifest["status"] == "incomplete" and any("died" in f or "killed" in f for f in manifest["failures"])
+
+
+def test_two_ctrl_c_in_the_first_level_keep_that_level(tmp_path):
+    path = write_scenario(tmp_path, "scenario = Scenario('two_ctrl_c', [SCHEMA], [Query('q', 'SELECT count() FROM "
+                                    "{table}')])\n")
+    out = tmp_path / "run"
+    proc = _start(["run", str(path), "--out", str(out), "--concurrency", "1", "--duration", "60", "--warmup", "0"])
+    wait_for(lambda: len(descendants(proc.pid)) >= 2 or proc.poll() is not None, what="the first level's py-spy")
+    assert proc.poll() is None, proc.communicate()
+    [worker] = [p for p in descendants(proc.pid) if b"lockprof.worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    busy_from = cpu_seconds(worker)
+    wait_for(lambda: cpu_seconds(worker) > busy_from + 0.5, what="the level's queries running")
+    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    levels = store.read_table(out, "levels")
+    assert len(levels) == 1 and levels["interrupted"].all(), stderr
+    assert store.read_manifest(out)["status"] == "incomplete"
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
