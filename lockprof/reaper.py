@@ -49,9 +49,14 @@ def watch(path: Path) -> None:
     global _reaper
     with _lock:
         if _reaper is None or _reaper.poll() is not None:
-            _reaper = subprocess.Popen([sys.executable, "-I", "-c", _REAPER], stdin=subprocess.PIPE,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-                                       start_new_session=True)  # no signal to lockprof's group reaches it
+            _reaper = subprocess.Popen(
+                [sys.executable, "-I", "-c", _REAPER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
+            )  # no signal to lockprof's group reaches it
             _watched.clear()
         _watched.add(str(Path(path).absolute()))
         _send(f"+{Path(path).absolute()}")
