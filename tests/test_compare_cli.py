@@ -103,3 +103,10 @@ def test_compare_refuses_what_it_cannot_compare(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "embedded@two vs embedded@one" in result.stdout and "not interleaved" in result.stdout
     assert lockprof_cli("compare", str(one), "--fail-on", "speed").returncode == 1  # a bad option (README exit codes)
+
+
+def test_summary_of_a_run_whose_manifest_names_no_scenario_says_so(tmp_path):
+    run = write_run(synthetic_run(1.0), tmp_path / "unnamed")  # a hand-made manifest: no scenario name
+    result = lockprof_cli("summary", str(run))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("unnamed scenario — run r1")
