@@ -24,9 +24,10 @@ point gets one of three answers:
 - ``inconclusive`` otherwise: the interval reaches both a change of ``MIN_CHANGE`` and
   (or) no change; more repetitions would narrow it.
 
-``MIN_CHANGE`` (5%) is more than a convention: a run as a whole leans by about 1% in
-either direction (two processes, data paths and start times never quite alike), which
-the intervals of long runs resolve; a change smaller than the minimum is never called.
+``MIN_CHANGE`` (5%) is more than a convention: a whole run can lean by about 1% in either
+direction (one A/A run of the main scenario: 1.009×, interval 1.002–1.017), and with
+enough repetitions an interval resolves a lean that small; a change smaller than the
+minimum is never called (``docs/ab-method.md``).
 
 One comparison tests many points (every schema, concurrency and query, and every lock),
 and each test alone would call one unchanged point in twenty. So a point's change is
