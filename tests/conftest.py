@@ -35,6 +35,7 @@ GUARD_DIR = Path(__file__).resolve().parent / "engine_guard"
 # engine test when it uses an engine fixture or its source (or a fixture's) starts one, see needs_engine.
 FAST_MODULES = frozenset({
     "test_ab_stats",
+    "test_notebook_run",
     "test_analysis_columnar",
     "test_analysis_scalability",
     "test_analysis_utilization",
