@@ -90,7 +90,7 @@ def levels_table(summary: pd.DataFrame, engines: bool) -> Table:
             str(r["queries"]),
             f"{r['throughput_qps']:.1f}",
             f"{r['p50_ms']:.2f}",
-            f"{r['p99_ms']:.2f}",
+            ("≥ " if r.get("p99_lower_bound", False) else "") + f"{r['p99_ms']:.2f}",
             str(r["errors"]) if r["errors"] else "",
         ]
         if open_loop:

@@ -3,6 +3,8 @@ query is written out, so the right answer is known."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -229,3 +231,27 @@ def test_the_verdict_says_what_the_own_thread_waits_are_and_what_remains():
     findings = diagnose(make_run([Level("s", 1, 100, 5.0, counters=counters)])).iloc[0]["findings"]
     said = next(f for f in findings if "waiting for the query's own threads is 4.0 ms of 10.0 ms" in f)
     assert "no cost of its own" in said and 'What no counter explains ("other") is 0.5 ms (5%)' in said
+
+
+def test_queries_cut_at_the_windows_end_make_the_p99_a_lower_bound_and_say_so():
+    from ab_synthetic import synthetic_run
+    from rich.console import Console
+
+    from lockprof.analysis import level_summary
+    from lockprof.analysis.health import run_warnings
+    from lockprof.summary import levels_table
+
+    run = synthetic_run(1.0)
+    queries = run.queries.assign(censored=False)
+    cut = queries[(queries["engine"] == "old") & (queries["concurrency"] == 1)].head(2)
+    cut = cut.assign(latency_ms=5000.0, censored=True, error="Code: 394. QUERY_WAS_CANCELLED", query_id=["c1", "c2"])
+    run = replace(run, queries=pd.concat([queries, cut], ignore_index=True), cache={})
+    summary = level_summary(run)
+    flagged = summary[summary["p99_lower_bound"]]
+    assert flagged[["engine", "concurrency", "censored"]].values.tolist() == [["old", 1, 2]]
+    assert summary.loc[~summary["p99_lower_bound"], "censored"].eq(0).all()
+    assert (flagged["p99_ms"] < 5000).all()  # the cut queries are not in the percentile, only bound it
+    console = Console(record=True, width=200)
+    console.print(levels_table(summary, engines=True))
+    assert "≥ " in console.export_text()
+    assert any("still running when their window closed" in w and "(≥)" in w for w in run_warnings(run, summary))

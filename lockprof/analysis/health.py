@@ -52,6 +52,11 @@ def run_warnings(run: Run, summary: pd.DataFrame) -> list[str]:
             how = "it measured no query" if pd.isna(share) else f"{share:.0%} of its queries failed or were cut"
             out.append(f"level {lv['schema']} c={lv['concurrency']} rep {lv['repetition']} [{lv['engine']}] failed "
                        f"({how}): {str(lv.get('first_error') or '')[:300]}")
+    if "p99_lower_bound" in summary:
+        for _, r in summary[summary["p99_lower_bound"].fillna(False).astype(bool)].iterrows():
+            out.append(f"{r['engine']} / {r['schema']} c={r['concurrency']}: {r['censored']} queries were still "
+                       f"running when their window closed, one for {r['censored_max_ms']:.0f} ms, longer than the "
+                       f"p99 of those that finished ({r['p99_ms']:.1f} ms): the true p99 is at least that (≥)")
     errors = int(summary["errors"].sum())
     if errors:
         out.append(f"{errors} measured queries failed; see the error column of the queries table")

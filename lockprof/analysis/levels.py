@@ -64,7 +64,21 @@ def level_summary(run: Run) -> pd.DataFrame:
         out = out.merge(delay, on=KEYS, how="left")
     out["throughput_qps"] = out["queries"] / out["window_s"]
     out = out.merge(_percentile_intervals(_window_queries(run), out), on=KEYS, how="left")
+    out = out.merge(_censored(run), on=KEYS, how="left").fillna({"censored": 0, "censored_max_ms": float("nan")})
+    out["censored"] = out["censored"].astype(int)
+    # A query cut when the window closed ran at least this long: above the p99 of those that finished, the true
+    # p99 can only be higher, so the figure is a lower bound.
+    out["p99_lower_bound"] = out["censored_max_ms"] > out["p99_ms"]
     return out.sort_values(KEYS, ignore_index=True)
+
+
+def _censored(run: Run) -> pd.DataFrame:
+    """Per level: the queries still running when their window closed, and the longest time one of them was seen."""
+    cut = run.measured([*KEYS, "latency_ms", "censored"])
+    if "censored" not in cut:  # runs from before censoring was recorded
+        return pd.DataFrame(columns=[*KEYS, "censored", "censored_max_ms"])
+    cut = cut[cut["censored"].fillna(False).astype(bool)]
+    return cut.groupby(KEYS, as_index=False).agg(censored=("latency_ms", "size"), censored_max_ms=("latency_ms", "max"))
 
 
 def _percentile_intervals(timed: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
