@@ -44,7 +44,7 @@ from lockprof.errors import EngineError, Interrupted, LockprofError, StorageErro
 from lockprof.progress import Reporter, reporter_for
 from lockprof.samplers.pyspy import PySpySampler
 from lockprof.scenario import load_scenario, probe_scenario
-from lockprof.store import RunDir, file_name, part_name, write_part
+from lockprof.store import RunDir, file_name, nearest_existing, part_name, write_part
 from lockprof.worker import ALL_SAMPLERS
 from lockprof.workerproc import WorkerCrashed, WorkerProcess
 
@@ -184,9 +184,7 @@ def check_out(out: Path) -> None:
     try:
         if out.exists() or out.is_symlink():
             raise LockprofError(f"{out} already exists; choose another --out")
-        parent = out.absolute().parent
-        while not parent.exists():
-            parent = parent.parent
+        parent = nearest_existing(out.absolute().parent)
         if not parent.is_dir():
             raise LockprofError(f"cannot create {out}: {parent} is not a directory")
         probe = tempfile.mkdtemp(dir=parent, prefix=".lockprof-probe-")  # a real probe: rights, read-only disks

@@ -70,6 +70,13 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists: where a file or directory to be created would be probed."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 def check_output_file(path: Path, option: str) -> None:
     """Refuse, before any work, an output file that cannot be written: a directory, a path under a file, or a
     directory lockprof may not create files in (probed, as rights and read-only disks decide it)."""
@@ -78,9 +85,7 @@ def check_output_file(path: Path, option: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise LockprofError(f"{option} {path}: is a directory; give a file name")
-    ancestor = path.absolute().parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
+    ancestor = nearest_existing(path.absolute().parent)
     if not ancestor.is_dir():
         raise LockprofError(f"{option} {path}: {ancestor} is a file, not a directory")
     try:
