@@ -306,8 +306,8 @@ def _verdict_section(run: Run, comparison: ab.Comparison | LockprofError | None)
         out.append("</li>")
     out.append("</ul>")
     out.append(f"<p class='note'>Counters from {html.escape(_source_text(diagnosis))}. A lock is named only when "
-               "its wait is at least 10% of thread time and not explained by preemption (see the README's "
-               "diagnosis rule).</p>")
+               "its wait is at least 10% of thread time and not explained by preemption (see docs/method.md, "
+               "How the verdict is reached).</p>")
     return out
 
 

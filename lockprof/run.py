@@ -52,7 +52,7 @@ NO_SAMPLERS = "+no-samplers"
 # An A/B (two or more engines, or --overhead-control) unless told otherwise: many short windows in turned
 # order. 16 pairs rather than the 6 the signed-rank test needs at all: with the false-discovery control over a
 # comparison's points they find a 10% slowdown far more often than 10 (benchmarks/ab_power.py; what they achieve
-# is in the README's Performance).
+# is in docs/performance.md).
 AB_DEFAULTS = {"repetitions": 16, "warmup_s": 0.5, "duration_s": 2.0}
 ABANDON_AFTER_S = 1.0  # after a first Ctrl-C, a worker busy with anything but a level is stopped this soon
 FINISH_LEVEL_S = 3.0  # after a second Ctrl-C, a worker in a level (already told to stop) may still store it

@@ -15,7 +15,7 @@ analyses synthetic runs, forbids importing chDB at all (tests/engine_guard). The
 matters is cheap without an engine anyway: each part stores ``query_id`` and ``event``
 dictionary-encoded, so matching a row to its window is one hash lookup per *distinct* id in the
 row group's dictionary plus an integer gather per row, and the sum is a ``numpy.bincount``.
-Measured on a synthetic million-query run: see the README's Performance section.
+Measured on a synthetic million-query run: see docs/performance.md.
 
 Sums are ``float64`` accumulated part by part. ProfileEvents are integer counters, so while a
 window's total stays below 2**53 every sum is exact and equal, bit for bit, to summing the rows

@@ -39,7 +39,7 @@ SPEC_PREFIX = "server:"
 USER = "lockprof"
 READY_TIMEOUT_S = 120.0  # a busy 2-core machine; startup takes ~1 s when idle
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-# Which pinned versions have the listener, found by launching each (see README, "Real servers").
+# Which pinned versions have the listener, found by launching each (see docs/servers.md, "Launched servers").
 # 26.1 to 26.5 answer "SYSTEM START LISTEN query is not supported in clickhouse-local".
 NO_LISTENER = {
     "25.8": "chdb 4.0.2 (ClickHouse 25.8) has no network listener",
