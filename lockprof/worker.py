@@ -73,11 +73,18 @@ class Worker:
         stale = drop_stale(admin, list(self.datasets.values())) if self.engine.capabilities.private else []
         if self.engine.capabilities.cancel:
             self.watchdog = self.engine.connect()
-        for name in req["schemas"]:
-            # A broken scenario is refused here, before the run directory exists.
-            preflight(admin, self.scenario, self.datasets[name].full_name, name, killer=self.watchdog)
-            if self.scenario.background:  # its statements ran once: record the dataset as it now is
-                self.datasets[name] = refresh(admin, self.datasets[name])
+        # The preflight cancels only its own statement, by an id no one else uses: safe on a shared server too,
+        # where the level's watchdog is not started.
+        killer = self.watchdog or self.engine.connect()
+        try:
+            for name in req["schemas"]:
+                # A broken scenario is refused here, before the run directory exists.
+                preflight(admin, self.scenario, self.datasets[name].full_name, name, killer=killer)
+                if self.scenario.background:  # its statements ran once: record the dataset as it now is
+                    self.datasets[name] = refresh(admin, self.datasets[name])
+        finally:
+            if killer is not self.watchdog:
+                killer.close()
         self.sampler_connections = [self.engine.connect(), self.engine.connect()]
         if self.engine.capabilities.stack_period_ms:
             self.engine.check_introspection()  # fail now, with what to grant, not after the first level

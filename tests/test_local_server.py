@@ -262,3 +262,28 @@ def test_lockprof_server_killed_with_9_leaves_no_password_behind(python26: Path,
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_the_preflight_bound_holds_on_a_server_against_a_querys_own_time_limit(python26: Path, tmp_path: Path) -> None:
+    """On a server no watchdog cancels a level's queries (it may be shared), yet the preflight cancels its own
+    statement, by an id no one else uses, once it outlives its bound: a query that lifts max_execution_time in
+    its own SETTINGS and would take 600 s is stopped before measuring starts."""
+    slow = ('SELECT sleepEachRow(0.1) FROM numbers(6000) SETTINGS max_block_size = 1, max_execution_time = 900')
+    scenario = tmp_path / "slow.py"
+    scenario.write_text(TINY.read_text() + "\nimport dataclasses\nfrom lockprof import Query\n"
+                        f"scenario = dataclasses.replace(scenario, queries=[Query('slow', {slow!r})])\n")
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        args = ["run", str(scenario), "--engine", f"server:{VERSION}", "--concurrency", "1", "--duration", "0.3",
+                "--warmup", "0.1", "--schema", "day", "--samplers", "off", "--out", str(tmp_path / "run")]
+        proc = subprocess.Popen([sys.executable, "-m", "lockprof", *args], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # the progress line of the first level appears only once the preflight has returned
+        _wait(lambda: "c=1" in log.read_text() or proc.poll() is not None, "the first level to start",
+              timeout_s=300.0)
+        assert "c=1" in log.read_text(), log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=DEADLINE_S)

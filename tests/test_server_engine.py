@@ -176,6 +176,27 @@ def test_guard_finds_the_databases_a_statement_writes(sql: str, kind: str, dbs: 
     assert targets(sql) == (kind, dbs)
 
 
+def test_guard_lets_lockprof_cancel_only_its_own_statements() -> None:
+    """A shared server's queries are not lockprof's to stop: only a KILL matching an id lockprof made passes."""
+    from lockprof.driver import KILL_SQL
+    from lockprof.engines.guard import Guard
+
+    guard = Guard(admin=None)
+    guard.check(KILL_SQL, {"prefix": "lockprof-preflight-" + "0" * 32})  # the preflight's own statement
+    guard.check(KILL_SQL, {"prefix": "20261205-081200-a1b2c3-embedded-3-"})  # a level's, by its run's prefix
+    for sql, params in [
+        (KILL_SQL, {"prefix": ""}),  # would match every query
+        (KILL_SQL, {"prefix": "etl-"}),
+        (KILL_SQL, None),
+        ("KILL QUERY WHERE user = 'etl'", None),
+        ("KILL QUERY WHERE startsWith(query_id, {prefix:String}) OR user = 'etl' ASYNC", {"prefix": "lockprof-x-0"}),
+    ]:
+        with pytest.raises(EngineError, match="does not send"):
+            guard.check(sql, params)
+    with pytest.raises(EngineError, match="read-only"):
+        Guard(admin=None, readonly=True).check(KILL_SQL, {"prefix": "lockprof-preflight-" + "0" * 32})
+
+
 def test_a_fresh_server_is_found_to_keep_a_query_log() -> None:
     """A new server creates system.query_log at its first flush; the engine asks for one before saying 'none'."""
     from launched import VERSION, server_python

@@ -6,8 +6,10 @@ the guard finds the databases it names and refuses unless each is called
 and either does not exist yet or carries lockprof's marker table, which the
 guard writes right after lockprof creates a database. A ``lockprof_`` database
 that someone else made is therefore neither dropped nor reused. Statements the
-guard cannot place (``KILL``, ``GRANT``, ``SYSTEM`` beyond flushing logs and
-stopping merges on lockprof's own tables, unqualified table names) are refused.
+guard cannot place (``GRANT``, ``SYSTEM`` beyond flushing logs and stopping
+merges on lockprof's own tables, unqualified table names) are refused, and so is
+``KILL`` but for cancelling lockprof's own statements: a ``KILL QUERY`` whose only
+conditions match the prefix of an id lockprof made (``lockprof-…`` or a run id).
 In read-only mode everything but reading statements is refused.
 """
 
@@ -34,6 +36,10 @@ _OBJECT = re.compile(
 )
 _INSERT = re.compile(r"^INSERT\s+INTO\s+(?:TABLE\s+)?(.*)$", re.IGNORECASE | re.DOTALL)
 _MERGES = re.compile(r"^SYSTEM\s+(?:STOP|START)\s+MERGES\s+(.*)$", re.IGNORECASE | re.DOTALL)
+_PREFIX_MATCH = r"startsWith\(\s*[A-Za-z_\[\]'.]+\s*,\s*\{prefix:String\}\s*\)"
+_OWN_KILL = re.compile(rf"^KILL\s+QUERY\s+WHERE\s+{_PREFIX_MATCH}(?:\s+OR\s+{_PREFIX_MATCH})*(?:\s+(?:A?SYNC))?$",
+                       re.IGNORECASE)
+_OWN_ID = re.compile(r"^(lockprof-[a-z]+-[0-9a-f]{16,}|\d{8}-\d{6}-[0-9a-f]{6}-)")  # a preflight's id, a run's prefix
 
 
 def strip_comments(sql: str) -> str:
@@ -85,7 +91,11 @@ class Guard:
         self.readonly = readonly
         self._owned: set[str] = set()
 
-    def check(self, sql: str) -> None:
+    def check(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        if _OWN_KILL.match(" ".join(strip_comments(sql).split())) and _OWN_ID.match(str((params or {}).get("prefix"))):
+            if self.readonly:
+                raise EngineError(f"read-only mode: lockprof refuses to send {_head(sql)!r}")
+            return  # cancels only statements lockprof itself started
         kind, databases = targets(sql)
         if kind == "read":
             return

@@ -223,7 +223,7 @@ class ServerConnection:
         settings: dict[str, Any] | None = None,
         log_tag: str | None = None,  # noqa: ARG002  (a server takes each query's id: no tag needed)
     ) -> None:
-        self._engine.guard.check(sql)
+        self._engine.guard.check(sql, params)
         settings = {**self._engine.query_settings, **(settings or {})}
         if query_id:
             settings.update(self._engine.profile_settings)
