@@ -169,6 +169,7 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
     for q in ("p50", "p99"):
         summary[f"{q} 95% interval"] = [_range_ms(lo, hi) for lo, hi in zip(summary[f"{q}_ci_low_ms"],
                                                                            summary[f"{q}_ci_high_ms"], strict=True)]
+    summary["throughput_qps"] = summary["throughput_qps"].astype(object).where(~summary["too_few"], "too few")
     parts.append(table_html(summary[["engine", "schema", "concurrency", "active_parts", "queries", "errors",
                                      "throughput_qps", "p50_ms", "p50 95% interval", "p99_ms", "p99 95% interval",
                                      "mean_ms"]]))

@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from lockprof import __version__
-from lockprof.analysis.health import ACHIEVED_FRACTION
+from lockprof.analysis.health import ACHIEVED_FRACTION, FEW_PER_THREAD
 from lockprof.clock import RunClock
 from lockprof.driver import ERROR_SHARE_LIMIT
 from lockprof.engines.base import EngineSpec
@@ -489,9 +489,6 @@ def _measure(
             run_dir.manifest["failed_levels"].append(failure)
             run_dir.update()
             reporter.message(f"LEVEL FAILED: {label}: {describe_failed_level(failure)}")
-
-
-FEW_PER_THREAD = 3  # a window in which a query thread completes fewer queries than this measures little
 
 
 def too_few(reply: dict[str, Any], step: Step) -> bool:

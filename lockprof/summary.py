@@ -88,9 +88,10 @@ def levels_table(summary: pd.DataFrame, engines: bool) -> Table:
             str(r["concurrency"]),
             f"{r['active_parts']:.0f}",
             str(r["queries"]),
-            f"{r['throughput_qps']:.1f}",
+            "too few" if r.get("too_few", False) else f"{r['throughput_qps']:.1f}",
             f"{r['p50_ms']:.2f}",
-            ("≥ " if r.get("p99_lower_bound", False) else "") + f"{r['p99_ms']:.2f}",
+            "—" if r.get("too_few", False) else ("≥ " if r.get("p99_lower_bound", False) else "")
+            + f"{r['p99_ms']:.2f}",
             str(r["errors"]) if r["errors"] else "",
         ]
         if open_loop:

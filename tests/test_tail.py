@@ -255,3 +255,21 @@ def test_queries_cut_at_the_windows_end_make_the_p99_a_lower_bound_and_say_so():
     console.print(levels_table(summary, engines=True))
     assert "≥ " in console.export_text()
     assert any("still running when their window closed" in w and "(≥)" in w for w in run_warnings(run, summary))
+
+
+def test_a_window_too_short_for_its_threads_prints_no_throughput():
+    """One query per thread in a 1 ms window would read 1000/s: the table says "too few" instead, and no p99."""
+    from rich.console import Console
+
+    from lockprof.analysis import level_summary
+    from lockprof.summary import levels_table
+
+    run = make_run([Level("s", 1, 200, 1.0), Level("s", 4, 4, 0.001)])
+    summary = level_summary(run).set_index("concurrency")
+    assert summary["too_few"].tolist() == [False, True]
+    assert summary.loc[4, "throughput_qps"] == pytest.approx(4000)  # the figure it must not print
+    console = Console(record=True, width=200)
+    console.print(levels_table(summary.reset_index(), engines=False))
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if "│ 4 " in line or " 4 │" in line)
+    assert "too few" in row and "4000" not in text and "200.0" in text

@@ -13,6 +13,7 @@ from lockprof.analysis.load import Run
 
 ACHIEVED_FRACTION = 0.95  # an open-loop level below this share of its target rate did not achieve it
 SATURATED_GIL_DEMAND = 0.8  # the driver's threads needed the GIL this share of the time: it may limit the load
+FEW_PER_THREAD = 3  # a closed-loop window in which a query thread completes fewer queries than this measures little
 
 
 def run_warnings(run: Run, summary: pd.DataFrame) -> list[str]:

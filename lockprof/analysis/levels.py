@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lockprof.analysis.health import FEW_PER_THREAD
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
 
@@ -69,6 +70,10 @@ def level_summary(run: Run) -> pd.DataFrame:
     # A query cut when the window closed ran at least this long: above the p99 of those that finished, the true
     # p99 can only be higher, so the figure is a lower bound.
     out["p99_lower_bound"] = out["censored_max_ms"] > out["p99_ms"]
+    # One or two queries per thread and window: a rate of so few is not a throughput (a 1 ms window with one
+    # query would read 1000/s), and a p99 of them is their maximum.
+    closed = out["target_qps"].isna() & ~out["interrupted"].astype(bool)
+    out["too_few"] = closed & (out["queries"] < FEW_PER_THREAD * out["concurrency"] * out["repetitions"])
     return out.sort_values(KEYS, ignore_index=True)
 
 
