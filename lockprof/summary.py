@@ -89,9 +89,9 @@ def levels_table(summary: pd.DataFrame, engines: bool) -> Table:
             f"{r['active_parts']:.0f}",
             str(r["queries"]),
             "too few" if r.get("too_few", False) else f"{r['throughput_qps']:.1f}",
-            f"{r['p50_ms']:.2f}",
-            "—" if r.get("too_few", False) else ("≥ " if r.get("p99_lower_bound", False) else "")
-            + f"{r['p99_ms']:.2f}",
+            f"{r['p50_ms']:.2f}" if pd.notna(r["p50_ms"]) else "—",
+            "—" if r.get("too_few", False) or pd.isna(r["p99_ms"])
+            else ("≥ " if r.get("p99_lower_bound", False) else "") + f"{r['p99_ms']:.2f}",
             str(r["errors"]) if r["errors"] else "",
         ]
         if open_loop:
