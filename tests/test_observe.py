@@ -96,3 +96,18 @@ def test_a_write_through_the_observe_connection_is_refused_by_the_server(server)
 def test_observe_refuses_anything_but_a_server_url() -> None:
     result = lockprof_cli("observe", "--engine", "binary:/bin/true", "--duration", "1")
     assert result.returncode == 1 and "observe watches a running server" in result.stderr
+
+
+def test_observe_measures_none_of_its_own_queries(server, tmp_path: Path) -> None:
+    """With no one else's load on the server, every query of the window is observe's own (its samplers' polls,
+    its flushes): none may be measured as the workload."""
+    from lockprof.analysis import load_run
+
+    out = tmp_path / "quiet"
+    result = lockprof_cli("observe", "--engine", server.url, "--duration", "2", "--interval", "0.2", "--settle", "4",
+                          "--out", str(out), env={"LOCKPROF_PASSWORD": PASSWORD}, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    run = load_run(out)
+    assert run.levels["queries"].tolist() == [0]
+    assert run.measured().empty, run.measured()[["query_name", "latency_ms"]].head(10)
+    assert "too few" not in result.stdout  # other clients' queries are a rate however few: not lockprof's threads
