@@ -74,6 +74,25 @@ def verdicts(rng: np.random.Generator, points: int, reps: int, ratio: float, noi
                                       settings=settings)["verdict"] for _ in range(points)])  # fmt: skip
 
 
+def disagreement(rng: np.random.Generator, points: int, reps: int, noise: Noise, ratio: float = 1.16,
+                 position: float = 1.01, comparisons: int = 18) -> None:  # fmt: skip
+    """Both tests on the same windows: how often each finds a change the other misses, and how often a benchmark
+    of ``comparisons`` comparisons would see the test without the position term ahead by 2 or more."""
+    with_term, without_term = Settings(min_change=0.0), Settings(min_change=0.0, paired_order=False)
+    ahead = []
+    for _ in range(points):
+        a, b = simulated(rng, reps, ratio, noise, position)
+        found = [compare_windows(a, b, lower_is_better=True, settings=s)["verdict"] in CALLED
+                 for s in (with_term, without_term)]  # fmt: skip
+        ahead.append(int(found[1]) - int(found[0]))
+    ahead = np.array(ahead)
+    gaps = rng.choice(ahead, (20000, comparisons)).sum(axis=1)
+    print(f"RESULT ab_level same windows, B/A {ratio:.2f}, position x{position:.2f}: only the test with the position "
+          f"term found it {np.mean(ahead == -1):.1%}, only the one without {np.mean(ahead == 1):.1%}; over "
+          f"{comparisons} comparisons the one without is ahead by >= 2 in {np.mean(gaps >= 2):.1%}, by >= 3 in "
+          f"{np.mean(gaps >= 3):.1%}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few points: checks the harness, measures nothing")
@@ -105,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 what = "level (A/A)" if ratio == 1.0 else f"power ({ratio - 1:.0%} slower)"
                 print(rate_line(f"ab_level {what}, position x{position:.2f}, {term} position term",
                                 int(v.isin(CALLED).sum()), len(v), target, at_most), flush=True)  # fmt: skip
+    disagreement(rng, points, args.repetitions, noise)
     print(f"# verdict words at the default minimum change ({MIN_CHANGE:.0%}), position x1.04, with the position term:")
     for reps in (8, args.repetitions, 4 * args.repetitions):
         for ratio in (1.0, 1.10):
