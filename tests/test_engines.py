@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import TINY
+from conftest import TINY, lockprof_cli
 
 from lockprof.engines import managed
 from lockprof.engines.base import Capabilities
@@ -164,3 +164,23 @@ def test_a_port_named_in_advance_is_free_and_outside_the_kernels_own_range(tmp_p
     assert ephemeral_range(ranges) == (40000, 50000)
     ranges.write_text("garbage")
     assert ephemeral_range(ranges) == (32768, 60999)
+
+
+def test_a_release_sweep_is_written_short() -> None:
+    from lockprof.engines.managed import known_versions
+    from lockprof.engines.registry import expand
+
+    assert expand(["all"]) == known_versions() and len(known_versions()) >= 6
+    assert expand(["26.1..26.5"]) == ["26.1", "26.3", "26.5"]
+    assert expand(["embedded", "25.8..25.8", "http://u@h:1"]) == ["embedded", "25.8", "http://u@h:1"]
+    with pytest.raises(EngineError, match=r"runs backwards; did you mean 26\.1\.\.26\.5"):
+        expand(["26.5..26.1"])
+    with pytest.raises(EngineError, match=r"unknown ClickHouse version '26\.2'; known versions: 25\.8"):
+        expand(["26.2..26.9"])
+
+
+def test_a_sweep_spec_reaches_the_run_expanded(tmp_path: Path) -> None:
+    """`--engine 26.5..26.1` is refused by the CLI before anything is installed, with its one message."""
+    result = lockprof_cli("run", str(TINY), "--engine", "26.5..26.1", "--out", str(tmp_path / "r"))
+    assert result.returncode == EngineError.exit_code, result.stderr
+    assert "runs backwards" in result.stderr and not (tmp_path / "r").exists()

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from lockprof.engines.registry import expand
 from lockprof.errors import Interrupted, LevelsFailed
 from lockprof.run import RunOptions, describe_failed_level, run
 from lockprof.store import read_manifest
@@ -81,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a scenario and write a run directory", description=__doc__)
     p.add_argument("scenario", type=Path, help="scenario script (a Python file defining `scenario`)")
     p.add_argument("--engine", action="append", dest="engines", metavar="SPEC",
-                   help="engine to measure: 'embedded' (default); repeat for an interleaved A/B run")
+                   help="engine to measure: 'embedded' (default); repeat for an interleaved A/B run; 'all' "
+                        "or a range such as '25.8..26.5' sweeps the known releases (lockprof engines list)")
     p.add_argument("--password-file", type=Path,
                    help="file holding a server's password (else LOCKPROF_PASSWORD); never pass it on the command line")
     p.add_argument("--cluster", metavar="NAME",
@@ -114,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
     path = run(
         RunOptions(
             scenario_path=args.scenario,
-            engines=args.engines or ["embedded"],
+            engines=expand(args.engines or ["embedded"]),
             concurrency=args.concurrency,
             rates=args.rates,
             warmup_s=args.warmup,

@@ -64,6 +64,27 @@ def parse(text: str) -> EngineSpec:
     raise EngineError(f"unknown engine {text!r}; known engines: {', '.join(k.syntax for k in KINDS)}")
 
 
+RANGE = re.compile(r"^(\d+\.\d+)\.\.(\d+\.\d+)$")
+
+
+def expand(texts: list[str]) -> list[str]:
+    """Release sweeps written short: ``all`` is every known version, ``25.8..26.5`` those from one to the other
+    (both included), in release order; any other spec is itself."""
+    known = managed.known_versions()
+    out: list[str] = []
+    for text in (t.strip() for t in texts):
+        if text == "all":
+            out += known
+        elif m := RANGE.match(text):
+            first, last = (managed.release_for(v).version for v in m.groups())  # an unknown one names the known
+            if known.index(first) > known.index(last):
+                raise EngineError(f"engine range {text!r} runs backwards; did you mean {last}..{first}?")
+            out += known[known.index(first) : known.index(last) + 1]
+        else:
+            out.append(text)
+    return out
+
+
 def prepare(spec: EngineSpec, progress: Progress | None = _stderr) -> EngineSpec:
     """The spec ready to open: a managed version's environment is built first if it is missing
     (so ``lockprof run --engine 25.8`` works on a fresh machine)."""
