@@ -154,6 +154,8 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
     parts += _verdict_section(run, comparison)
     if comparison is not None:
         parts += _ab_section(comparison)
+    if run.levels["engine"].nunique() > 2:
+        parts += _releases_section(run)
     parts += _beyond_the_mean_section(run)
     parts += _context_section(run)
 
@@ -317,6 +319,34 @@ def _comparison(run: Run) -> ab.Comparison | LockprofError:
         return ab.compare(run)
     except LockprofError as exc:  # shown where the comparison would be, never a traceback
         return exc
+
+
+def _releases_section(run: Run) -> list[str]:
+    """A sweep read along the engines: each metric by engine with its interval, and where it first moved."""
+    from lockprof.analysis.releases import engine_order, first_changes, metric_text, release_values
+
+    out = ["<h2>Along the engines, in the order given: where each metric moved</h2>",
+           "<p class='note'>Each step is the A/B test of one engine against the one before it (a release sweep "
+           "lists the oldest first). A metric is said to change first where a step calls a change; a step that "
+           "is only inconclusive is not read as unchanged. n/a: the engine has no such counter.</p>"]
+    try:
+        changes = first_changes(run)
+    except LockprofError as exc:
+        return [*out, f'<p class="warning">No comparison: {html.escape(str(exc))}</p>']
+    moved = changes[changes["first_changed"] != ""]
+    out.append("<ul>" + "".join(f"<li><b>{html.escape(s)}</b></li>" for s in moved["sentence"])
+               + "".join(f"<li>{html.escape(s)}</li>" for s in changes.loc[changes["first_changed"] == "", "sentence"])
+               + "</ul>")
+    values = release_values(run)
+    values["metric"] = [metric_text(m, lk, md) for m, lk, md in zip(values["metric"], values["lock"], values["mode"],
+                                                                    strict=True)]
+    values["cell"] = [f"{v:.3g} [{lo:.3g}–{hi:.3g}]" if pd.notna(lo) else f"{v:.3g}"
+                      for v, lo, hi in zip(values["value"], values["ci_low"], values["ci_high"], strict=True)]
+    table = values.pivot_table(index=["schema", "concurrency", "query_name", "metric"], columns="engine",
+                               values="cell", aggfunc="first")
+    table = table.reindex(columns=engine_order(run)).fillna("n/a").reset_index()
+    out.append(table_html(table))
+    return out
 
 
 def _ab_section(result: ab.Comparison | LockprofError) -> list[str]:

@@ -47,6 +47,11 @@ def render(run: Run, console: Console) -> None:
         console.print("[bold]Beyond the mean: the slowest queries and rare exclusive holds[/]")
         for sentence in tail:
             console.print("• " + escape(sentence), highlight=False)
+    sweep = sweep_lines(run)
+    if sweep:
+        console.print("[bold]Along the engines, in the order given (a release sweep): where each metric moved[/]")
+        for sentence in sweep:
+            console.print("• " + escape(sentence), highlight=False)
     for warning in run_warnings(run, summary):
         console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     console.print(levels_table(summary, engines))
@@ -57,6 +62,20 @@ def render(run: Run, console: Console) -> None:
     if budget is not None:
         console.print(budget)
     console.print(f"run directory: {run.paths[0]}", highlight=False)
+
+
+def sweep_lines(run: Run) -> list[str]:
+    """With three or more engines: the first change of every metric that moved from one engine to the next, and
+    how many did not (the report lists them all)."""
+    from lockprof.analysis.releases import engine_order, first_changes
+
+    if len(engine_order(run)) < 3:
+        return []
+    changes = first_changes(run)
+    moved = changes[changes["first_changed"] != ""]
+    still = len(changes) - len(moved)
+    rest = [f"{still} more metrics moved at no step beyond their intervals (the report lists each with its values)"]
+    return [*moved["sentence"], *(rest if still else [])]
 
 
 def summary_tail_lines(run: Run) -> list[str]:

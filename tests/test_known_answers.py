@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, lockprof_cli
+from conftest import ROOT, TINY, lockprof_cli
 
 from lockprof import store
 from lockprof.analysis import (
@@ -212,3 +212,38 @@ def query_events_sum(run, ids: pd.Series, event: str) -> float:
     events = run.query_events
     return float(events.loc[events["query_id"].isin(ids) & (events["event"] == event), "value"].sum())
 
+
+
+@OFFLINE
+def test_a_release_sweep_names_the_release_where_the_parts_lock_turns_shared(tmp_path):
+    """25.8's readers take the parts lock exclusively; 26.9's take it shared, a mode 25.8 has no counter for.
+    Along a sweep of 25.8, 26.9 and 26.9 again (one thread per query), the shared parts-lock acquisitions are
+    n/a on 25.8 (never zero) and first counted at the second engine, about 3 per query, and the summary and the
+    report say so; between the two 26.9 engines they show no change."""
+    from lockprof.analysis.releases import first_changes, release_values
+
+    out = tmp_path / "sweep"
+    result = lockprof_cli("run", str(TINY), "--engine", "25.8", "--engine", "embedded", "--engine",
+                          "embedded?max_threads=1", "--schema", "namespace_day", "--concurrency", "1",
+                          "--duration", "0.5", "--warmup", "0.2", "--repetitions", "8", "--out", str(out),
+                          timeout=1800)
+    assert result.returncode in (0, 5), result.stdout[-3000:] + result.stderr[-3000:]
+    run = load_run(out)
+    assert any("take the parts lock exclusively" in f
+               for f in diagnose(run).set_index("engine").loc["25.8", "findings"])
+    values = release_values(run)
+    shared = values[(values["lock"] == "parts") & (values["mode"] == "shared")
+                    & (values["metric"] == "lock_acquisitions_per_query")].set_index("engine")["value"]
+    assert "25.8" not in shared.index  # n/a, not 0
+    assert shared["embedded"] >= 1 and shared["embedded+max_threads=1"] >= 1
+    changes = first_changes(run).set_index(["lock", "mode", "metric"])
+    first = changes.loc[("parts", "shared", "lock_acquisitions_per_query")]
+    assert (first["first_changed"], first["direction"]) == ("embedded", "counted"), first["sentence"]
+    said = "namespace_day c=1: shared parts lock: acquisitions per query: n/a on 25.8 (no such counter); first " \
+           "counted at embedded"
+    assert first["sentence"].startswith(said)
+    assert said in " ".join(result.stdout.split())  # the summary prints it (rich may wrap the line)
+    report = lockprof_cli("report", str(out))
+    assert report.returncode == 0, report.stderr
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Along the engines, in the order given" in html and said in html

@@ -267,9 +267,22 @@ def compare(
     run, engines, notes = _sides(run_a, run_b, allow_host_mismatch)
     settings = dataclasses.replace(settings, paired_order=settings.paired_order and run_b is None)
     labels = list(engines)
+    return _comparison(run, engines, notes, [(labels[0], b) for b in labels[1:]], settings)
+
+
+def compare_steps(run: Run, *, settings: Settings = Settings()) -> Comparison:
+    """Each engine of one run against the one before it, in the order the run was given them: along a release
+    sweep (oldest first), each row says whether a metric moved from one release to the next."""
+    run, engines, notes = _sides(run, None, allow_host_mismatch=False)
+    labels = list(engines)
+    return _comparison(run, engines, notes, list(zip(labels, labels[1:], strict=False)), settings)
+
+
+def _comparison(run: Run, engines: dict[str, dict[str, Any]], notes: list[str], pairs: list[tuple[str, str]],
+                settings: Settings) -> Comparison:  # fmt: skip
     rows: list[dict[str, Any]] = []
-    for b in labels[1:]:
-        rows.extend(_compare_pair(run, labels[0], b, settings))
+    for a, b in pairs:
+        rows.extend(_compare_pair(run, a, b, settings))
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
     notes.extend(control_false_discoveries(frame, settings))
     for label, entry in engines.items():
