@@ -345,6 +345,9 @@ def _releases_section(run: Run) -> list[str]:
     table = values.pivot_table(index=["schema", "concurrency", "query_name", "metric"], columns="engine",
                                values="cell", aggfunc="first")
     table = table.reindex(columns=engine_order(run)).fillna("n/a").reset_index()
+    table.columns.name = None
+    if (table["query_name"] == "").all():
+        table = table.drop(columns="query_name")
     out.append(table_html(table))
     return out
 

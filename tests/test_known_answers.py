@@ -247,3 +247,7 @@ def test_a_release_sweep_names_the_release_where_the_parts_lock_turns_shared(tmp
     assert report.returncode == 0, report.stderr
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Along the engines, in the order given" in html and said in html
+    from test_notebooks import execute, outputs
+
+    text, _ = outputs(execute("validate_fix", str(out)))
+    assert said in text and "n/a" in text  # the notebook's sweep cell: the same sentence, n/a for 25.8

@@ -95,6 +95,7 @@ def test_validate_fix_with_two_runs_compares_them(tiny_run, second_run):
     text, images = outputs(nb)
     assert "Only one engine here" not in text
     assert "latency_ms" in text and "verdict" in text
+    assert "not a sweep: this run has 2 engines" in text  # the sweep cell says why it shows nothing
     assert images >= 1  # the forest plot
     # the rows the forest plot promises (the notebook shows its frame beside it): latency and throughput
     forest = next(c for c in nb.cells if "ab_forest" in c.source)

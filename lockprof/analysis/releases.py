@@ -18,6 +18,8 @@ from lockprof.analysis.ab import (
     CALLED,
     CPU_METRIC,
     LOCK_METRICS,
+    NEGLIGIBLE_COUNT,
+    NEGLIGIBLE_US,
     Comparison,
     compare_steps,
     lock_windows,
@@ -50,6 +52,11 @@ def release_values(run: Run) -> pd.DataFrame:
     rows = [*_latency(run, rng), *_ratios(_ratio_windows(run), rng)]
     order = {label: k for k, label in enumerate(engine_order(run))}
     out = pd.DataFrame(rows, columns=["engine", *POINT, "value", "ci_low", "ci_high", "windows"])
+    # A lock no release spent time on here (under a microsecond, or 0.01 acquisitions, per query) gets no row, as
+    # in the A/B comparison.
+    floor = np.where(out["metric"] == LOCK_METRICS["count"], NEGLIGIBLE_COUNT, NEGLIGIBLE_US)
+    spent = (out["lock"] == "") | (out["value"] >= floor)
+    out = out[out.assign(spent=spent).groupby(POINT)["spent"].transform("any")]
     out["order"] = out["engine"].map(order)
     return out.sort_values(["schema", "concurrency", "metric", "lock", "mode", "query_name", "order"],
                            ignore_index=True).drop(columns="order")  # fmt: skip
@@ -58,7 +65,8 @@ def release_values(run: Run) -> pd.DataFrame:
 def engine_order(run: Run) -> list[str]:
     """The engines as the run was given them (a sweep: oldest release first), those that measured something."""
     measured = set(run.levels["engine"])
-    return [e["label"] for e in run.manifest.get("engines", []) if e["label"] in measured]
+    given = [e["label"] for m in run.manifests for e in m.get("engines", [])]
+    return [label for label in dict.fromkeys(given) if label in measured]
 
 
 def first_changes(run: Run, steps: Comparison | None = None) -> pd.DataFrame:
@@ -86,8 +94,9 @@ def _first(point: dict, steps: pd.DataFrame, values: pd.DataFrame, labels: list[
     missing = [label for label in labels if label not in shown]
     along = ", ".join(f"{label} {shown.get(label, 'n/a')}" for label in labels)
     called = steps[steps["verdict"].isin(CALLED)]
+    nonzero = dict(zip(values["engine"], values["value"], strict=True))
     counted = [label for before, label in zip(labels, labels[1:], strict=False)
-               if before not in shown and label in shown]  # fmt: skip
+               if before not in shown and label in shown and nonzero.get(label, 0) > 0]
     if called.empty and counted and missing:
         # A counter a release added (the shared parts lock's, with the fix that made readers take it shared):
         # its arrival is the change, and the releases before it have no figure to compare.
