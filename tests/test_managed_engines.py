@@ -134,3 +134,24 @@ def test_real_download_of_25_8_and_an_ab_run(tmp_path):
     compared = lockprof_cli("compare", str(out), env=cache)
     assert compared.returncode == 0, compared.stderr
     assert "25.8: ClickHouse 25.8." in compared.stdout
+
+
+def test_engines_locks_lists_the_counters_the_release_itself_has(tmp_path):
+    """Asked of the 26.9 engine: its parts lock has acquisition and hold counters in both modes, and the Keeper
+    storage lock's hold counter is gone (upstream removed hold times from profiled locks: PR 101502)."""
+    import pandas as pd
+    from launched import server_python
+
+    server_python()  # the 26.9 environment in the test cache
+    csv = tmp_path / "locks.csv"
+    result = lockprof_cli("engines", "locks", "26.9", "--csv", str(csv))
+    assert result.returncode == 0, result.stderr
+    counters = pd.read_csv(csv, dtype={"release": str})
+    present = set(counters.loc[counters["present"], "event"])
+    assert {"PartsLocks", "PartsLockHoldMicroseconds", "SharedPartsLocks", "SharedPartsLockHoldMicroseconds",
+            "KeeperStorageLockWaitMicroseconds"} <= present
+    assert "KeeperStorageLockHoldMicroseconds" not in present
+    assert "SharedPartsLocks" in result.stdout and "✓" in result.stdout
+    missing = lockprof_cli("engines", "locks", "26.1")  # not installed in the test cache
+    assert missing.returncode == EngineError.exit_code
+    assert "not installed" in missing.stderr and "lockprof engines install 26.1" in missing.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     inst = actions.add_parser("install", help="prepare the environment of one or more versions ahead of a run")
     inst.add_argument("versions", nargs="+", metavar="VERSION", help=f"one of {', '.join(managed.known_versions())}")
     inst.set_defaults(handler=install_main)
+    locks = actions.add_parser("locks", help="which lock counters each installed release has (asked of the engine)")
+    locks.add_argument("versions", nargs="*", metavar="VERSION", help="releases to ask (default: every installed one)")
+    locks.add_argument("--csv", type=Path, help="also write the tidy table (event, release, present, description)")
+    locks.set_defaults(handler=locks_main)
 
 
 def list_main(args: argparse.Namespace) -> int:
@@ -40,4 +45,24 @@ def install_main(args: argparse.Namespace) -> int:
     for version in args.versions:
         env = managed.ensure_env(version, progress=lambda text: print(text, flush=True))
         print(f"{version}: ClickHouse {env.identity.get('clickhouse_version')} in {env.path}", flush=True)
+    return 0
+
+
+def locks_main(args: argparse.Namespace) -> int:
+    from lockprof.engines.lock_counters import changed_descriptions, lock_counters
+
+    versions = args.versions or [s.version for s in managed.list_engines() if s.state == "installed"]
+    counters = lock_counters(versions)
+    table = Table(title="Lock counters by release (✓ the engine has it; — it does not)")
+    for column in ("lock", "mode", "role", "event", *versions):
+        table.add_column(column)
+    for (lock, mode, role, event), rows in counters.groupby(["lock", "mode", "role", "event"], sort=False):
+        have = dict(zip(rows["release"], rows["present"], strict=True))
+        table.add_row(lock, mode, role, event, *("✓" if have[v] else "—" for v in versions))
+    console = Console(width=None if Console().is_terminal else 200)
+    console.print(table)
+    for r in changed_descriptions(counters).itertuples():
+        console.print(f"{r.event} is described differently on {r.release}: {r.description}", highlight=False)
+    if args.csv:
+        counters.to_csv(args.csv, index=False)
     return 0
