@@ -26,11 +26,13 @@ from urllib.parse import quote, unquote
 
 import pandas as pd
 
+from lockprof.dirformat import tables as declared
 from lockprof.errors import OutExists, RunDirError, StorageError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-TABLES = ("queries", "levels", "events", "metrics", "query_events", "locks", "driver", "driver_stacks", "stacks")
+# lockprof's own tables (lockprof.dirformat.tables); declared.names() also has those a sampler declared since.
+TABLES = declared.names()
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -166,8 +168,7 @@ def part_name(label: str, seq: int) -> str:
 def part_path(run_dir: Path, table: str, part: str) -> Path:
     """Where a part is stored. ``part`` must come from :func:`part_name` or :func:`file_name`: a name
     that would leave the table's folder or hide in it is a bug, refused loudly rather than written."""
-    if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}")
+    declared.table(table)  # an undeclared table is a bug: ValueError
     if not part or "/" in part or "\\" in part or part.startswith(".") or "\0" in part:
         raise ValueError(f"part name {part!r} is not a safe file name; build it with store.file_name")
     return Path(run_dir) / table / f"{part}.parquet"
@@ -193,12 +194,7 @@ def write_part(run_dir: Path, table: str, part: str, frame: pd.DataFrame) -> Pat
 
 # Long tables repeat a few names millions of times (dozens of ProfileEvents per query);
 # reading those columns as categoricals keeps a million-query run in a few GiB, not tens.
-# Labels (engine, schema, replica) stay plain strings: comparisons relabel them.
-CATEGORICAL = {
-    "query_events": ("query_id", "event"),
-    "events": ("event",),
-    "metrics": ("metric",),
-}
+CATEGORICAL = {t.name: t.categorical for t in declared.tables() if t.categorical}
 
 
 def table_parts(run_dir: Path, table: str) -> list[Path]:
@@ -229,12 +225,13 @@ def _read_parts(table: str, parts: list[Path]) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if table not in CATEGORICAL:
+    categorical = declared.table(table).categorical
+    if not categorical:
         return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
     pieces = []
     for p in parts:
         names = set(pq.read_schema(p).names)
-        piece = pq.read_table(p, read_dictionary=[c for c in CATEGORICAL[table] if c in names])
+        piece = pq.read_table(p, read_dictionary=[c for c in categorical if c in names])
         pieces.append(piece)
     merged = pa.concat_tables(pieces, promote_options="permissive").unify_dictionaries()
     return merged.to_pandas()

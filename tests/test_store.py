@@ -1,11 +1,16 @@
-"""The run directory: atomic parts, versioned manifest, nothing half-written."""
+"""The run directory: atomic parts, versioned manifest, nothing half-written; the format's one declaration of
+every table and writers that fit it."""
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from lockprof import store
+from lockprof.analysis.load import LAZY_TABLES, REPLICA_TABLES, Run, _empty, run_tables
+from lockprof.dirformat import tables as declared
 from lockprof.errors import OutExists, RunDirError
 
 
@@ -57,3 +62,137 @@ def test_unreadable_runs_are_refused_with_a_reason(tmp_path, content, message):
         (tmp_path / "manifest.json").write_text(content)
     with pytest.raises(RunDirError, match=message):
         store.read_manifest(tmp_path)
+
+
+# --- the format's declaration: every writer's output fits it ---------------------------------------------------
+
+LEVEL_KEYS = {"engine": "embedded", "schema": "day", "concurrency": 2, "repetition": 0}
+
+
+def fits(table: str, frame: pd.DataFrame) -> None:
+    assert not frame.empty, f"{table}: the writer wrote nothing to check"
+    assert declared.table(table).problems(frame) == []
+
+
+def test_the_driver_records_fit_the_queries_table():
+    from lockprof.driver import LOG_COLUMNS, Level, level_records
+
+    level = Level(schema="day", table="t", concurrency=2, repetition=0, warmup_s=0.1, duration_s=1.0,
+                  id_prefix="r-", seed=0)
+    rows = [(0, "query", "q", "r-0", 0.0, 0.001, 0.004, None, "a", 0),
+            (1, "query", "q", "r-1", 0.0, 0.002, 1.5, "Code: 159. (TIMEOUT_EXCEEDED)", "b", 0),
+            (0, "background", "bg", "r-2", 0.5, 0.5, 0.6, None, "a", 1)]
+    records = level_records(level, rows, window_end_s=1.1).drop(columns=LOG_COLUMNS)  # as the worker stores them
+    fits("queries", records.assign(phase="measure", engine="embedded"))
+
+
+def test_the_samplers_frames_fit_their_tables():
+    from lockprof.clock import RunClock
+    from lockprof.samplers import EventsSampler, MetricsSampler
+
+    clock = RunClock()
+    events = EventsSampler(None, clock)  # type: ignore[arg-type]  # frame() reads only the rows polled
+    events.rows = [{"t_s": 0.2, "interval_s": 0.2, "event": "Query", "delta": 3, "replica": ""}]
+    metrics = MetricsSampler(None, clock)  # type: ignore[arg-type]
+    metrics.rows = [{"t_s": 0.2, "metric": "Query", "value": 2, "replica": ""}]
+    fits("events", events.frame().assign(**LEVEL_KEYS))
+    fits("metrics", metrics.frame().assign(**LEVEL_KEYS))
+    assert list(EventsSampler.columns) == declared.EVENTS.written_by("sampler")
+    assert list(MetricsSampler.columns) == declared.METRICS.written_by("sampler")
+
+
+def test_a_level_row_fits_the_levels_table():
+    from lockprof.clock import RunClock
+    from lockprof.driver import Level, level_counts, level_records, level_verdict
+    from lockprof.samplers.host import COLUMNS as HOST_COLUMNS
+    from lockprof.samplers.host import HostSampler
+
+    clock = RunClock()
+    with HostSampler(clock) as host:
+        pass
+    level = Level(schema="day", table="t", concurrency=1, repetition=0, warmup_s=0.0, duration_s=1.0,
+                  id_prefix="r-", seed=0)
+    records = level_records(level, [(0, "query", "q", "r-0", 0.0, 0.0, 0.01, None, "a", 0)]).assign(phase="measure")
+    row = {**LEVEL_KEYS, "seq": 0, "position": 0, "measure_start_s": 0.0, "measure_end_s": 1.0,
+           "target_qps": float("nan"), "scheduled": None, **level_counts(records), "active_parts_before": 3,
+           "active_parts_after": 3, "interrupted": False, "sampler_errors": None, **host.window(0.0, clock.now()),
+           **level_verdict(records, records, [], False)}
+    row.pop("error_kinds")  # the worker's reply only, as the worker does
+    fits("levels", pd.DataFrame([row]))
+    assert list(host.window(0.0, clock.now())) == list(HOST_COLUMNS) == declared.LEVELS.written_by("host")
+
+
+def test_stacks_locks_and_the_driver_profile_fit_their_tables():
+    from lockprof.locks import catalog
+    from lockprof.samplers.pyspy import parse_raw, summarize
+    from lockprof.samplers.trace_log import fold
+
+    raw = pd.DataFrame({"replica": [""], "query_id": ["r-0"], "trace_type": ["Real"], "event": [""],
+                        "frames": [["main", "DB::lock"]], "addresses": [[1, 2]], "samples": [3], "weight": [3]})
+    fits("stacks", fold(raw).assign(**LEVEL_KEYS))
+    names = pd.DataFrame({"name": ["PartsLockWaitMicroseconds", "PartsLockHoldMicroseconds"], "description": ""})
+    fits("locks", catalog(names).assign(engine="embedded"))
+    stacks = parse_raw("thread (0x1): lockprof-query-0;run (driver.py:1);execute (chdb/session.py:2) 7\n")
+    fits("driver_stacks", stacks.assign(**LEVEL_KEYS))
+    fits("driver", pd.DataFrame([{**LEVEL_KEYS, "seconds": 1.0, "rate_hz": 100, **summarize(stacks, 1.0, 100)}]))
+
+
+def test_a_column_the_declaration_does_not_know_or_of_another_kind_is_found():
+    bad = pd.DataFrame({"t_s": ["soon"], "metric": ["Query"], "value": [1], "replica": [""], "colour": ["red"],
+                        **{k: [v] for k, v in LEVEL_KEYS.items()}})
+    colour, t_s = sorted(declared.METRICS.problems(bad))
+    assert colour == "metrics.colour: not declared" and t_s.startswith("metrics.t_s:") and "declared float" in t_s
+    assert declared.EVENTS.problems(pd.DataFrame({"t_s": [1.0]}))[0] == "events.interval_s: missing"
+
+
+def test_a_synthetic_run_directory_fits_the_declaration(tmp_path):
+    from benchmarks.synthetic_run import write_synthetic_run
+
+    write_synthetic_run(tmp_path / "synthetic", queries=32, repetitions=1)
+    for table in declared.tables():
+        parts = store.table_parts(tmp_path / "synthetic", table.name)
+        if parts:
+            assert table.problems(store.read_parts(table.name, parts)) == [], table.name
+
+
+def test_every_part_of_a_real_run_fits_the_declaration(tiny_run):
+    written = [t for t in declared.tables() if store.table_parts(tiny_run, t.name)]
+    assert {t.name for t in written} >= {"queries", "levels", "events", "metrics", "query_events", "locks"}
+    for table in written:
+        for part in store.table_parts(tiny_run, table.name):
+            assert table.problems(pd.read_parquet(part)) == [], part
+
+
+def test_the_run_holds_one_frame_per_declared_table_and_the_readers_derive_from_the_declaration():
+    frames = [f.name for f in dataclasses.fields(Run) if f.name not in ("paths", "manifests", "cache")]
+    assert frames == list(declared.names()) == list(store.TABLES) == [t.name for t in run_tables()]
+    assert LAZY_TABLES == ("query_events",)
+    assert set(REPLICA_TABLES) == {"events", "metrics", "query_events", "stacks"}
+    assert store.CATEGORICAL == {"events": ("event",), "metrics": ("metric",), "query_events": ("query_id", "event")}
+    assert list(_empty("locks").columns) == [*declared.LOCKS.names, "run_id"]
+    with pytest.raises(ValueError, match="unknown table"):
+        store.part_path(Path("r"), "nonsense", "a-0")
+
+
+def test_a_sampler_can_declare_a_table_of_its_own_once():
+    mine = declared.Table("test_only_samples", "a plug-in's table", (declared.Column("t_s", "float"),))
+    try:
+        assert declared.register_table(mine) is mine and declared.register_table(mine) is mine
+        assert declared.table("test_only_samples").names == ["t_s"]
+        assert store.part_path(Path("r"), "test_only_samples", "a-0").parent.name == "test_only_samples"  # writable
+        assert "test_only_samples" not in [t.name for t in run_tables()]  # read by whoever declared it
+        with pytest.raises(ValueError, match="declared twice"):
+            declared.register_table(declared.Table("test_only_samples", "other", ()))
+    finally:
+        declared._DECLARED.pop("test_only_samples", None)
+    with pytest.raises(ValueError, match="unknown kind"):
+        declared.Column("x", "decimal")
+
+
+def test_the_tables_reference_is_the_declaration_rendered():
+    """docs/run-tables.md is generated: a table or column changed in the declaration changes it."""
+    reference = Path(__file__).resolve().parent.parent / "docs" / "run-tables.md"
+    assert reference.read_text() == declared.markdown(), "regenerate it: python -m lockprof.dirformat > " + str(
+        reference.relative_to(reference.parent.parent))
+    assert all(f"## {name}\n" in reference.read_text() for name in store.TABLES)
+

@@ -11,6 +11,7 @@ import pandas as pd
 
 from lockprof import store
 from lockprof.analysis.columnar import ParquetTable, Source
+from lockprof.dirformat import tables as declared
 from lockprof.errors import RunDirError
 
 
@@ -78,7 +79,7 @@ def load_run(paths: str | Path | Iterable[str | Path]) -> Run:
         paths = [paths]
     paths = [Path(p) for p in paths]
     manifests = [store.read_manifest(p) for p in paths]
-    tables: dict[str, list[pd.DataFrame]] = {t: [] for t in store.TABLES if t not in LAZY_TABLES}
+    tables: dict[str, list[pd.DataFrame]] = {t.name: [] for t in run_tables() if not t.lazy}
     sources = []
     for path, manifest in zip(paths, manifests):
         _check_measured(path, manifest)
@@ -131,32 +132,20 @@ def _set_query_events(run: Run, value: pd.DataFrame | ParquetTable) -> None:
 # through the setter, reading the attribute through the getter.
 Run.query_events = property(_get_query_events, _set_query_events)  # type: ignore[assignment]
 
+def run_tables() -> list[declared.Table]:
+    """The declared tables a :class:`Run` holds: all of lockprof's own (a test checks it). A table a sampler
+    declares for itself (:func:`lockprof.dirformat.register_table`) is read where it is used, with
+    :func:`lockprof.store.read_table`."""
+    fields = Run.__dataclass_fields__
+    return [t for t in declared.tables() if t.name in fields]
+
+
 # Tables load_run leaves in their files until asked for.
-LAZY_TABLES = ("query_events",)
+LAZY_TABLES = tuple(t.name for t in declared.tables() if t.lazy)
 
 # Sampled tables that say which replica a row came from ('' on one server or the embedded engine).
-REPLICA_TABLES = ("events", "metrics", "query_events", "stacks")
-
-_COLUMNS = {
-    "queries": ["engine", "schema", "concurrency", "repetition", "worker", "role", "query_name", "query_id",
-                "phase", "intended_start_s", "start_s", "latency_ms", "queue_delay_ms", "error", "run_id"],
-    "levels": ["engine", "schema", "concurrency", "repetition", "seq", "measure_start_s", "measure_end_s",
-               "queries", "errors", "active_parts_before", "active_parts_after", "interrupted", "target_qps",
-               "host_cpus", "load_avg_start", "load_avg_end", "run_cpu_share", "host_other_cpu_share", "run_id"],
-    "events": ["t_s", "interval_s", "event", "delta", "engine", "schema", "concurrency", "repetition", "replica",
-               "run_id"],
-    "metrics": ["t_s", "metric", "value", "engine", "schema", "concurrency", "repetition", "replica", "run_id"],
-    "query_events": ["query_id", "event", "value", "engine", "replica", "run_id"],
-    "locks": ["event", "lock", "mode", "role", "unit", "to_us", "description", "engine", "run_id"],
-    "driver": ["engine", "schema", "concurrency", "repetition", "seconds", "rate_hz", "engine_threads", "gil_demand",
-               "waiting_threads",
-               "samples", "run_id"],
-    "stacks": ["query_id", "trace_type", "event", "stack", "samples", "weight", "engine", "schema", "concurrency",
-               "repetition", "replica", "run_id"],
-    "driver_stacks": ["engine", "schema", "concurrency", "repetition", "thread", "stack", "samples", "category",
-                      "run_id"],
-}
+REPLICA_TABLES = tuple(t.name for t in declared.tables() if t.replica)
 
 
 def _empty(table: str) -> pd.DataFrame:
-    return pd.DataFrame(columns=_COLUMNS[table])
+    return declared.table(table).empty()
