@@ -141,13 +141,13 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
     ``report_dir`` is where the file will be written (default: the first run's directory, where
     ``lockprof report`` writes it); links to the run's files are relative to it, so they work there."""
     manifest = run.manifest
-    name = manifest.get("scenario", {}).get("name", "run")
-    run_ids = ", ".join(m.get("run_id", "?") for m in run.manifests)
+    name = manifest.scenario_name or "run"
+    run_ids = ", ".join(m.run_id for m in run.manifests)
     parts: list[str] = [f"<h1>Lock-contention report: {html.escape(name)}</h1>",
-                        f"<p>Run {html.escape(run_ids)} · lockprof {html.escape(str(manifest.get('lockprof_version')))}"
+                        f"<p>Run {html.escape(run_ids)} · lockprof {html.escape(manifest.lockprof_version or 'None')}"
                         f" · {html.escape(_engines_line(run))}</p>"]
     if not run.complete:
-        statuses = ", ".join(f"{m.get('run_id')}: {m.get('status')}" for m in run.manifests)
+        statuses = ", ".join(f"{m.run_id}: {m.status}" for m in run.manifests)
         parts.append(f'<p class="warning"><b>Incomplete run</b> ({html.escape(statuses)}): it was interrupted or '
                      "failed, so some levels are missing and the figures show only what was measured.</p>")
     comparison = _comparison(run) if run.levels["engine"].nunique() > 1 else None
@@ -234,8 +234,8 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
     parts += _profiles_section(run, Path(report_dir) if report_dir is not None else None)
     parts.append("<h2>Manifest</h2>")
     for m in run.manifests:
-        text = json.dumps(m, indent=2, sort_keys=True, default=str)
-        parts.append(f"<details><summary>{html.escape(str(m.get('run_id')))}</summary>"
+        text = json.dumps(m.to_dict(), indent=2, sort_keys=True, default=str)
+        parts.append(f"<details><summary>{html.escape(m.run_id)}</summary>"
                      f"<pre>{html.escape(text)}</pre></details>")
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -377,15 +377,14 @@ def _context_section(run: Run) -> list[str]:
     rows = []
     levels = run.levels.assign(window_s=run.levels["measure_end_s"] - run.levels["measure_start_s"])
     for m in run.manifests:
-        params, host = m.get("parameters", {}), m.get("host", {})
-        for e in m.get("engines", []):
+        for e in m.engines:
             check = e.get("self_check") or {}
             mine = levels[levels["engine"] == e.get("label")]
             rows.append({
                 "engine": e.get("label"), "ClickHouse": e.get("clickhouse_version"), "package": e.get("package"),
                 "query log": "yes" if e.get("has_query_log") else "no",
-                "cores": host.get("cpu_count"), "repetitions": params.get("repetitions"),
-                "warm-up s": params.get("warmup_s"),
+                "cores": m.cpu_count, "repetitions": m.repetitions,
+                "warm-up s": m.warmup_s,
                 "window s": f"{mine['window_s'].median():.1f}" if not mine.empty else "–",
                 "self-check": f"{check.get('verdict', '–')} (speed-up {check.get('speedup', float('nan')):.2f}×)"
                 if check else "–",
@@ -424,7 +423,7 @@ def _profiles_section(run: Run, report_dir: Path | None = None) -> list[str]:
 def _engines_line(run: Run) -> str:
     engines = {}
     for m in run.manifests:
-        for e in m.get("engines", []):
+        for e in m.engines:
             engines[e.get("label")] = f"{e.get('label')}: ClickHouse {e.get('clickhouse_version')} ({e.get('package')})"
     return "; ".join(engines.values()) or "no engine recorded"
 

@@ -2,6 +2,7 @@
 every table and writers that fit it."""
 
 import dataclasses
+import inspect
 import json
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 
 from lockprof import store
-from lockprof.analysis.load import LAZY_TABLES, REPLICA_TABLES, Run, _empty, run_tables
+from lockprof.analysis.load import LAZY_TABLES, REPLICA_TABLES, Run, _empty, load_run, run_tables
+from lockprof.dirformat import Manifest
 from lockprof.dirformat import tables as declared
 from lockprof.errors import OutExists, RunDirError
 
@@ -195,4 +197,79 @@ def test_the_tables_reference_is_the_declaration_rendered():
     assert reference.read_text() == declared.markdown(), "regenerate it: python -m lockprof.dirformat > " + str(
         reference.relative_to(reference.parent.parent))
     assert all(f"## {name}\n" in reference.read_text() for name in store.TABLES)
+
+
+# --- the manifest: one typed, versioned object -----------------------------------------------------------------
+
+def begun(**notes: list[str]) -> Manifest:
+    return Manifest.begin("r1", scenario={"name": "tiny", "sha256": "abc"}, parameters={"mode": "closed_loop"},
+                          engines=[{"label": "embedded", "spec": "embedded"}], datasets={}, host={"cpu_count": 2},
+                          clock_origin_unix_s=1.5, **notes)
+
+
+def test_a_manifest_records_the_run_and_reads_back_as_written(tmp_path):
+    run = store.RunDir(tmp_path / "r", begun())
+    run.manifest.fail("engine embedded died")
+    assert run.manifest.note("a note") and not run.manifest.note("a note")  # each note once
+    run.manifest.fail_level({"engine": "embedded", "schema": "day", "concurrency": 1, "repetition": 0,
+                             "error_share": 1.0, "first_error": "boom"})
+    run.manifest.restarted(["b", "a"], {"a": "/a", "b": "/b"})
+    run.manifest.restarts_before(1)
+    run.finish("incomplete")
+    read = store.read_manifest(tmp_path / "r")
+    assert read.to_dict() == run.manifest.to_dict()
+    assert read.failures == ["engine embedded died"] and read.notes == ["a note"] and not read.complete
+    assert read.worker_restarts == [{"order": ["b", "a"], "data_paths": {"a": "/a", "b": "/b"}, "before_repetition": 1}]
+    assert read.ended_at and read.started_at and read.lockprof_version and read.clock == {"origin_unix_s": 1.5}
+    raw = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert set(raw) == {f.name for f in dataclasses.fields(Manifest)} - {"others"}  # every key, every time
+    assert read["failures"] == raw["failures"] and read.get("host") == {"cpu_count": 2} and "others" not in read
+
+
+def test_run_and_observe_build_their_manifest_through_the_one_constructor():
+    import lockprof.observe
+    import lockprof.run
+
+    for module in (lockprof.run, lockprof.observe):
+        source = inspect.getsource(module)
+        assert "Manifest.begin(" in source and "manifest[" not in source and "manifest.get(" not in source
+
+
+def test_a_manifest_written_before_the_keys_it_lacks_still_loads(tmp_path):
+    """An observe run of an older lockprof: no failed_levels, worker_restarts, ended_at; tables without replica."""
+    old = {"format_version": 1, "run_id": "old", "status": "complete", "lockprof_version": "0.1",
+           "scenario": {"name": "observe", "path": "", "sha256": "", "definition": {}},
+           "parameters": {"mode": "observe"}, "engines": [{"label": "http://h:8123", "spec": "http://h:8123"}],
+           "datasets": {}, "host": {"cpu_count": 4}, "clock": {"origin_unix_s": 1.0}, "started_at": "t",
+           "failures": [], "notes": ["observe mode"], "a_key_of_a_newer_lockprof": 7}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "manifest.json").write_text(json.dumps(old))
+    keys = {"engine": "http://h:8123", "schema": "observed", "concurrency": 1, "repetition": 0}
+    store.write_part(tmp_path / "old", "levels", "a-00000", pd.DataFrame([{
+        **keys, "seq": 0, "measure_start_s": 0.0, "measure_end_s": 1.0, "queries": 1, "errors": 0,
+        "active_parts_before": float("nan"), "active_parts_after": float("nan"), "interrupted": False}]))
+    store.write_part(tmp_path / "old", "queries", "a-00000", pd.DataFrame([{
+        **keys, "worker": 0, "role": "query", "query_name": "Select", "query_id": "q", "phase": "measure",
+        "intended_start_s": 0.1, "start_s": 0.1, "latency_ms": 2.0, "error": None}]))
+    store.write_part(tmp_path / "old", "events", "a-00000", pd.DataFrame([{
+        "t_s": 0.5, "interval_s": 0.5, "event": "Query", "delta": 1, **keys}]))
+    run = load_run(tmp_path / "old")
+    m = run.manifest
+    assert (m.failed_levels, m.worker_restarts, m.ended_at, m.mode) == ([], [], None, "observe")
+    assert m.others == {"a_key_of_a_newer_lockprof": 7} and m.to_dict()["a_key_of_a_newer_lockprof"] == 7
+    assert run.events["replica"].tolist() == [""] and run.complete  # written before --cluster
+    assert run.stacks.empty and "engine" in run.stacks
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"notes": "not a list"}, "'notes' has the wrong type"),
+    ({"run_id": 3}, "'run_id' is not str"),
+    ({"format_version": 2}, "run format 2 is not readable"),
+    ({"format_version": []}, r"run format \[\] is not readable"),
+])
+def test_a_damaged_manifest_is_refused_by_name(tmp_path, change, message):
+    raw = {**begun().to_dict(), **change}
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(RunDirError, match=message):
+        store.read_manifest(tmp_path)
 

@@ -452,12 +452,12 @@ def _negligible(role: str, values: tuple[float, ...]) -> bool:
 def _sides(run_a: Run, run_b: Run | None, allow_host_mismatch: bool) -> tuple[Run, dict[str, dict], list[str]]:
     """One run with its engines, or two single-engine runs merged into one with distinct labels."""
     notes = [
-        f"run {m['run_id']} is {m.get('status')}: {'; '.join(m.get('failures') or []) or 'no reason given'}"
+        f"run {m.run_id} is {m.status}: {'; '.join(m.failures) or 'no reason given'}"
         for m in run_a.manifests + (run_b.manifests if run_b else [])
-        if m.get("status") != "complete"
+        if not m.complete
     ]
     if run_b is None:
-        engines = {e["label"]: e for e in run_a.manifest.get("engines", [])}
+        engines = {e["label"]: e for e in run_a.manifest.engines}
         measured = set(run_a.levels["engine"].unique())
         engines = {k: v for k, v in engines.items() if k in measured}
         if len(engines) < 2:
@@ -465,28 +465,28 @@ def _sides(run_a: Run, run_b: Run | None, allow_host_mismatch: bool) -> tuple[Ru
         return run_a, engines, notes
     sides = []
     for run in (run_a, run_b):
-        entries = run.manifest.get("engines", [])
+        entries = run.manifest.engines
         if len(run.manifests) != 1 or len(entries) != 1:
             labels = ", ".join(e["label"] for e in entries)
             raise LockprofError(
-                f"run {run.manifest.get('run_id')}: comparing two runs needs one engine in each; "
+                f"run {run.manifest.run_id}: comparing two runs needs one engine in each; "
                 f"it has {len(entries)} ({labels})"
             )
         sides.append(entries[0])
-    host_a, host_b = run_a.manifest.get("host", {}), run_b.manifest.get("host", {})
-    differs = [k for k in ("cpu_model", "cpu_count") if host_a.get(k) != host_b.get(k)]
+    m_a, m_b = run_a.manifest, run_b.manifest
+    differs = [k for k in ("cpu_model", "cpu_count") if getattr(m_a, k) != getattr(m_b, k)]
     if differs:
-        text = ", ".join(f"{k} {host_a.get(k)!r} vs {host_b.get(k)!r}" for k in differs)
+        text = ", ".join(f"{k} {getattr(m_a, k)!r} vs {getattr(m_b, k)!r}" for k in differs)
         if not allow_host_mismatch:
             raise LockprofError(f"the runs were measured on different hosts ({text}); "
                                 "the comparison would measure the machines, not the engines")  # fmt: skip
         notes.append(f"different hosts ({text}): the machines differ as well as the engines")
-    if run_a.manifest["scenario"].get("sha256") != run_b.manifest["scenario"].get("sha256"):
+    if run_a.manifest.scenario_sha256 != run_b.manifest.scenario_sha256:
         notes.append("the runs used different scenario files")
     notes.append("two separate runs are not interleaved: drift of the machine between them counts as change")
     labels = [sides[0]["label"], sides[1]["label"]]
     if labels[0] == labels[1]:
-        labels = [f"{labels[0]}@{run_a.manifest['run_id']}", f"{labels[1]}@{run_b.manifest['run_id']}"]
+        labels = [f"{labels[0]}@{run_a.manifest.run_id}", f"{labels[1]}@{run_b.manifest.run_id}"]
     merged = _merge(_relabel(run_a, sides[0]["label"], labels[0]), _relabel(run_b, sides[1]["label"], labels[1]))
     engines = {labels[0]: {**sides[0], "label": labels[0]}, labels[1]: {**sides[1], "label": labels[1]}}
     return merged, engines, notes

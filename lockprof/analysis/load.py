@@ -11,6 +11,7 @@ import pandas as pd
 
 from lockprof import store
 from lockprof.analysis.columnar import ParquetTable, Source
+from lockprof.dirformat import Manifest
 from lockprof.dirformat import tables as declared
 from lockprof.errors import RunDirError
 
@@ -27,7 +28,7 @@ class Run:
     """
 
     paths: list[Path]
-    manifests: list[dict[str, Any]]
+    manifests: list[Manifest]
     queries: pd.DataFrame
     levels: pd.DataFrame
     events: pd.DataFrame
@@ -40,18 +41,21 @@ class Run:
     # Results of the analysis functions, computed once per Run (see lockprof.analysis.memo).
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        self.manifests = [Manifest.of(m) for m in self.manifests]  # mappings too, as tests build runs
+
     def query_events_on_disk(self) -> ParquetTable | None:
         """The Parquet parts of ``query_events`` while they have not been read into pandas, else None."""
         return self.__dict__.get("_query_events_disk")
 
     @property
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         """The manifest of the first (usually only) run."""
         return self.manifests[0]
 
     @property
     def complete(self) -> bool:
-        return all(m.get("status") == "complete" for m in self.manifests)
+        return all(m.complete for m in self.manifests)
 
     def measured(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Queries of the measurement phase, background statements excluded (only ``columns``, if given:
@@ -64,9 +68,8 @@ class Run:
         """schema -> partition key, as the engine reported it."""
         keys: dict[str, str] = {}
         for m in self.manifests:
-            for datasets in m.get("datasets", {}).values():
-                for schema, ds in datasets.items():
-                    keys.setdefault(schema, ds.get("partition_key", ""))
+            for schema, key in m.partition_keys().items():
+                keys.setdefault(schema, key)
         return keys
 
 
@@ -88,21 +91,21 @@ def load_run(paths: str | Path | Iterable[str | Path]) -> Run:
             if not frame.empty:
                 if table in REPLICA_TABLES and "replica" not in frame:
                     frame = frame.assign(replica="")  # written before --cluster: one server or embedded
-                tables[table].append(frame.assign(run_id=manifest["run_id"]))
+                tables[table].append(frame.assign(run_id=manifest.run_id))
         parts = store.table_parts(path, "query_events")
         store.check_parts("query_events", parts)
-        sources.append(Source(run_dir=path, run_id=manifest["run_id"], parts=tuple(parts)))
+        sources.append(Source(run_dir=path, run_id=manifest.run_id, parts=tuple(parts)))
     frames: dict[str, Any] = {t: (pd.concat(parts, ignore_index=True) if parts else _empty(t))
                               for t, parts in tables.items()}
     frames["query_events"] = ParquetTable("query_events", tuple(sources))
     return Run(paths=paths, manifests=manifests, **frames)
 
 
-def _check_measured(path: Path, manifest: dict[str, Any]) -> None:
+def _check_measured(path: Path, manifest: Manifest) -> None:
     """A run directory keeps a ``levels`` part for every level it measured, and ``queries`` beside any level that
     counted queries: without them every table would come out empty or NaN and still look like a result."""
     if not store.table_parts(path, "levels"):
-        status = "" if manifest.get("status") == "complete" else f" (the run is {manifest.get('status')})"
+        status = "" if manifest.complete else f" (the run is {manifest.status})"
         raise RunDirError(f"{path}: damaged run directory: no levels/ parts, so it holds no measured level{status}")
     if not store.table_parts(path, "queries"):
         counted = store.read_table(path, "levels").get("queries", pd.Series(dtype=float)).fillna(0).sum()
