@@ -6,13 +6,10 @@ so it opens offline and can be attached to a ticket or a pull request as it is.
 from __future__ import annotations
 
 import base64
-import dataclasses
-import functools
 import html
 import io
 import json
 import math
-import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +37,7 @@ from lockprof.analysis import (
 from lockprof.analysis.ab_text import ab_headlines
 from lockprof.analysis.accounting import SOURCE_TEXT
 from lockprof.analysis.health import run_warnings
+from lockprof.analysis.load import Relabel, combine
 from lockprof.analysis.outside import outside_sentences
 from lockprof.analysis.scalability import MIN_LEVELS_TO_DRAW, MIN_R_SQUARED
 from lockprof.analysis.tail import lock_distribution, rare_exclusive_holds, tail_attribution
@@ -435,33 +433,10 @@ def load_runs(paths: Sequence[str | Path]) -> Run:
     Each run is read once, and the per-query ProfileEvents stay in their files (see
     :func:`lockprof.analysis.load_run`)."""
     runs = [load_run(p) for p in paths]
-    if len(runs) == 1:
-        return runs[0]
     labels = [label for r in runs for label in r.levels["engine"].unique()]
-    relabel = len(labels) != len(set(labels))
-    tables = [f.name for f in dataclasses.fields(Run) if f.name not in ("paths", "manifests", "cache")]
-    frames: dict[str, object] = {}
-    for table in tables:
-        disk = [r.query_events_on_disk() for r in runs] if table == "query_events" else [None]
-        if all(d is not None for d in disk):
-            tables_on_disk = [d.relabeled(f"@{r.manifest['run_id']}" if relabel else "")
-                              for r, d in zip(runs, disk, strict=True)]
-            frames[table] = functools.reduce(operator.add, tables_on_disk)
-            continue
-        parts = []
-        for r in runs:
-            frame = getattr(r, table)
-            if relabel and "engine" in frame:
-                frame = frame.assign(engine=frame["engine"].astype(str) + "@" + r.manifest["run_id"])
-            parts.append(frame)
-        frames[table] = pd.concat([f for f in parts if not f.empty] or parts[:1], ignore_index=True)
-    manifests = []
-    for r in runs:
-        m = dict(r.manifest)
-        if relabel:
-            m["engines"] = [{**e, "label": f"{e.get('label')}@{m['run_id']}"} for e in m.get("engines", [])]
-        manifests.append(m)
-    return Run(paths=[p for r in runs for p in r.paths], manifests=manifests, **frames)
+    if len(labels) == len(set(labels)):
+        return combine(runs)
+    return combine(runs, [Relabel(suffix=f"@{r.manifest.run_id}") for r in runs])
 
 
 def write_report(paths: str | Path | Sequence[str | Path], out: str | Path | None = None) -> Path:

@@ -1,5 +1,5 @@
 """The run directory: atomic parts, versioned manifest, nothing half-written; the format's one declaration of
-every table and writers that fit it."""
+every table and writers that fit it; one way to combine runs."""
 
 import dataclasses
 import inspect
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lockprof import store
-from lockprof.analysis.load import LAZY_TABLES, REPLICA_TABLES, Run, _empty, load_run, run_tables
+from lockprof.analysis.load import LAZY_TABLES, REPLICA_TABLES, Relabel, Run, _empty, combine, load_run, run_tables
 from lockprof.dirformat import Manifest
 from lockprof.dirformat import tables as declared
 from lockprof.errors import OutExists, RunDirError
@@ -272,4 +272,20 @@ def test_a_damaged_manifest_is_refused_by_name(tmp_path, change, message):
     (tmp_path / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(RunDirError, match=message):
         store.read_manifest(tmp_path)
+
+
+# --- combining runs: one function --------------------------------------------------------------------------------
+
+def test_runs_combine_with_their_engines_relabeled_in_tables_and_manifests(tmp_path):
+    from ab_synthetic import synthetic_run
+
+    a, b = synthetic_run(1.0, "a", engines=("old",)), synthetic_run(1.2, "b", engines=("old",))
+    a.cache["stale"] = 1
+    both = combine([a, b], [Relabel(suffix="@a"), Relabel(renames=(("old", "new"),))])
+    assert set(both.queries["engine"]) == set(both.levels["engine"]) == {"old@a", "new"}
+    assert len(both.queries) == len(a.queries) + len(b.queries)
+    assert [m.engine_labels for m in both.manifests] == [["old@a"], ["new"]]
+    assert a.manifest.engine_labels == ["old"]  # the runs combined are left as they were
+    assert both.cache == {}  # results computed on one side are not the combined run's
+    assert combine([a]) is a
 

@@ -1,8 +1,11 @@
-"""Loading run directories into tidy frames: the one loader the CLI, report and notebooks share."""
+"""Loading run directories into tidy frames: the one loader the CLI, report and notebooks share, and the one
+way several runs become one (:func:`combine`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import operator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,11 @@ class Run:
 
     def query_events_on_disk(self) -> ParquetTable | None:
         """The Parquet parts of ``query_events`` while they have not been read into pandas, else None."""
-        return self.__dict__.get("_query_events_disk")
+        return self.on_disk("query_events")
+
+    def on_disk(self, table: str) -> ParquetTable | None:
+        """The Parquet parts of a lazy table while they have not been read into pandas, else None."""
+        return self.__dict__.get(f"_{table}_disk")
 
     @property
     def manifest(self) -> Manifest:
@@ -74,31 +81,74 @@ class Run:
 
 
 def load_run(paths: str | Path | Iterable[str | Path]) -> Run:
-    """Load one run directory, or several into one set of frames keyed by ``run_id``.
+    """Load one run directory, or several into one set of frames keyed by ``run_id`` (see :func:`combine`).
 
     ``query_events`` stays in its files (see :class:`Run`); their footers are checked here, so a
     damaged part is still refused on loading, naming the file."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    paths = [Path(p) for p in paths]
-    manifests = [store.read_manifest(p) for p in paths]
-    tables: dict[str, list[pd.DataFrame]] = {t.name: [] for t in run_tables() if not t.lazy}
-    sources = []
-    for path, manifest in zip(paths, manifests):
-        _check_measured(path, manifest)
-        for table in tables:
-            frame = store.read_table(path, table)
-            if not frame.empty:
-                if table in REPLICA_TABLES and "replica" not in frame:
-                    frame = frame.assign(replica="")  # written before --cluster: one server or embedded
-                tables[table].append(frame.assign(run_id=manifest.run_id))
-        parts = store.table_parts(path, "query_events")
-        store.check_parts("query_events", parts)
-        sources.append(Source(run_dir=path, run_id=manifest.run_id, parts=tuple(parts)))
-    frames: dict[str, Any] = {t: (pd.concat(parts, ignore_index=True) if parts else _empty(t))
-                              for t, parts in tables.items()}
-    frames["query_events"] = ParquetTable("query_events", tuple(sources))
-    return Run(paths=paths, manifests=manifests, **frames)
+    return combine([_load_one(Path(p)) for p in paths])
+
+
+def _load_one(path: Path) -> Run:
+    manifest = store.read_manifest(path)
+    _check_measured(path, manifest)
+    frames: dict[str, Any] = {}
+    for table in run_tables():
+        if table.lazy:
+            parts = store.table_parts(path, table.name)
+            store.check_parts(table.name, parts)
+            frames[table.name] = ParquetTable(table.name, (Source(path, manifest.run_id, tuple(parts)),))
+            continue
+        frame = store.read_table(path, table.name)
+        if frame.empty:
+            frames[table.name] = _empty(table.name)
+            continue
+        if table.replica and "replica" not in frame:
+            frame = frame.assign(replica="")  # written before --cluster: one server or embedded
+        frames[table.name] = frame.assign(run_id=manifest.run_id)
+    return Run(paths=[path], manifests=[manifest], **frames)
+
+
+@dataclass(frozen=True)
+class Relabel:
+    """How one run's engine labels change when it is combined with others: suffixed, then renamed."""
+
+    suffix: str = ""
+    renames: tuple[tuple[str, str], ...] = ()
+
+    def label(self, label: str) -> str:
+        label += self.suffix
+        return dict(self.renames).get(label, label)
+
+    def frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if "engine" not in frame or not (self.suffix or self.renames):
+            return frame
+        engine = frame["engine"].astype(str) + self.suffix if self.suffix else frame["engine"]
+        return frame.assign(engine=engine.replace(dict(self.renames)) if self.renames else engine)
+
+
+def combine(runs: Sequence[Run], relabels: Sequence[Relabel] | None = None) -> Run:
+    """Several runs as one Run: every table's rows in run order (each keeps its ``run_id``), the manifests side
+    by side. ``relabels`` (one per run) renames engines in the tables and the manifests alike, so that two runs
+    whose engines share a label are not pooled. Lazy tables still in their files stay there."""
+    relabels = list(relabels or [Relabel()] * len(runs))
+    if len(runs) != len(relabels):
+        raise ValueError(f"{len(runs)} runs but {len(relabels)} relabelings")
+    if len(runs) == 1 and relabels[0] == Relabel():
+        return runs[0]
+    frames: dict[str, Any] = {}
+    for table in run_tables():
+        disk = [r.on_disk(table.name) for r in runs] if table.lazy else [None]
+        if all(d is not None for d in disk):
+            frames[table.name] = functools.reduce(
+                operator.add, [d.relabeled(rl.suffix, rl.renames) for d, rl in zip(disk, relabels, strict=True)])
+            continue
+        parts = [rl.frame(getattr(r, table.name)) for r, rl in zip(runs, relabels, strict=True)]
+        frames[table.name] = pd.concat([f for f in parts if not f.empty] or parts[:1], ignore_index=True)
+    manifests = [m.relabeled({label: rl.label(label) for label in m.engine_labels})
+                 for r, rl in zip(runs, relabels, strict=True) for m in r.manifests]
+    return Run(paths=[p for r in runs for p in r.paths], manifests=manifests, **frames)
 
 
 def _check_measured(path: Path, manifest: Manifest) -> None:
