@@ -7,10 +7,10 @@ the workers, the end). :meth:`Manifest.from_dict` reads every manifest lockprof 
 Format history (``format_version``):
 
 1. the first format. Keys were added within it as lockprof grew; a manifest written before one of them lacks
-   it and reads as if it were empty: ``failed_levels`` (levels whose queries failed too often), ``notes``,
-   ``worker_restarts`` (A/B runs restart their workers between repetitions), ``clock``, ``datasets``,
-   ``ended_at``. Observe runs wrote no ``failed_levels`` and runs wrote ``notes`` only once there was one;
-   now every manifest holds every key.
+   it and reads as if it were empty: ``notes``, ``failed_levels`` (levels whose queries failed too often) and
+   ``worker_restarts`` (A/B runs restart their workers between repetitions). Observe runs wrote no
+   ``failed_levels``, and runs wrote ``notes`` and ``worker_restarts`` only once there was one; now every
+   manifest holds every key.
 
 A reader meeting a format it does not know refuses it rather than guess. To change the format, raise
 :data:`FORMAT_VERSION`, say here what changed, and add a step to :data:`UPGRADES` that turns a manifest of
