@@ -158,10 +158,19 @@ def test_a_synthetic_run_directory_fits_the_declaration(tmp_path):
 
 
 def test_every_part_of_a_real_run_fits_the_declaration(tiny_run):
-    written = [t for t in declared.tables() if store.table_parts(tiny_run, t.name)]
-    assert {t.name for t in written} >= {"queries", "levels", "events", "metrics", "query_events", "locks"}
+    assert_parts_fit(tiny_run, {"queries", "levels", "events", "metrics", "query_events", "locks"})
+
+
+def test_every_part_of_a_run_on_a_launched_server_fits_the_declaration(launched_run):
+    """The server path: query_log's columns as a server gives them."""
+    assert_parts_fit(launched_run, {"queries", "levels", "events", "metrics", "query_events", "locks"})
+
+
+def assert_parts_fit(run_dir: Path, expected: set[str]) -> None:
+    written = [t for t in declared.tables() if store.table_parts(run_dir, t.name)]
+    assert {t.name for t in written} >= expected
     for table in written:
-        for part in store.table_parts(tiny_run, table.name):
+        for part in store.table_parts(run_dir, table.name):
             assert table.problems(pd.read_parquet(part)) == [], part
 
 
