@@ -231,8 +231,11 @@ QUERY_EVENTS = register_table(Table("query_events", "per-query ProfileEvents fro
 ), replica=True, lazy=True, categorical=("query_id", "event")))
 
 LOCKS = register_table(Table("locks", "the lock catalog of each engine", (
-    Column("event", "str"), Column("lock", "str"), Column("mode", "str"), Column("role", "str"),
-    Column("unit", "str"), Column("to_us", "float"), Column("description", "str"), Column("engine", "str"),
+    Column("event", "str", "the ProfileEvent", by="catalog"), Column("lock", "str", by="catalog"),
+    Column("mode", "str", "exclusive, shared or unknown", by="catalog"),
+    Column("role", "str", "wait, hold or count", by="catalog"),
+    Column("unit", "str", by="catalog"), Column("to_us", "float", "factor to microseconds", by="catalog"),
+    Column("description", "str", by="catalog"), Column("engine", "str"),
 )))
 
 DRIVER = register_table(Table("driver", "what py-spy saw of the driver's threads, per level", (
