@@ -43,26 +43,12 @@ import numpy as np
 import pandas as pd
 
 from lockprof.clock import RunClock
+from lockprof.dirformat.tables import QUERIES
 from lockprof.engines.base import Connection
 from lockprof.scenario import Background, Query, Scenario, draw_params
 
-RECORD_COLUMNS = [
-    "schema",
-    "concurrency",
-    "repetition",
-    "worker",
-    "role",
-    "query_name",
-    "query_id",
-    "phase",
-    "intended_start_s",
-    "start_s",
-    "latency_ms",
-    "queue_delay_ms",
-    "error",
-    "cancelled",
-    "censored",
-]
+# What the driver records of each statement: the queries table's columns it fills (lockprof.dirformat.tables).
+RECORD_COLUMNS = QUERIES.written_by("driver")
 # How query_log's row of a record is found on an engine without query ids: its connection's tag and its place
 # among that connection's statements (see lockprof.samplers.query_log). Dropped once matched.
 LOG_COLUMNS = ["log_tag", "log_seq"]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lockprof.dirformat.tables import LOCKS
+
 # role: "wait" (time spent waiting to acquire), "hold" (time held), "count" (acquisitions)
 # mode: "exclusive", "shared" or "unknown"
 
@@ -110,8 +112,8 @@ def catalog(events: pd.DataFrame) -> pd.DataFrame:
                     "description": str(description),
                 }
             )
-    columns = ["event", "lock", "mode", "role", "unit", "to_us", "description"]
-    return pd.DataFrame(rows, columns=columns).sort_values(["lock", "mode", "role"], ignore_index=True)
+    frame = pd.DataFrame(rows, columns=LOCKS.written_by("catalog"))
+    return frame.sort_values(["lock", "mode", "role"], ignore_index=True)
 
 
 CATALOG_SQL = (

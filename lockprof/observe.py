@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lockprof import __version__, store
+from lockprof import store
 from lockprof.clock import RunClock
+from lockprof.dirformat import Manifest
 from lockprof.engines.registry import parse
 from lockprof.engines.server import ServerEngine, ServerTarget
 from lockprof.errors import LockprofError
@@ -96,21 +97,18 @@ def observe(options: ObserveOptions, progress=print) -> Path:
         clock = RunClock()
         origin_unix = time.time() - clock.now()
         locks = catalog(admin.frame(CATALOG_SQL))
-        manifest = {
-            "run_id": run_id,
-            "lockprof_version": __version__,
-            "scenario": {"name": "observe", "path": "", "sha256": "", "definition": {}},
-            "parameters": {"schemas": [SCHEMA], "concurrency": [], "warmup_s": 0.0, "duration_s": options.duration_s,
-                           "repetitions": 1, "seed": None, "samplers": ["events", "metrics", "query_log", "trace_log"],
-                           "sample_interval_s": options.sample_interval_s, "mode": "observe", "cluster": cluster},
-            "engines": [{"label": spec.label, "spec": spec.public_spec, **info.as_dict()}],
-            "datasets": {},
-            "host": _host(),
-            "clock": {"origin_unix_s": origin_unix},
-            "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "failures": [],
-            "notes": ["observe mode: no load generated; the queries are whatever other clients ran in the window"],
-        }
+        manifest = Manifest.begin(
+            run_id,
+            scenario={"name": "observe", "path": "", "sha256": "", "definition": {}},
+            parameters={"schemas": [SCHEMA], "concurrency": [], "warmup_s": 0.0, "duration_s": options.duration_s,
+                        "repetitions": 1, "seed": None, "samplers": ["events", "metrics", "query_log", "trace_log"],
+                        "sample_interval_s": options.sample_interval_s, "mode": "observe", "cluster": cluster},
+            engines=[{"label": spec.label, "spec": spec.public_spec, **info.as_dict()}],
+            datasets={},
+            host=_host(),
+            clock_origin_unix_s=origin_unix,
+            notes=["observe mode: no load generated; the queries are whatever other clients ran in the window"],
+        )
         run_dir = store.RunDir(out, manifest)
         store.write_part(run_dir.path, "locks", store.file_name(spec.label), locks.assign(engine=spec.label))
         where = f"cluster {cluster} ({replicas} replicas) through " if cluster else ""
@@ -119,8 +117,8 @@ def observe(options: ObserveOptions, progress=print) -> Path:
         interrupted = _watch(engine, run_dir, spec.label, clock, origin_unix, options)
         status = "incomplete" if interrupted else "complete"
         if interrupted:
-            run_dir.manifest["failures"].append("interrupted by the user (Ctrl-C)")
-        run_dir.finish(status, ended_at=dt.datetime.now(dt.timezone.utc).isoformat())
+            run_dir.manifest.fail("interrupted by the user (Ctrl-C)")
+        run_dir.finish(status)
         return run_dir.path
     finally:
         engine.close()
@@ -153,8 +151,8 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
             errors.append(f"query_log: {exc}")
     if options.stacks and not _has_table(engine, "trace_log"):
         # Servers create the table with its first flushed sample; none yet means no profiler ran.
-        run_dir.manifest["notes"].append("no stacks: the server has no system.trace_log (yet); its query "
-                                         "profilers are off or trace_log is not configured")
+        run_dir.manifest.note("no stacks: the server has no system.trace_log (yet); its query "
+                              "profilers are off or trace_log is not configured")
     elif options.stacks:
         try:
             reader = TraceLogReader(engine.admin, flush=False, cluster=cluster)

@@ -6,13 +6,10 @@ so it opens offline and can be attached to a ticket or a pull request as it is.
 from __future__ import annotations
 
 import base64
-import dataclasses
-import functools
 import html
 import io
 import json
 import math
-import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +37,7 @@ from lockprof.analysis import (
 from lockprof.analysis.ab_text import ab_headlines
 from lockprof.analysis.accounting import SOURCE_TEXT
 from lockprof.analysis.health import run_warnings
+from lockprof.analysis.load import Relabel, combine
 from lockprof.analysis.outside import outside_sentences
 from lockprof.analysis.scalability import MIN_LEVELS_TO_DRAW, MIN_R_SQUARED
 from lockprof.analysis.tail import lock_distribution, rare_exclusive_holds, tail_attribution
@@ -141,13 +139,13 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
     ``report_dir`` is where the file will be written (default: the first run's directory, where
     ``lockprof report`` writes it); links to the run's files are relative to it, so they work there."""
     manifest = run.manifest
-    name = manifest.get("scenario", {}).get("name", "run")
-    run_ids = ", ".join(m.get("run_id", "?") for m in run.manifests)
+    name = manifest.scenario_name or "run"
+    run_ids = ", ".join(m.run_id for m in run.manifests)
     parts: list[str] = [f"<h1>Lock-contention report: {html.escape(name)}</h1>",
-                        f"<p>Run {html.escape(run_ids)} · lockprof {html.escape(str(manifest.get('lockprof_version')))}"
+                        f"<p>Run {html.escape(run_ids)} · lockprof {html.escape(manifest.lockprof_version or 'None')}"
                         f" · {html.escape(_engines_line(run))}</p>"]
     if not run.complete:
-        statuses = ", ".join(f"{m.get('run_id')}: {m.get('status')}" for m in run.manifests)
+        statuses = ", ".join(f"{m.run_id}: {m.status}" for m in run.manifests)
         parts.append(f'<p class="warning"><b>Incomplete run</b> ({html.escape(statuses)}): it was interrupted or '
                      "failed, so some levels are missing and the figures show only what was measured.</p>")
     comparison = _comparison(run) if run.levels["engine"].nunique() > 1 else None
@@ -237,8 +235,8 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
     parts += _profiles_section(run, Path(report_dir) if report_dir is not None else None)
     parts.append("<h2>Manifest</h2>")
     for m in run.manifests:
-        text = json.dumps(m, indent=2, sort_keys=True, default=str)
-        parts.append(f"<details><summary>{html.escape(str(m.get('run_id')))}</summary>"
+        text = json.dumps(m.to_dict(), indent=2, sort_keys=True, default=str)
+        parts.append(f"<details><summary>{html.escape(m.run_id)}</summary>"
                      f"<pre>{html.escape(text)}</pre></details>")
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -411,15 +409,14 @@ def _context_section(run: Run) -> list[str]:
     rows = []
     levels = run.levels.assign(window_s=run.levels["measure_end_s"] - run.levels["measure_start_s"])
     for m in run.manifests:
-        params, host = m.get("parameters", {}), m.get("host", {})
-        for e in m.get("engines", []):
+        for e in m.engines:
             check = e.get("self_check") or {}
             mine = levels[levels["engine"] == e.get("label")]
             rows.append({
                 "engine": e.get("label"), "ClickHouse": e.get("clickhouse_version"), "package": e.get("package"),
                 "query log": "yes" if e.get("has_query_log") else "no",
-                "cores": host.get("cpu_count"), "repetitions": params.get("repetitions"),
-                "warm-up s": params.get("warmup_s"),
+                "cores": m.cpu_count, "repetitions": m.repetitions,
+                "warm-up s": m.warmup_s,
                 "window s": f"{mine['window_s'].median():.1f}" if not mine.empty else "–",
                 "self-check": f"{check.get('verdict', '–')} (speed-up {check.get('speedup', float('nan')):.2f}×)"
                 if check else "–",
@@ -458,7 +455,7 @@ def _profiles_section(run: Run, report_dir: Path | None = None) -> list[str]:
 def _engines_line(run: Run) -> str:
     engines = {}
     for m in run.manifests:
-        for e in m.get("engines", []):
+        for e in m.engines:
             engines[e.get("label")] = f"{e.get('label')}: ClickHouse {e.get('clickhouse_version')} ({e.get('package')})"
     return "; ".join(engines.values()) or "no engine recorded"
 
@@ -470,33 +467,10 @@ def load_runs(paths: Sequence[str | Path]) -> Run:
     Each run is read once, and the per-query ProfileEvents stay in their files (see
     :func:`lockprof.analysis.load_run`)."""
     runs = [load_run(p) for p in paths]
-    if len(runs) == 1:
-        return runs[0]
     labels = [label for r in runs for label in r.levels["engine"].unique()]
-    relabel = len(labels) != len(set(labels))
-    tables = [f.name for f in dataclasses.fields(Run) if f.name not in ("paths", "manifests", "cache")]
-    frames: dict[str, object] = {}
-    for table in tables:
-        disk = [r.query_events_on_disk() for r in runs] if table == "query_events" else [None]
-        if all(d is not None for d in disk):
-            tables_on_disk = [d.relabeled(f"@{r.manifest['run_id']}" if relabel else "")
-                              for r, d in zip(runs, disk, strict=True)]
-            frames[table] = functools.reduce(operator.add, tables_on_disk)
-            continue
-        parts = []
-        for r in runs:
-            frame = getattr(r, table)
-            if relabel and "engine" in frame:
-                frame = frame.assign(engine=frame["engine"].astype(str) + "@" + r.manifest["run_id"])
-            parts.append(frame)
-        frames[table] = pd.concat([f for f in parts if not f.empty] or parts[:1], ignore_index=True)
-    manifests = []
-    for r in runs:
-        m = dict(r.manifest)
-        if relabel:
-            m["engines"] = [{**e, "label": f"{e.get('label')}@{m['run_id']}"} for e in m.get("engines", [])]
-        manifests.append(m)
-    return Run(paths=[p for r in runs for p in r.paths], manifests=manifests, **frames)
+    if len(labels) == len(set(labels)):
+        return combine(runs)
+    return combine(runs, [Relabel(suffix=f"@{r.manifest.run_id}") for r in runs])
 
 
 def write_report(paths: str | Path | Sequence[str | Path], out: str | Path | None = None) -> Path:

@@ -34,9 +34,9 @@ from typing import Any
 
 import pandas as pd
 
-from lockprof import __version__
 from lockprof.analysis.health import ACHIEVED_FRACTION, FEW_PER_THREAD
 from lockprof.clock import RunClock
+from lockprof.dirformat import Manifest
 from lockprof.driver import ERROR_SHARE_LIMIT
 from lockprof.engines.base import EngineSpec
 from lockprof.engines.registry import parse, prepare
@@ -291,16 +291,15 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                     f"  {schema}: {ds['active_parts']} active parts, {ds['rows']} rows ({how}); "
                     f"PARTITION BY {ds['partition_key']}"
                 )
-        manifest = {
-            "run_id": run_id,
-            "lockprof_version": __version__,
-            "scenario": {
+        manifest = Manifest.begin(
+            run_id,
+            scenario={
                 "name": scenario.name,
                 "path": str(options.scenario_path),
                 "sha256": loaded.sha256,
                 "definition": scenario.describe(),
             },
-            "parameters": {
+            parameters={
                 "schemas": schemas,
                 "concurrency": concurrency,
                 "warmup_s": warmup_s,
@@ -313,7 +312,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                 "mode": "open_loop" if options.rates else "closed_loop",
                 "rates_qps": [st.rate_qps for st in steps_preview] if options.rates else None,
             },
-            "engines": [
+            engines=[
                 {"label": s.label, "spec": s.public_spec, **prepared[s.label]["engine"]} for s in specs
             ]
             + [
@@ -322,13 +321,10 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                 for s in specs
                 if options.overhead_control
             ],
-            "datasets": {label: p["datasets"] for label, p in prepared.items()},
-            "host": host_info(),
-            "clock": {"origin_unix_s": time.time() - clock.now()},
-            "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "failures": [],
-            "failed_levels": [],
-        }
+            datasets={label: p["datasets"] for label, p in prepared.items()},
+            host=host_info(),
+            clock_origin_unix_s=time.time() - clock.now(),
+        )
         run_dir = RunDir(out, manifest)
         for label, p in prepared.items():
             write_part(run_dir.path, "locks", file_name(label), pd.DataFrame(p["locks"]).assign(engine=label))
@@ -342,15 +338,15 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         if not run_dir.has_measurements() and interrupted["flag"]:
             raise Interrupted("interrupted before any measurement; nothing was written")
         if not run_dir.has_measurements():
-            failures = run_dir.manifest["failures"]
+            failures = run_dir.manifest.failures
             run_dir.discard()
             run_dir = None
             raise EngineError("no level could be measured: " + (failures[0] if failures else "no queries ran"))
         # A failed level is a result (exit 5, failed_levels): the run is complete when every level ran.
-        status = "incomplete" if interrupted["flag"] or run_dir.manifest["failures"] else "complete"
+        status = "incomplete" if interrupted["flag"] or run_dir.manifest.failures else "complete"
         if interrupted["flag"]:
-            run_dir.manifest["failures"].append(_interrupt_note(interrupted))
-        run_dir.finish(status, ended_at=dt.datetime.now(dt.timezone.utc).isoformat())
+            run_dir.manifest.fail(_interrupt_note(interrupted))
+        run_dir.finish(status)
         return run_dir.path
     except StorageError as exc:
         if run_dir is None or not run_dir.has_measurements():
@@ -358,8 +354,8 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                 run_dir.discard()
             raise
         with contextlib.suppress(StorageError):  # the padded manifest has room for this, but never hide exc
-            run_dir.finish("incomplete", ended_at=dt.datetime.now(dt.timezone.utc).isoformat(),
-                           failures=[*run_dir.manifest["failures"], f"the run stopped: {exc}"])
+            run_dir.manifest.fail(f"the run stopped: {exc}")
+            run_dir.finish("incomplete")
         raise StorageError(f"{exc}; the run stopped, {run_dir.path} keeps the levels written before "
                            "(marked incomplete)") from None
     except BaseException as exc:
@@ -369,11 +365,8 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
         # Whatever broke after a stop signal (a worker killed because the user insisted) is the interruption.
         interrupted["flag"] = True
         if run_dir is not None and run_dir.has_measurements():
-            run_dir.finish(
-                "incomplete",
-                ended_at=dt.datetime.now(dt.timezone.utc).isoformat(),
-                failures=[*run_dir.manifest["failures"], _interrupt_note(interrupted)],
-            )
+            run_dir.manifest.fail(_interrupt_note(interrupted))
+            run_dir.finish("incomplete")
             return run_dir.path
         if run_dir is not None:
             run_dir.discard()
@@ -412,11 +405,11 @@ def _measure(
             try:
                 swap.restart()
             except EngineError as exc:
-                run_dir.manifest["failures"].append(f"restarting the engines failed: {exc}")
+                run_dir.manifest.fail(f"restarting the engines failed: {exc}")
                 run_dir.update()
                 reporter.message(str(exc))
                 break
-            run_dir.manifest["worker_restarts"][-1]["before_repetition"] = step.repetition
+            run_dir.manifest.restarts_before(step.repetition)
             run_dir.update()
         label = f"{step.schema} c={step.concurrency}"
         if step.no_samplers:
@@ -448,12 +441,12 @@ def _measure(
                 )
         except WorkerCrashed as exc:
             if workers[step.engine].stuck:
-                run_dir.manifest["failures"].append(workers[step.engine].stuck)
+                run_dir.manifest.fail(workers[step.engine].stuck)
                 reporter.message(f"{workers[step.engine].stuck}\n{exc}")
             if interrupted["flag"]:
                 break  # killed by a second Ctrl-C, or stuck: the run ends as interrupted
             dead.add(step.engine)
-            run_dir.manifest["failures"].append(str(exc))
+            run_dir.manifest.fail(str(exc))
             run_dir.update()
             reporter.step_done("worker died")
             reporter.message(str(exc))
@@ -461,7 +454,7 @@ def _measure(
                 break  # the run ends incomplete, keeping and summarising what was measured (or saying nothing was)
             continue
         except EngineError as exc:
-            run_dir.manifest["failures"].append(str(exc))
+            run_dir.manifest.fail(str(exc))
             run_dir.update()
             reporter.step_done(f"failed: {exc}")
             continue
@@ -470,7 +463,7 @@ def _measure(
         reporter.step_done(level_note(reply, step))
         if too_few(reply, step) and "too few" not in said:
             said.add("too few")
-            run_dir.manifest.setdefault("notes", []).append(
+            run_dir.manifest.note(
                 f"some windows measured too few queries to say much (first: {label}, {reply['queries']} queries at "
                 f"concurrency {step.concurrency}); a longer --duration gives a measurement")
             run_dir.update()
@@ -486,7 +479,7 @@ def _measure(
             failure = {"engine": step.label, "schema": step.schema, "concurrency": step.concurrency,
                        "repetition": step.repetition, "error_share": reply["error_share"],
                        "first_error": reply["first_error"]}
-            run_dir.manifest["failed_levels"].append(failure)
+            run_dir.manifest.fail_level(failure)
             run_dir.update()
             reporter.message(f"LEVEL FAILED: {label}: {describe_failed_level(failure)}")
 
@@ -525,12 +518,12 @@ def _restart_reversed(
     run_dir: RunDir,
 ) -> None:
     """Stop every worker (keeping its log), reverse ``order``, and start and prepare them again in it."""
-    restarts = run_dir.manifest.setdefault("worker_restarts", [])
+    restarts = len(run_dir.manifest.worker_restarts)
     for spec in order:
-        workers.pop(spec.label).close(keep_log=run_dir.path / "logs" / f"{file_name(spec.label)}.{len(restarts)}.log")
+        workers.pop(spec.label).close(keep_log=run_dir.path / "logs" / f"{file_name(spec.label)}.{restarts}.log")
     order.reverse()
     placed = {spec.label: start(spec)["engine"].get("data_path") for spec in order}
-    restarts.append({"order": [spec.label for spec in order], "data_paths": placed})
+    run_dir.manifest.restarted([spec.label for spec in order], placed)
 
 
 def describe_failed_level(failure: dict[str, Any]) -> str:
@@ -571,9 +564,7 @@ def _keep_driver_profile(spy: PySpySampler, run_dir: RunDir, step: Step, part: s
     keys = {"engine": step.engine, "schema": step.schema, "concurrency": step.concurrency,
             "repetition": step.repetition}
     if spy.error:
-        notes = run_dir.manifest.setdefault("notes", [])
-        if spy.error not in notes:
-            notes.append(spy.error)
+        if run_dir.manifest.note(spy.error):
             run_dir.update()
             reporter.message(f"note: {spy.error}; the run goes on without the driver profile")
         return

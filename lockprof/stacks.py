@@ -25,7 +25,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-STACK_COLUMNS = ["query_id", "trace_type", "event", "stack", "samples", "weight"]
+from lockprof.dirformat.tables import STACKS
+
+# What system.trace_log gives of a stack: the stacks table's columns it fills (lockprof.dirformat.tables).
+STACK_COLUMNS = STACKS.written_by("trace_log")
 # How many frames above the locking machinery may still name the lock's owner
 # (small wrappers and inlining put a frame or two in between).
 OWNER_REACH = 3

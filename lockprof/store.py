@@ -26,11 +26,14 @@ from urllib.parse import quote, unquote
 
 import pandas as pd
 
+from lockprof.dirformat import tables as declared
+from lockprof.dirformat.manifest import FORMAT_VERSION as FORMAT_VERSION  # the store's readers know it as ours
+from lockprof.dirformat.manifest import Manifest, ManifestError, UnknownFormat
 from lockprof.errors import OutExists, RunDirError, StorageError
 
-FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-TABLES = ("queries", "levels", "events", "metrics", "query_events", "locks", "driver", "driver_stacks", "stacks")
+# lockprof's own tables (lockprof.dirformat.tables); declared.names() also has those a sampler declared since.
+TABLES = declared.names()
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -113,9 +116,9 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
-def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(path: Path, manifest: Manifest) -> None:
     """Atomically when there is room; on a full disk, in place over the padded old manifest."""
-    text = (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode()
+    text = (json.dumps(Manifest.of(manifest).to_dict(), indent=2, sort_keys=True, default=str) + "\n").encode()
     padded = text + b" " * (-len(text) % MANIFEST_RESERVE or MANIFEST_RESERVE)
     try:
         atomic_write_bytes(path, padded)
@@ -166,8 +169,7 @@ def part_name(label: str, seq: int) -> str:
 def part_path(run_dir: Path, table: str, part: str) -> Path:
     """Where a part is stored. ``part`` must come from :func:`part_name` or :func:`file_name`: a name
     that would leave the table's folder or hide in it is a bug, refused loudly rather than written."""
-    if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}")
+    declared.table(table)  # an undeclared table is a bug: ValueError
     if not part or "/" in part or "\\" in part or part.startswith(".") or "\0" in part:
         raise ValueError(f"part name {part!r} is not a safe file name; build it with store.file_name")
     return Path(run_dir) / table / f"{part}.parquet"
@@ -193,12 +195,7 @@ def write_part(run_dir: Path, table: str, part: str, frame: pd.DataFrame) -> Pat
 
 # Long tables repeat a few names millions of times (dozens of ProfileEvents per query);
 # reading those columns as categoricals keeps a million-query run in a few GiB, not tens.
-# Labels (engine, schema, replica) stay plain strings: comparisons relabel them.
-CATEGORICAL = {
-    "query_events": ("query_id", "event"),
-    "events": ("event",),
-    "metrics": ("metric",),
-}
+CATEGORICAL = {t.name: t.categorical for t in declared.tables() if t.categorical}
 
 
 def table_parts(run_dir: Path, table: str) -> list[Path]:
@@ -229,12 +226,13 @@ def _read_parts(table: str, parts: list[Path]) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if table not in CATEGORICAL:
+    categorical = declared.table(table).categorical
+    if not categorical:
         return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
     pieces = []
     for p in parts:
         names = set(pq.read_schema(p).names)
-        piece = pq.read_table(p, read_dictionary=[c for c in CATEGORICAL[table] if c in names])
+        piece = pq.read_table(p, read_dictionary=[c for c in categorical if c in names])
         pieces.append(piece)
     merged = pa.concat_tables(pieces, promote_options="permissive").unify_dictionaries()
     return merged.to_pandas()
@@ -277,17 +275,8 @@ def _damaged_part(table: str, parts: list[Path], exc: Exception) -> str:
     return f"{parts[0].parent}: the parts of table {table!r} do not fit together: {first}"
 
 
-# What every reader relies on; a manifest without them is damaged, whatever else it holds.
-REQUIRED: dict[str, type] = {"run_id": str, "status": str, "engines": list}
-# What lockprof writes beside them (older runs may lack some): present with another type means damaged.
-OPTIONAL: dict[str, type | tuple[type, ...]] = {
-    "scenario": dict, "parameters": dict, "datasets": dict, "host": dict, "clock": dict, "failures": list,
-    "failed_levels": list, "notes": list,
-    "lockprof_version": str, "started_at": str, "ended_at": (str, type(None)),
-}
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any]:
+def read_manifest(run_dir: Path) -> Manifest:
+    """The run's manifest, upgraded from an older format; a :class:`RunDirError` names what is wrong."""
     path = Path(run_dir) / MANIFEST
     if not path.is_file():
         raise RunDirError(f"{run_dir}: not a lockprof run directory (no {MANIFEST})")
@@ -295,34 +284,26 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunDirError(f"{path}: unreadable manifest: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise RunDirError(f"{path}: damaged manifest: not a JSON object")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise RunDirError(
-            f"{run_dir}: run format {version!r} is not readable by this lockprof "
-            f"(it reads format {FORMAT_VERSION})"
-        )
-    problems = [f"{key!r} is {'missing' if key not in manifest else 'not ' + kind.__name__}"
-                for key, kind in REQUIRED.items() if not isinstance(manifest.get(key), kind)]
-    problems += [f"{key!r} has the wrong type" for key, kind in OPTIONAL.items()
-                 if key in manifest and not isinstance(manifest[key], kind)]
-    if problems:
-        raise RunDirError(f"{path}: damaged manifest: {'; '.join(problems)}")
-    return manifest
+    try:
+        return Manifest.from_dict(manifest)
+    except UnknownFormat as exc:
+        raise RunDirError(f"{run_dir}: {exc}") from None
+    except ManifestError as exc:
+        raise RunDirError(f"{path}: {exc}") from None
 
 
 class RunDir:
     """A run directory being written. The manifest says ``incomplete`` until :meth:`finish`,
     so a run killed at any point is never mistaken for a complete one."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, path: Path, manifest: Manifest) -> None:
         self.path = Path(path)
         if self.path.exists():
             raise OutExists(f"{self.path} already exists; choose another --out")
+        self.manifest = Manifest.of(manifest)  # a mapping too, as tests and benchmarks build them
+        self.manifest.status = "incomplete"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}."))
-        self.manifest = {"format_version": FORMAT_VERSION, **manifest, "status": "incomplete"}
         try:
             write_manifest(staging / MANIFEST, self.manifest)
         except BaseException:
@@ -334,12 +315,13 @@ class RunDir:
             shutil.rmtree(staging, ignore_errors=True)
             raise OutExists(f"{self.path} already exists; choose another --out") from None
 
-    def update(self, **fields: Any) -> None:
-        self.manifest.update(fields)
+    def update(self) -> None:
+        """Store what the manifest records now (see :class:`Manifest`'s methods)."""
         write_manifest(self.path / MANIFEST, self.manifest)
 
-    def finish(self, status: str, **fields: Any) -> None:
-        self.update(status=status, **fields)
+    def finish(self, status: str) -> None:
+        self.manifest.end(status)
+        self.update()
 
     def discard(self) -> None:
         """Remove a run that measured nothing, so no empty shell is left behind."""

@@ -37,8 +37,8 @@ def render(run: Run, console: Console) -> None:
     manifest = run.manifest
     summary = level_summary(run)
     engines = summary["engine"].nunique() > 1
-    name = (manifest.get("scenario") or {}).get("name") or "unnamed scenario"
-    console.print(f"[bold]{escape(str(name))} — run {escape(str(manifest.get('run_id', '?')))}[/]", highlight=False)
+    name = manifest.scenario_name or "unnamed scenario"
+    console.print(f"[bold]{escape(str(name))} — run {escape(manifest.run_id)}[/]", highlight=False)
     console.print("[bold]Verdict[/]")
     for sentence in verdict_lines(run):
         console.print("• " + escape(sentence), highlight=False)

@@ -117,7 +117,7 @@ def test_a_run_from_before_the_host_columns_still_summarizes():
 
 def test_observe_mode_is_not_warned_about_the_server_it_watches():
     run = run_with_host_load([0.9, 0.9, 0.9], [4.0, 4.0, 4.0])
-    run.manifests[0]["parameters"] = {"mode": "observe"}
+    run.manifests[0].parameters = {"mode": "observe"}
     assert busy_warnings(run) == []
 
 

@@ -400,7 +400,7 @@ def test_a_summary_to_a_full_disk_is_one_message(ab_run):
     import sys
 
     manifest = store.read_manifest(ab_run)
-    manifest["scenario"] = {**manifest.get("scenario", {}), "name": "ab"}  # what summary's title needs
+    manifest.scenario = {**manifest.scenario, "name": "ab"}  # what summary's title needs
     store.write_manifest(ab_run / store.MANIFEST, manifest)
 
     with open("/dev/full", "w") as full:

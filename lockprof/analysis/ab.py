@@ -59,7 +59,7 @@ from scipy import stats
 
 from lockprof.analysis.ab_stats import ALPHA, Shift, can_reject, engine_and_position, one_sample
 from lockprof.analysis.accounting import ON_CPU, WINDOW, window_totals
-from lockprof.analysis.load import Run
+from lockprof.analysis.load import Relabel, Run, combine
 from lockprof.errors import LockprofError
 
 MIN_CHANGE = 0.05
@@ -465,12 +465,12 @@ def _negligible(role: str, values: tuple[float, ...]) -> bool:
 def _sides(run_a: Run, run_b: Run | None, allow_host_mismatch: bool) -> tuple[Run, dict[str, dict], list[str]]:
     """One run with its engines, or two single-engine runs merged into one with distinct labels."""
     notes = [
-        f"run {m['run_id']} is {m.get('status')}: {'; '.join(m.get('failures') or []) or 'no reason given'}"
+        f"run {m.run_id} is {m.status}: {'; '.join(m.failures) or 'no reason given'}"
         for m in run_a.manifests + (run_b.manifests if run_b else [])
-        if m.get("status") != "complete"
+        if not m.complete
     ]
     if run_b is None:
-        engines = {e["label"]: e for e in run_a.manifest.get("engines", [])}
+        engines = {e["label"]: e for e in run_a.manifest.engines}
         measured = set(run_a.levels["engine"].unique())
         engines = {k: v for k, v in engines.items() if k in measured}
         if len(engines) < 2:
@@ -478,64 +478,32 @@ def _sides(run_a: Run, run_b: Run | None, allow_host_mismatch: bool) -> tuple[Ru
         return run_a, engines, notes
     sides = []
     for run in (run_a, run_b):
-        entries = run.manifest.get("engines", [])
+        entries = run.manifest.engines
         if len(run.manifests) != 1 or len(entries) != 1:
             labels = ", ".join(e["label"] for e in entries)
             raise LockprofError(
-                f"run {run.manifest.get('run_id')}: comparing two runs needs one engine in each; "
+                f"run {run.manifest.run_id}: comparing two runs needs one engine in each; "
                 f"it has {len(entries)} ({labels})"
             )
         sides.append(entries[0])
-    host_a, host_b = run_a.manifest.get("host", {}), run_b.manifest.get("host", {})
-    differs = [k for k in ("cpu_model", "cpu_count") if host_a.get(k) != host_b.get(k)]
+    m_a, m_b = run_a.manifest, run_b.manifest
+    differs = [k for k in ("cpu_model", "cpu_count") if getattr(m_a, k) != getattr(m_b, k)]
     if differs:
-        text = ", ".join(f"{k} {host_a.get(k)!r} vs {host_b.get(k)!r}" for k in differs)
+        text = ", ".join(f"{k} {getattr(m_a, k)!r} vs {getattr(m_b, k)!r}" for k in differs)
         if not allow_host_mismatch:
             raise LockprofError(f"the runs were measured on different hosts ({text}); "
                                 "the comparison would measure the machines, not the engines")  # fmt: skip
         notes.append(f"different hosts ({text}): the machines differ as well as the engines")
-    if run_a.manifest["scenario"].get("sha256") != run_b.manifest["scenario"].get("sha256"):
+    if run_a.manifest.scenario_sha256 != run_b.manifest.scenario_sha256:
         notes.append("the runs used different scenario files")
     notes.append("two separate runs are not interleaved: drift of the machine between them counts as change")
     labels = [sides[0]["label"], sides[1]["label"]]
     if labels[0] == labels[1]:
-        labels = [f"{labels[0]}@{run_a.manifest['run_id']}", f"{labels[1]}@{run_b.manifest['run_id']}"]
-    merged = _merge(_relabel(run_a, sides[0]["label"], labels[0]), _relabel(run_b, sides[1]["label"], labels[1]))
+        labels = [f"{labels[0]}@{run_a.manifest.run_id}", f"{labels[1]}@{run_b.manifest.run_id}"]
+    merged = combine([run_a, run_b], [Relabel(renames=((side["label"], label),))
+                                      for side, label in zip(sides, labels, strict=True)])
     engines = {labels[0]: {**sides[0], "label": labels[0]}, labels[1]: {**sides[1], "label": labels[1]}}
     return merged, engines, notes
-
-
-def _tables(run: Run) -> list[str]:
-    """The frame fields of a Run, whatever tables this version of the loader has (``query_events`` apart
-    while it is still in its files: see :func:`_events_on_disk`)."""
-    return [f.name for f in dataclasses.fields(run)
-            if not (f.name == "query_events" and run.query_events_on_disk() is not None)
-            and isinstance(getattr(run, f.name), pd.DataFrame)]
-
-
-def _relabel(run: Run, old: str, new: str) -> Run:
-    frames: dict[str, Any] = {}
-    for t in _tables(run):
-        frame = getattr(run, t)
-        frames[t] = frame.assign(engine=frame["engine"].replace({old: new})) if "engine" in frame else frame
-    disk = run.query_events_on_disk()
-    if disk is not None:
-        frames["query_events"] = disk.relabeled(renames=((old, new),))
-    return dataclasses.replace(run, **frames)
-
-
-def _merge(a: Run, b: Run) -> Run:
-    frames: dict[str, Any] = {}
-    for t in _tables(a):
-        parts = [f for f in (getattr(a, t), getattr(b, t)) if not f.empty]
-        frames[t] = pd.concat(parts, ignore_index=True) if parts else getattr(a, t)
-    on_disk = a.query_events_on_disk(), b.query_events_on_disk()
-    if on_disk[0] is not None and on_disk[1] is not None:  # both still in their files: they stay there
-        frames["query_events"] = on_disk[0] + on_disk[1]
-    elif "query_events" not in frames:  # one side in memory: both read, as the analysis needs one frame
-        parts = [f for f in (a.query_events, b.query_events) if not f.empty]
-        frames["query_events"] = pd.concat(parts, ignore_index=True) if parts else a.query_events
-    return dataclasses.replace(a, paths=a.paths + b.paths, manifests=a.manifests + b.manifests, **frames)
 
 
 def regressions(frame: pd.DataFrame, metric: str, lock: str | None = None) -> pd.DataFrame:

@@ -22,10 +22,10 @@ def run_warnings(run: Run, summary: pd.DataFrame) -> list[str]:
     and a machine busy with other processes. ``summary`` is :func:`level_summary` of the run."""
     out = []
     for m in run.manifests:
-        if m.get("status") != "complete":
-            out.append(f"run {m['run_id']} is incomplete: {'; '.join(m.get('failures', [])) or 'it did not finish'}")
+        if not m.complete:
+            out.append(f"run {m.run_id} is incomplete: {'; '.join(m.failures) or 'it did not finish'}")
     for m in run.manifests:
-        for engine in m.get("engines", []):
+        for engine in m.engines:
             check = engine.get("self_check") or {}
             if check.get("verdict") == "serialized":
                 out.append(
@@ -39,7 +39,7 @@ def run_warnings(run: Run, summary: pd.DataFrame) -> list[str]:
                 f"the driver itself was saturated at {r['schema']} c={r['concurrency']} [{r['engine']}]: its threads "
                 f"needed the GIL {r['gil_demand']:.0%} of the time, so the load generator may limit throughput"
             )
-    for note in run.manifest.get("notes", []):
+    for note in run.manifest.notes:
         out.append(note)
     short = summary[summary["throughput_qps"] < ACHIEVED_FRACTION * summary["target_qps"]]
     for _, r in short.iterrows():
@@ -64,8 +64,8 @@ def run_warnings(run: Run, summary: pd.DataFrame) -> list[str]:
     if "sampler_errors" in run.levels and run.levels["sampler_errors"].notna().any():
         out.append("a sampler failed during some levels: " + str(run.levels["sampler_errors"].dropna().iloc[0]))
     # Observe mode generates no load: the server it watches is one of the other processes, busy on purpose.
-    observed = {m["run_id"] for m in run.manifests if (m.get("parameters") or {}).get("mode") == "observe"}
-    by_url = {e.get("label") for m in run.manifests for e in m.get("engines", [])
+    observed = {m.run_id for m in run.manifests if m.mode == "observe"}
+    by_url = {e.get("label") for m in run.manifests for e in m.engines
               if str(e.get("spec", "")).startswith(("http://", "https://"))}
     levels = run.levels[~run.levels["run_id"].isin(observed)] if "run_id" in run.levels else run.levels
     for _, b in busy_host(levels).iterrows():

@@ -73,7 +73,7 @@ def level_summary(run: Run) -> pd.DataFrame:
     # One or two queries per thread and window: a rate of so few is not a throughput (a 1 ms window with one
     # query would read 1000/s), and a p99 of them is their maximum.
     # (Observed windows count other clients' queries, not lockprof's threads: any number of them is a rate.)
-    observed = any(m.get("parameters", {}).get("mode") == "observe" for m in run.manifests)
+    observed = any(m.parameters.get("mode") == "observe" for m in run.manifests)
     closed = out["target_qps"].isna() & ~out["interrupted"].astype(bool) & (not observed)
     out["too_few"] = closed & (out["queries"] < FEW_PER_THREAD * out["concurrency"] * out["repetitions"])
     return out.sort_values(KEYS, ignore_index=True)

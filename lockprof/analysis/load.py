@@ -1,8 +1,11 @@
-"""Loading run directories into tidy frames: the one loader the CLI, report and notebooks share."""
+"""Loading run directories into tidy frames: the one loader the CLI, report and notebooks share, and the one
+way several runs become one (:func:`combine`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import operator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,8 @@ import pandas as pd
 
 from lockprof import store
 from lockprof.analysis.columnar import ParquetTable, Source
+from lockprof.dirformat import Manifest
+from lockprof.dirformat import tables as declared
 from lockprof.errors import RunDirError
 
 
@@ -26,7 +31,7 @@ class Run:
     """
 
     paths: list[Path]
-    manifests: list[dict[str, Any]]
+    manifests: list[Manifest]
     queries: pd.DataFrame
     levels: pd.DataFrame
     events: pd.DataFrame
@@ -39,18 +44,25 @@ class Run:
     # Results of the analysis functions, computed once per Run (see lockprof.analysis.memo).
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        self.manifests = [Manifest.of(m) for m in self.manifests]  # mappings too, as tests build runs
+
     def query_events_on_disk(self) -> ParquetTable | None:
         """The Parquet parts of ``query_events`` while they have not been read into pandas, else None."""
-        return self.__dict__.get("_query_events_disk")
+        return self.on_disk("query_events")
+
+    def on_disk(self, table: str) -> ParquetTable | None:
+        """The Parquet parts of a lazy table while they have not been read into pandas, else None."""
+        return self.__dict__.get(f"_{table}_disk")
 
     @property
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         """The manifest of the first (usually only) run."""
         return self.manifests[0]
 
     @property
     def complete(self) -> bool:
-        return all(m.get("status") == "complete" for m in self.manifests)
+        return all(m.complete for m in self.manifests)
 
     def measured(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Queries of the measurement phase, background statements excluded (only ``columns``, if given:
@@ -63,45 +75,87 @@ class Run:
         """schema -> partition key, as the engine reported it."""
         keys: dict[str, str] = {}
         for m in self.manifests:
-            for datasets in m.get("datasets", {}).values():
-                for schema, ds in datasets.items():
-                    keys.setdefault(schema, ds.get("partition_key", ""))
+            for schema, key in m.partition_keys().items():
+                keys.setdefault(schema, key)
         return keys
 
 
 def load_run(paths: str | Path | Iterable[str | Path]) -> Run:
-    """Load one run directory, or several into one set of frames keyed by ``run_id``.
+    """Load one run directory, or several into one set of frames keyed by ``run_id`` (see :func:`combine`).
 
     ``query_events`` stays in its files (see :class:`Run`); their footers are checked here, so a
     damaged part is still refused on loading, naming the file."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    paths = [Path(p) for p in paths]
-    manifests = [store.read_manifest(p) for p in paths]
-    tables: dict[str, list[pd.DataFrame]] = {t: [] for t in store.TABLES if t not in LAZY_TABLES}
-    sources = []
-    for path, manifest in zip(paths, manifests):
-        _check_measured(path, manifest)
-        for table in tables:
-            frame = store.read_table(path, table)
-            if not frame.empty:
-                if table in REPLICA_TABLES and "replica" not in frame:
-                    frame = frame.assign(replica="")  # written before --cluster: one server or embedded
-                tables[table].append(frame.assign(run_id=manifest["run_id"]))
-        parts = store.table_parts(path, "query_events")
-        store.check_parts("query_events", parts)
-        sources.append(Source(run_dir=path, run_id=manifest["run_id"], parts=tuple(parts)))
-    frames: dict[str, Any] = {t: (pd.concat(parts, ignore_index=True) if parts else _empty(t))
-                              for t, parts in tables.items()}
-    frames["query_events"] = ParquetTable("query_events", tuple(sources))
-    return Run(paths=paths, manifests=manifests, **frames)
+    return combine([_load_one(Path(p)) for p in paths])
 
 
-def _check_measured(path: Path, manifest: dict[str, Any]) -> None:
+def _load_one(path: Path) -> Run:
+    manifest = store.read_manifest(path)
+    _check_measured(path, manifest)
+    frames: dict[str, Any] = {}
+    for table in run_tables():
+        if table.lazy:
+            parts = store.table_parts(path, table.name)
+            store.check_parts(table.name, parts)
+            frames[table.name] = ParquetTable(table.name, (Source(path, manifest.run_id, tuple(parts)),))
+            continue
+        frame = store.read_table(path, table.name)
+        if frame.empty:
+            frames[table.name] = _empty(table.name)
+            continue
+        if table.replica and "replica" not in frame:
+            frame = frame.assign(replica="")  # written before --cluster: one server or embedded
+        frames[table.name] = frame.assign(run_id=manifest.run_id)
+    return Run(paths=[path], manifests=[manifest], **frames)
+
+
+@dataclass(frozen=True)
+class Relabel:
+    """How one run's engine labels change when it is combined with others: suffixed, then renamed."""
+
+    suffix: str = ""
+    renames: tuple[tuple[str, str], ...] = ()
+
+    def label(self, label: str) -> str:
+        label += self.suffix
+        return dict(self.renames).get(label, label)
+
+    def frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if "engine" not in frame or not (self.suffix or self.renames):
+            return frame
+        engine = frame["engine"].astype(str) + self.suffix if self.suffix else frame["engine"]
+        return frame.assign(engine=engine.replace(dict(self.renames)) if self.renames else engine)
+
+
+def combine(runs: Sequence[Run], relabels: Sequence[Relabel] | None = None) -> Run:
+    """Several runs as one Run: every table's rows in run order (each keeps its ``run_id``), the manifests side
+    by side. ``relabels`` (one per run) renames engines in the tables and the manifests alike, so that two runs
+    whose engines share a label are not pooled. Lazy tables still in their files stay there."""
+    relabels = list(relabels or [Relabel()] * len(runs))
+    if len(runs) != len(relabels):
+        raise ValueError(f"{len(runs)} runs but {len(relabels)} relabelings")
+    if len(runs) == 1 and relabels[0] == Relabel():
+        return runs[0]
+    frames: dict[str, Any] = {}
+    for table in run_tables():
+        disk = [r.on_disk(table.name) for r in runs] if table.lazy else [None]
+        if all(d is not None for d in disk):
+            frames[table.name] = functools.reduce(
+                operator.add, [d.relabeled(rl.suffix, rl.renames) for d, rl in zip(disk, relabels, strict=True)])
+            continue
+        parts = [rl.frame(getattr(r, table.name)) for r, rl in zip(runs, relabels, strict=True)]
+        frames[table.name] = pd.concat([f for f in parts if not f.empty] or parts[:1], ignore_index=True)
+    manifests = [m.relabeled({label: rl.label(label) for label in m.engine_labels})
+                 for r, rl in zip(runs, relabels, strict=True) for m in r.manifests]
+    return Run(paths=[p for r in runs for p in r.paths], manifests=manifests, **frames)
+
+
+def _check_measured(path: Path, manifest: Manifest) -> None:
     """A run directory keeps a ``levels`` part for every level it measured, and ``queries`` beside any level that
     counted queries: without them every table would come out empty or NaN and still look like a result."""
     if not store.table_parts(path, "levels"):
-        status = "" if manifest.get("status") == "complete" else f" (the run is {manifest.get('status')})"
+        status = "" if manifest.complete else f" (the run is {manifest.status})"
         raise RunDirError(f"{path}: damaged run directory: no levels/ parts, so it holds no measured level{status}")
     if not store.table_parts(path, "queries"):
         counted = store.read_table(path, "levels").get("queries", pd.Series(dtype=float)).fillna(0).sum()
@@ -131,32 +185,20 @@ def _set_query_events(run: Run, value: pd.DataFrame | ParquetTable) -> None:
 # through the setter, reading the attribute through the getter.
 Run.query_events = property(_get_query_events, _set_query_events)  # type: ignore[assignment]
 
+def run_tables() -> list[declared.Table]:
+    """The declared tables a :class:`Run` holds: all of lockprof's own (a test checks it). A table a sampler
+    declares for itself (:func:`lockprof.dirformat.register_table`) is read where it is used, with
+    :func:`lockprof.store.read_table`."""
+    fields = Run.__dataclass_fields__
+    return [t for t in declared.tables() if t.name in fields]
+
+
 # Tables load_run leaves in their files until asked for.
-LAZY_TABLES = ("query_events",)
+LAZY_TABLES = tuple(t.name for t in declared.tables() if t.lazy)
 
 # Sampled tables that say which replica a row came from ('' on one server or the embedded engine).
-REPLICA_TABLES = ("events", "metrics", "query_events", "stacks")
-
-_COLUMNS = {
-    "queries": ["engine", "schema", "concurrency", "repetition", "worker", "role", "query_name", "query_id",
-                "phase", "intended_start_s", "start_s", "latency_ms", "queue_delay_ms", "error", "run_id"],
-    "levels": ["engine", "schema", "concurrency", "repetition", "seq", "measure_start_s", "measure_end_s",
-               "queries", "errors", "active_parts_before", "active_parts_after", "interrupted", "target_qps",
-               "host_cpus", "load_avg_start", "load_avg_end", "run_cpu_share", "host_other_cpu_share", "run_id"],
-    "events": ["t_s", "interval_s", "event", "delta", "engine", "schema", "concurrency", "repetition", "replica",
-               "run_id"],
-    "metrics": ["t_s", "metric", "value", "engine", "schema", "concurrency", "repetition", "replica", "run_id"],
-    "query_events": ["query_id", "event", "value", "engine", "replica", "run_id"],
-    "locks": ["event", "lock", "mode", "role", "unit", "to_us", "description", "engine", "run_id"],
-    "driver": ["engine", "schema", "concurrency", "repetition", "seconds", "rate_hz", "engine_threads", "gil_demand",
-               "waiting_threads",
-               "samples", "run_id"],
-    "stacks": ["query_id", "trace_type", "event", "stack", "samples", "weight", "engine", "schema", "concurrency",
-               "repetition", "replica", "run_id"],
-    "driver_stacks": ["engine", "schema", "concurrency", "repetition", "thread", "stack", "samples", "category",
-                      "run_id"],
-}
+REPLICA_TABLES = tuple(t.name for t in declared.tables() if t.replica)
 
 
 def _empty(table: str) -> pd.DataFrame:
-    return pd.DataFrame(columns=_COLUMNS[table])
+    return declared.table(table).empty()

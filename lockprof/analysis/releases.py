@@ -65,7 +65,7 @@ def release_values(run: Run) -> pd.DataFrame:
 def engine_order(run: Run) -> list[str]:
     """The engines as the run was given them (a sweep: oldest release first), those that measured something."""
     measured = set(run.levels["engine"])
-    given = [e["label"] for m in run.manifests for e in m.get("engines", [])]
+    given = [e["label"] for m in run.manifests for e in m.engines]
     return [label for label in dict.fromkeys(given) if label in measured]
 
 

@@ -219,7 +219,7 @@ def no_forecast_reason(run: Run) -> str:
 
 
 def cpu_count(run: Run) -> int | None:
-    counts = [m.get("host", {}).get("cpu_count") for m in run.manifests]
+    counts = [m.cpu_count for m in run.manifests]
     counts = [c for c in counts if c]
     return min(counts) if counts else None
 

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from lockprof.dirformat import Manifest
 from lockprof.engines.registry import expand
 from lockprof.errors import Interrupted, LevelsFailed
 from lockprof.run import RunOptions, describe_failed_level, run
@@ -134,15 +135,14 @@ def main(args: argparse.Namespace) -> int:
     return exit_code(read_manifest(path))
 
 
-def exit_code(manifest: dict) -> int:
+def exit_code(manifest: Manifest) -> int:
     """0 complete; 130 interrupted; 1 an engine failed; 5 every engine ran but some level failed."""
-    failures = manifest.get("failures", [])
-    failed_levels = manifest.get("failed_levels", [])
+    failures, failed_levels = manifest.failures, manifest.failed_levels
     for failure in failed_levels:  # said again after the summary, where it cannot be missed
         print(f"lockprof: level failed: {failure['engine']} {failure['schema']} c={failure['concurrency']}: "
               f"{describe_failed_level(failure)}", file=sys.stderr)
     if any("interrupted" in f for f in failures):
         return Interrupted.exit_code
-    if failures or manifest["status"] != "complete" and not failed_levels:
+    if failures or not manifest.complete and not failed_levels:
         return 1
     return LevelsFailed.exit_code if failed_levels else 0
