@@ -59,7 +59,7 @@ def database_name(scenario: Scenario, schema: Schema) -> str:
 def ensure_dataset(conn: Connection, scenario: Scenario, schema: Schema) -> Dataset:
     """Return the schema's dataset, building it first unless a finished, intact one exists.
 
-    A scenario with background writers changes its table while it runs, so its
+    A scenario that writes (background writers, or measured INSERTs) changes its table while it runs, so its
     dataset serves one run only: the ready marker is dropped as the run takes it.
     """
     database = database_name(scenario, schema)
@@ -91,7 +91,7 @@ def ensure_dataset(conn: Connection, scenario: Scenario, schema: Schema) -> Data
         except BaseException:
             conn.execute(f"DROP DATABASE IF EXISTS {database} SYNC")
             raise
-    if scenario.background:
+    if scenario.writes:
         conn.execute(f"DROP TABLE IF EXISTS {database}.{READY_MARKER} SYNC")
     found = describe(conn, schema.name, database, time.perf_counter() - started, cached)
     return replace(found, rebuilt_because=damage)

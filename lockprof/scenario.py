@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lockprof.errors import ScenarioError
+from lockprof.sqltext import READING, strip_comments
 
 ParamFactory = Callable[[random.Random], Mapping[str, Any]]
 
@@ -83,6 +84,13 @@ class Scenario:
         problems = _problems(self)
         if problems:
             raise ScenarioError("; ".join(problems))
+
+    @property
+    def writes(self) -> bool:
+        """Whether running it changes its table: a background writer, or a measured query that is not a read
+        (an INSERT measured as a query). Its dataset then serves one run and is described as it is after the
+        check before measuring."""
+        return bool(self.background) or any(not READING.match(strip_comments(q.sql)) for q in self.queries)
 
     def schema(self, name: str) -> Schema:
         for schema in self.schemas:

@@ -80,7 +80,7 @@ class Worker:
             for name in req["schemas"]:
                 # A broken scenario is refused here, before the run directory exists.
                 preflight(admin, self.scenario, self.datasets[name].full_name, name, killer=killer)
-                if self.scenario.background:  # its statements ran once: record the dataset as it now is
+                if self.scenario.writes:  # its statements ran once: record the dataset as it now is
                     self.datasets[name] = refresh(admin, self.datasets[name])
         finally:
             if killer is not self.watchdog:

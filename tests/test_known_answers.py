@@ -251,3 +251,26 @@ def test_a_release_sweep_names_the_release_where_the_parts_lock_turns_shared(tmp
 
     text, _ = outputs(execute("validate_fix", str(out)))
     assert said in text and "n/a" in text  # the notebook's sweep cell: the same sentence, n/a for 25.8
+
+
+def test_measured_inserts_report_their_own_parts_lock_and_never_reuse_a_changed_dataset(tmp_path):
+    """INSERTs measured as queries (scenarios/insert_backpressure.py, 2 500 parts): every insert takes the parts
+    lock exclusively once (to commit its part) and shared several times (among them the backpressure check),
+    from its own ProfileEvents; the table gains a part per insert, and the next run does not reuse that
+    changed table as if it were the dataset it built."""
+    first = run_scenario(tmp_path / "first", "insert_backpressure.py", "--schema", "parts_2500",
+                         "--concurrency", "1", "--duration", "1", "--warmup", "0.2")
+    run = load_run(first)
+    assert run.measured()["error"].isna().all() and len(run.measured()) > 0
+    budget = lock_budget(run).set_index(["lock", "mode"])
+    assert budget.loc[("parts", "exclusive"), "acquisitions_per_query"] == pytest.approx(1.0)
+    assert budget.loc[("parts", "shared"), "acquisitions_per_query"] >= 1
+    assert (budget["source"] == "query_log").all()  # each insert's own counters
+    level = run.levels.iloc[0]
+    assert level["active_parts_after"] > level["active_parts_before"] >= 2500
+    again = lockprof_cli("run", str(SCENARIOS / "insert_backpressure.py"), "--schema", "parts_2500",
+                         "--concurrency", "1", "--duration", "0.5", "--warmup", "0.1", "--out", str(tmp_path / "b"))
+    assert again.returncode in (0, 5), again.stderr[-2000:]
+    assert "reused from cache" not in again.stdout + again.stderr
+    # rebuilt: the table as the scenario defines it, plus the one row the check before measuring inserted
+    assert re.search(r"parts_2500: 2501 active parts, 2501 rows \(built in", again.stderr), again.stderr

@@ -19,12 +19,12 @@ import re
 from typing import Any
 
 from lockprof.errors import EngineError
+from lockprof.sqltext import READING, strip_comments
 
 PREFIX = "lockprof_"
 MARKER = "lockprof_owner"
 _NAME = r"(?:`[^`]+`|\"[^\"]+\"|[A-Za-z_][A-Za-z0-9_]*)"
 _QUALIFIED = re.compile(rf"({_NAME})\s*\.\s*{_NAME}|({_NAME})")
-READING = re.compile(r"^(\(\s*)*(SELECT|WITH|SHOW|DESC|DESCRIBE|EXISTS|EXPLAIN)\b", re.IGNORECASE)
 _FLUSH = re.compile(r"^SYSTEM\s+FLUSH\s+LOGS\b", re.IGNORECASE)
 _DATABASE = re.compile(
     rf"^(CREATE|ATTACH|DROP|DETACH)\s+DATABASE\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?({_NAME})", re.IGNORECASE
@@ -40,10 +40,6 @@ _PREFIX_MATCH = r"startsWith\(\s*[A-Za-z_\[\]'.]+\s*,\s*\{prefix:String\}\s*\)"
 _OWN_KILL = re.compile(rf"^KILL\s+QUERY\s+WHERE\s+{_PREFIX_MATCH}(?:\s+OR\s+{_PREFIX_MATCH})*(?:\s+(?:A?SYNC))?$",
                        re.IGNORECASE)
 _OWN_ID = re.compile(r"^(lockprof-[a-z]+-[0-9a-f]{16,}|\d{8}-\d{6}-[0-9a-f]{6}-)")  # a preflight's id, a run's prefix
-
-
-def strip_comments(sql: str) -> str:
-    return re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL).strip()
 
 
 def _unquote(name: str) -> str:
