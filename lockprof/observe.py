@@ -31,13 +31,17 @@ from lockprof.dirformat import Manifest
 from lockprof.engines.registry import parse
 from lockprof.engines.server import ServerEngine, ServerTarget
 from lockprof.errors import LockprofError
+from lockprof.level_writer import LevelWriter
 from lockprof.locks import CATALOG_SQL, catalog
-from lockprof.samplers import EventsSampler, MetricsSampler
+from lockprof.samplers import registry
+from lockprof.samplers.base import SamplerContext
 from lockprof.samplers.cluster import check_cluster, check_name, on_replicas
 from lockprof.samplers.host import HostSampler
 from lockprof.samplers.trace_log import TraceLogReader
 
 SCHEMA = "observed"
+# The polling samplers observe runs: a server elsewhere has no process here to read, so the defaults that query it.
+SAMPLERS = tuple(s.name for s in registry.polling(registry.defaults()))
 OWN_COMMENT = "lockprof-observe"  # marks lockprof's own sampling queries so they are left out
 
 QUERIES_SQL = """
@@ -128,12 +132,15 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
            options: ObserveOptions) -> bool:
     stop = threading.Event()
     cluster = options.cluster or None
-    events = EventsSampler(engine.connect(), clock, options.sample_interval_s, cluster)
-    metrics = MetricsSampler(engine.connect(), clock, options.sample_interval_s, cluster)
+    samplers = registry.open_polling(SAMPLERS, SamplerContext(clock, options.sample_interval_s,
+                                                              lambda _name: engine.connect(), cluster))
     host = HostSampler(clock)  # this machine's load; a server on it is one of the other processes
     interrupted = False
     start = clock.now()
-    with host, events, metrics:
+    with contextlib.ExitStack() as running:
+        running.enter_context(host)
+        for sampler in samplers:
+            running.enter_context(sampler)
         try:
             stop.wait(options.duration_s)
         except KeyboardInterrupt:
@@ -159,27 +166,27 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
             stacks = reader.read_window(window["start"], window["end"])
         except Exception as exc:
             errors.append(f"trace_log: {exc}")
-    concurrency = _mean_running(metrics.frame())
+    sampled = {table.name: frame for s in samplers for table, frame in s.frames().items()}
+    concurrency = _mean_running(sampled.get("metrics", pd.DataFrame()))
     level_keys = {**keys, "concurrency": concurrency, "repetition": 0}
-    part = store.part_name(label, 0)
-    if not queries.empty:
-        store.write_part(run_dir.path, "queries", part, queries.assign(**level_keys))
-        store.write_part(run_dir.path, "query_events", part, query_events.assign(engine=label))
-    store.write_part(run_dir.path, "events", part, events.frame().assign(**level_keys))
-    store.write_part(run_dir.path, "metrics", part, metrics.frame().assign(**level_keys))
-    if not stacks.empty:
-        from lockprof.stacks import write_exports
-
-        store.atomic_write_bytes(store.part_path(run_dir.path, "stacks", part), stacks.to_parquet(index=False))
-        write_exports(stacks, run_dir.path / "stacks", part)
-    sampler_errors = [s.error for s in (events, metrics) if s.error] + errors
+    sampler_errors = [s.error for s in samplers if s.error] + errors
     level_row = {
         **level_keys, "seq": 0, "measure_start_s": start, "measure_end_s": end,
         "queries": len(queries), "errors": int(queries["error"].notna().sum()) if not queries.empty else 0,
         "active_parts_before": float("nan"), "active_parts_after": float("nan"), "interrupted": interrupted,
         "sampler_errors": "; ".join(sampler_errors) or None, **host.window(start, end),
     }
-    store.write_part(run_dir.path, "levels", part, pd.DataFrame([level_row]))
+    with LevelWriter(run_dir.path, label, 0, level_keys) as parts:
+        if not queries.empty:
+            parts.write("queries", queries, level_keys)
+            parts.write("query_events", query_events, {"engine": label})
+        parts.sampled(samplers)
+        if not stacks.empty:
+            from lockprof.stacks import write_exports
+
+            parts.write("stacks", stacks)  # as the trace_log reader gives them: the window is the level
+            write_exports(stacks, run_dir.path / "stacks", parts.part)
+        parts.finish(level_row)
     return interrupted
 
 

@@ -43,6 +43,7 @@ from lockprof.engines.registry import parse, prepare
 from lockprof.errors import EngineError, Interrupted, LockprofError, StorageError
 from lockprof.progress import Reporter, reporter_for
 from lockprof.samplers.pyspy import PySpySampler
+from lockprof.samplers.registry import names as sampler_names
 from lockprof.scenario import load_scenario, probe_scenario
 from lockprof.store import RunDir, file_name, nearest_existing, part_name, write_part
 from lockprof.worker import ALL_SAMPLERS
@@ -211,9 +212,9 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     repetitions = int(defaults["repetitions"] if options.repetitions is None else options.repetitions)
     if repetitions < 1:
         raise LockprofError("--repetitions must be at least 1")
-    unknown = set(options.samplers) - set(ALL_SAMPLERS)
+    unknown = set(options.samplers) - set(sampler_names())
     if unknown:
-        raise LockprofError(f"unknown samplers {sorted(unknown)}; known: {', '.join(ALL_SAMPLERS)}")
+        raise LockprofError(f"unknown samplers {sorted(unknown)}; known: {', '.join(sampler_names())}")
     steps_preview = plan(["-"], schemas[:1], concurrency, 1, options.rates)  # rejects a bad --rate before any work
     if options.rates and min(options.rates) <= 0:
         raise LockprofError("--rate must be positive")

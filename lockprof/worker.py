@@ -20,23 +20,22 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-import pandas as pd
-
-from lockprof import store
 from lockprof.clock import RunClock
 from lockprof.dataset import Dataset, active_parts, dataset_set, drop_stale, ensure_dataset, refresh
 from lockprof.driver import LOG_COLUMNS, Level, level_counts, level_verdict, run_level
 from lockprof.engines.base import Connection
 from lockprof.engines.sql import KNOWN_SETTINGS_SQL, unknown_setting
 from lockprof.errors import LockprofError, ScenarioError
+from lockprof.level_writer import LevelWriter
 from lockprof.locks import CATALOG_SQL, catalog
 from lockprof.preflight import preflight
-from lockprof.samplers import EventsSampler, MetricsSampler, QueryLogReader
+from lockprof.samplers import registry
+from lockprof.samplers.base import SamplerContext
 from lockprof.samplers.host import HostSampler
 from lockprof.scenario import Scenario, load_scenario
 from lockprof.workerproc import DUMP_STACKS_SIGNAL
 
-ALL_SAMPLERS = ("events", "metrics", "query_log", "pyspy")  # py-spy runs in the orchestrator
+ALL_SAMPLERS = registry.defaults()  # what a run samples unless --samplers says otherwise (py-spy: the orchestrator)
 
 
 class Worker:
@@ -47,7 +46,8 @@ class Worker:
         self.datasets: dict[str, Dataset] = {}
         self.connections: list[Connection] = []
         self.background: list[Connection] = []
-        self.sampler_connections: list[Connection] = []
+        self.sampler_connections: dict[str, Connection] = {}  # each polling sampler's own, kept across levels
+        self.engine_pid: int | None = None  # the engine's process, where it runs on this machine
         self.watchdog: Connection | None = None  # cancels a level's overdue queries (engines declaring cancel)
         self.serving: str | None = None  # the request being served, if any
         self.cluster: str | None = None  # --cluster: samplers read every replica of this cluster
@@ -85,7 +85,8 @@ class Worker:
         finally:
             if killer is not self.watchdog:
                 killer.close()
-        self.sampler_connections = [self.engine.connect(), self.engine.connect()]
+        self.sampler_connections = {s.name: self.engine.connect() for s in registry.SAMPLERS if s.connection}
+        self.engine_pid = _engine_pid(self.engine, info.kind)
         if self.engine.capabilities.stack_period_ms:
             self.engine.check_introspection()  # fail now, with what to grant, not after the first level
         locks = catalog(admin.frame(CATALOG_SQL))
@@ -133,13 +134,13 @@ class Worker:
         parts_before = active_parts(self.engine.admin, dataset.database)
         keys = {"engine": label, "schema": level.schema, "concurrency": n, "repetition": level.repetition}
         target = float(level.rate_qps) if level.rate_qps else float("nan")
-        events = EventsSampler(self.sampler_connections[0], self.clock, self.interval_s, self.cluster)
-        metrics = MetricsSampler(self.sampler_connections[1], self.clock, self.interval_s, self.cluster)
-        active = [s for name, s in (("events", events), ("metrics", metrics)) if name in samplers]
+        context = SamplerContext(self.clock, self.interval_s, self._sampler_connection, self.cluster, self.engine_pid,
+                                 self.engine.admin, self.engine.capabilities, self.lock_waits)
+        active = registry.open_polling(samplers, context)
+        readers = registry.open_after_level(samplers, context)
         host = HostSampler(self.clock, self.run_pid)  # every level, samplers or not: how busy the machine was
-        read_log = "query_log" in samplers and self.engine.capabilities.query_log
-        # Where the query log is read, each query's threads are logged too (system.query_thread_log).
-        query_settings = {**self.scenario.settings, **({"log_query_threads": 1} if read_log else {})}
+        # The readers' settings (the query log's: log each query's threads) go on every query of the level.
+        query_settings = {**self.scenario.settings, **{k: v for r in readers for k, v in r.settings.items()}}
         with contextlib.ExitStack() as running:
             running.enter_context(host)
             for sampler in active:
@@ -150,15 +151,11 @@ class Worker:
             pool = self.connections if role == "query" else self.background
             pool[i] = self.engine.connect()
         records = result.records.assign(engine=label)
-        query_events = pd.DataFrame()
-        log_problems: list[str] = []
-        if read_log:
-            reader = QueryLogReader(self.engine.admin, self.cluster, lock_waits=self.lock_waits)
-            if self.engine.capabilities.query_id:
-                per_query, query_events = reader.read(level.id_prefix)
-            else:
-                per_query, query_events, log_problems = reader.read_by_order(level.id_prefix, records)
-            records = records.merge(per_query, on="query_id", how="left")
+        found = [r.read(level.id_prefix, records) for r in readers]
+        for got in found:
+            if got.per_query is not None:
+                records = records.merge(got.per_query, on="query_id", how="left")
+        log_problems = [p for got in found for p in got.problems]
         records = records.drop(columns=LOG_COLUMNS)
         measured = records[records["phase"] == "measure"]
         level_row = {
@@ -178,21 +175,19 @@ class Worker:
             **level_verdict(records, measured, result.errors, result.interrupted),
         }
         kinds = level_row.pop("error_kinds")  # for the progress line only: the manifest and tables hold the errors
-        part = store.part_name(label, seq)
-        try:
-            store.write_part(run_dir, "queries", part, records)
-            store.write_part(run_dir, "events", part, events.frame().assign(**keys))
-            store.write_part(run_dir, "metrics", part, metrics.frame().assign(**keys))
-            store.write_part(run_dir, "query_events", part, query_events.assign(engine=label))
-            if self.engine.capabilities.stack_period_ms and samplers:
-                self._keep_stacks(run_dir, part, level.id_prefix, keys)
-            store.write_part(run_dir, "levels", part, pd.DataFrame([level_row]))  # last: the level is whole
-        except BaseException:
-            # A level is stored whole or not at all (a full disk, an interruption): drop the parts it wrote.
-            for table in store.TABLES:
-                store.part_path(run_dir, table, part).unlink(missing_ok=True)
-            raise
+        # A level is stored whole or not at all (a full disk, an interruption): the writer drops what it wrote.
+        with LevelWriter(run_dir, label, seq, keys) as parts:
+            parts.write("queries", records)
+            parts.sampled(active)
+            parts.after_level(found)
+            parts.finish(level_row)
         return {**level_row, "error_kinds": kinds}
+
+    def _sampler_connection(self, name: str) -> Connection:
+        """A polling sampler's own connection, opened once and kept across levels."""
+        if name not in self.sampler_connections:
+            self.sampler_connections[name] = self.engine.connect()
+        return self.sampler_connections[name]
 
     def _check_scenario_settings(self) -> None:
         """A scenario setting the engine does not know is a broken scenario: the engine would ignore it, or refuse
@@ -213,14 +208,6 @@ class Worker:
         check_cluster(self.engine.admin, name)
         return name
 
-    def _keep_stacks(self, run_dir: Path, part: str, prefix: str, keys: dict[str, Any]) -> None:
-        from lockprof.samplers.trace_log import TraceLogReader
-        from lockprof.stacks import write_exports
-
-        stacks = TraceLogReader(self.engine.admin, cluster=self.cluster).read(prefix)
-        store.write_part(run_dir, "stacks", part, stacks.assign(**keys))
-        write_exports(stacks, run_dir / "stacks", part)
-
     def self_check(self, req: dict[str, Any]) -> dict[str, Any]:
         from lockprof.selfcheck import self_check
 
@@ -232,6 +219,15 @@ class Worker:
         if self.engine is not None:
             self.engine.close()
         return {}
+
+
+def _engine_pid(engine: Any, kind: str) -> int | None:
+    """The process the engine's threads run in: this one for the embedded engine, the server lockprof started
+    for a launched one; None for a server elsewhere (samplers reading /proc then say they cannot)."""
+    if kind == "embedded":
+        return os.getpid()
+    proc = getattr(getattr(engine, "server", None), "proc", None)
+    return proc.pid if proc is not None else None
 
 
 def serve(requests: TextIO, replies: TextIO) -> int:

@@ -53,6 +53,7 @@ FAST_MODULES = frozenset({
     "test_plots",
     "test_pyspy",
     "test_query_threads",
+    "test_sampler_registry",
     "test_report",
     "test_scenario",
     "test_silent",

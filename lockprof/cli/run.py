@@ -12,6 +12,7 @@ from lockprof.dirformat import Manifest
 from lockprof.engines.registry import expand
 from lockprof.errors import Interrupted, LevelsFailed
 from lockprof.run import RunOptions, describe_failed_level, run
+from lockprof.samplers.registry import names as sampler_names
 from lockprof.store import read_manifest
 from lockprof.summary import print_summary
 from lockprof.worker import ALL_SAMPLERS
@@ -101,7 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repetitions", type=repetitions, help="repetitions of every level (default 1; 16 for an A/B)")
     p.add_argument("--schema", action="append", dest="schemas", help="only this schema variant (repeatable)")
     p.add_argument("--samplers", type=samplers, default=ALL_SAMPLERS,
-                   help=f"'all' (default), 'off', or a subset of {','.join(ALL_SAMPLERS)}")
+                   help=f"'all' (default: {','.join(ALL_SAMPLERS)}), 'off', or a subset of "
+                        f"{','.join(sampler_names())}")
     p.add_argument("--overhead-control", action="store_true",
                    help="also run every level with no samplers, interleaved, as engine '<label>+no-samplers'; "
                         "`lockprof compare` then shows what the samplers cost")

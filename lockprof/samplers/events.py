@@ -9,14 +9,17 @@ processes are never subtracted from each other.
 
 from __future__ import annotations
 
+from lockprof.dirformat.tables import EVENTS
 from lockprof.samplers.cluster import on_replicas
 from lockprof.samplers.polling import PollingSampler
 
 SQL = "SELECT {replica} AS replica, name, value FROM system.events"
+TABLE = EVENTS
 
 
 class EventsSampler(PollingSampler):
-    columns = ("t_s", "interval_s", "event", "delta", "replica")
+    name = "events"
+    table = TABLE
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from lockprof.dirformat.tables import METRICS
 from lockprof.samplers.cluster import on_replicas
 from lockprof.samplers.polling import PollingSampler
 
 SQL = "SELECT {replica} AS replica, metric, value FROM system.metrics"
+TABLE = METRICS
 
 
 class MetricsSampler(PollingSampler):
-    columns = ("t_s", "metric", "value", "replica")
+    name = "metrics"
+    table = TABLE
 
     def poll(self) -> None:
         snap = self.conn.frame(on_replicas(SQL, self.cluster))

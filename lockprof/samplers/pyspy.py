@@ -26,12 +26,14 @@ from pathlib import Path
 import pandas as pd
 
 from lockprof import reaper
+from lockprof.dirformat.tables import DRIVER, DRIVER_STACKS
 from lockprof.workerproc import die_with_parent
 
 RAW_LINE = re.compile(r"^thread \((?P<tid>\w+)\)(?:: (?P<name>[^;]*))?;(?P<stack>.*) (?P<count>\d+)$")
 ENGINE_FILES = ("chdb/", "clickhouse_connect/")
 WAITING = ("(threading.py:", "(queue.py:", "(selectors.py:")
 TEMP_PREFIX = "lockprof-pyspy-"  # + the owning process id, so a directory whose owner died can be removed
+TABLES = (DRIVER_STACKS, DRIVER)  # what the orchestrator stores of each level (lockprof.run)
 
 
 def remove_stale_dirs() -> None:

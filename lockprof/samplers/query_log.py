@@ -31,8 +31,13 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from lockprof.dirformat.tables import QUERY_EVENTS
 from lockprof.engines.base import Connection
+from lockprof.samplers.base import AfterLevel, SamplerContext
 from lockprof.samplers.cluster import check_name, on_replicas
+
+# Each query's ProfileEvents; the per-query row (read_rows, ...) joins the driver's records in ``queries``.
+TABLE = QUERY_EVENTS
 
 # The engine's query_id is named through the table: the alias query_id would shadow it (ClickHouse prefers aliases).
 PER_QUERY_SQL = """
@@ -264,3 +269,29 @@ class QueryLogReader:
         if not derived.empty:
             events = pd.concat([events, derived], ignore_index=True)
         return match_by_order(records, per_query, events)
+
+
+class QueryLogAfterLevel:
+    """The query log as an after-level reader: each query's row joins the driver's records, its ProfileEvents go
+    to ``query_events``. Its queries log their threads too (``log_query_threads``), for the derived waits."""
+
+    settings = {"log_query_threads": 1}
+
+    def __init__(self, conn: Connection, cluster: str | None, lock_waits: Mapping[str, float], by_order: bool) -> None:
+        self.reader = QueryLogReader(conn, cluster, lock_waits=lock_waits)
+        self.by_order = by_order  # the engine cannot take the driver's ids: match rows by order (read_by_order)
+
+    @classmethod
+    def open(cls, ctx: SamplerContext) -> QueryLogAfterLevel | None:
+        caps = ctx.capabilities
+        if caps is None or ctx.admin is None or not caps.query_log:
+            return None
+        return cls(ctx.admin, ctx.cluster, ctx.lock_waits, by_order=not caps.query_id)
+
+    def read(self, prefix: str, records: pd.DataFrame) -> AfterLevel:
+        problems: list[str] = []
+        if self.by_order:
+            per_query, events, problems = self.reader.read_by_order(prefix, records)
+        else:
+            per_query, events = self.reader.read(prefix)
+        return AfterLevel({TABLE: events}, per_query=per_query, problems=problems)

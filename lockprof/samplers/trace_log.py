@@ -14,9 +14,13 @@ and each stack keeps the replica it was sampled on.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from lockprof.dirformat.tables import STACKS
 from lockprof.engines.base import Connection
+from lockprof.samplers.base import AfterLevel, SamplerContext
 from lockprof.samplers.cluster import check_name, on_replicas
 from lockprof.stacks import STACK_COLUMNS, clean_frame
 
@@ -29,6 +33,7 @@ FROM system.trace_log
 WHERE {where}
 GROUP BY replica, query_id, trace_type, event, trace
 """
+TABLE = STACKS
 
 
 def stacks_sql(by_window: bool = False, has_event: bool = True, cluster: str | None = None) -> str:
@@ -80,3 +85,27 @@ class TraceLogReader:
     def read_window(self, start_unix_s: float, end_unix_s: float) -> pd.DataFrame:
         sql = stacks_sql(by_window=True, cluster=self.cluster)
         return fold(self.conn.frame(sql, {"start": start_unix_s, "end": end_unix_s}))
+
+
+class TraceLogAfterLevel:
+    """trace_log as an after-level reader: the level's folded stacks, and their folded and speedscope files."""
+
+    settings: dict = {}
+
+    def __init__(self, conn: Connection, cluster: str | None) -> None:
+        self.reader = TraceLogReader(conn, cluster=cluster)
+
+    @classmethod
+    def open(cls, ctx: SamplerContext) -> TraceLogAfterLevel | None:
+        """Only where the engine's profilers sample the run's queries (chDB's trace_log stays empty)."""
+        caps = ctx.capabilities
+        if caps is None or ctx.admin is None or not caps.stack_period_ms:
+            return None
+        return cls(ctx.admin, ctx.cluster)
+
+    def read(self, prefix: str, records: pd.DataFrame) -> AfterLevel:
+        from lockprof.stacks import write_exports
+
+        stacks = self.reader.read(prefix)
+        return AfterLevel({TABLE: stacks},
+                          exports=lambda run_dir, part: write_exports(stacks, Path(run_dir) / "stacks", part))
