@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from lockprof.samplers import events, metrics, pyspy, query_log, trace_log
+from lockprof.samplers import events, metrics, pyspy, query_log, threads, trace_log
 from lockprof.samplers.base import AfterLevelReader, LevelSampler, Sampler, SamplerContext, Table
 
 # In the order --samplers lists them (and the order their parts are written in).
@@ -20,6 +20,7 @@ SAMPLERS: tuple[Sampler, ...] = (
     Sampler("metrics", "polling", (metrics.TABLE,), metrics.MetricsSampler.open, connection=True),
     Sampler("query_log", "after_level", (query_log.TABLE,), query_log.QueryLogAfterLevel.open),
     Sampler("pyspy", "parent", pyspy.TABLES),
+    Sampler("threads", "polling", (threads.TABLE,), threads.ThreadsSampler.open, default=False),
     # Not chosen by name: read after every level with any sampler, where the engine keeps stacks for its queries.
     Sampler("trace_log", "after_level", (trace_log.TABLE,), trace_log.TraceLogAfterLevel.open, default=False,
             chosen=False),
