@@ -545,20 +545,22 @@ def ab_forest(frame: pd.DataFrame, title: str = "A/B: B ÷ A, with intervals", m
     ax.set_yticks(y, labels=frame["label"].astype(str))
     ax.set_ylabel("compared point")
     ax.invert_yaxis()
-    ax.set_xlabel(f"ratio B ÷ A (log scale; 1 = no change; for throughput, above 1 is better){shaded}")
+    ax.set_xlabel(f"ratio B ÷ A (log scale; 1 = no change;\nfor throughput, above 1 is better){shaded}")
     ax.margins(y=0.15)
     ax.grid(True, axis="x", which="both", alpha=0.3)
     return fig
 
 
 RATIO_TICKS = (0.1, 0.2, 0.5, 0.67, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 5.0, 10.0)
+COARSE_RATIO_TICKS = (0.1, 0.2, 0.5, 0.67, 1.0, 1.5, 2.0, 5.0, 10.0)  # a range wider than 3x: no crowding at 1
 
 
 def _ratio_ticks(ax: Axes, values: np.ndarray) -> None:
     """Plain ratio ticks (0.9, 1, 1.1) within the drawn range, instead of powers of ten."""
     finite = values[np.isfinite(values) & (values > 0)]
     lo, hi = (min(finite.min(), 0.95), max(finite.max(), 1.05)) if finite.size else (0.95, 1.05)
-    ticks = [t for t in RATIO_TICKS if lo / 1.02 <= t <= hi * 1.02]
+    choice = COARSE_RATIO_TICKS if hi / lo > 3 else RATIO_TICKS
+    ticks = [t for t in choice if lo / 1.02 <= t <= hi * 1.02]
     ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
     ax.xaxis.set_minor_formatter(mticker.NullFormatter())
 
@@ -573,6 +575,8 @@ def forest_frame(comparison: pd.DataFrame, metrics: tuple[str, ...] | None = Non
     mode = frame["mode"].fillna("") if "mode" in frame else pd.Series("", index=frame.index)
     locks = np.where(lock != "", " " + lock.str.replace("_", " ") + " (" + mode + ")", "")
     label = frame["schema"].astype(str) + " c=" + frame["concurrency"].astype(str) + " " + frame["metric"] + locks
+    if {"engine_a", "engine_b"} <= set(frame) and frame[["engine_a", "engine_b"]].drop_duplicates().shape[0] > 1:
+        label = frame["engine_b"].astype(str) + " vs " + frame["engine_a"].astype(str) + ": " + label  # which pair
     return pd.DataFrame({"label": label, "ratio": frame["ratio"], "ci_low": frame["ci_low"],
                          "ci_high": frame["ci_high"], "verdict": frame["verdict"]}).reset_index(drop=True)
 

@@ -287,3 +287,15 @@ def test_figures_on_a_real_run(tiny_run):
     assert any(ax.lines for ax in series.axes), "the events sampler recorded lock counters"
     latency = plots.latency_vs_concurrency(run)
     assert len(latency.axes[0].lines) == 4  # median and p99 for each of two schemas
+
+
+def test_forest_labels_name_the_engine_pair_only_when_there_are_several():
+    """With three engines (a sweep), the same point appears once per pair: each label says which pair it is."""
+    from lockprof.plots import forest_frame
+
+    rows = [{"schema": "s", "concurrency": 1, "metric": "latency_ms", "lock": "", "mode": "", "engine_a": "25.8",
+             "engine_b": b, "ratio": r, "ci_low": r * 0.9, "ci_high": r * 1.1, "verdict": "faster"}
+            for b, r in (("26.1", 0.5), ("26.9", 0.4))]
+    labels = forest_frame(pd.DataFrame(rows))["label"].tolist()
+    assert labels == ["26.1 vs 25.8: s c=1 latency_ms", "26.9 vs 25.8: s c=1 latency_ms"]
+    assert forest_frame(pd.DataFrame(rows[:1]))["label"].tolist() == ["s c=1 latency_ms"]
