@@ -41,7 +41,7 @@ from lockprof.analysis.load import Relabel, combine
 from lockprof.analysis.outside import outside_sentences
 from lockprof.analysis.scalability import MIN_LEVELS_TO_DRAW, MIN_R_SQUARED
 from lockprof.analysis.tail import lock_distribution, rare_exclusive_holds, tail_attribution
-from lockprof.analysis.utilization import no_ceiling_reason, no_forecast_reason
+from lockprof.analysis.utilization import no_ceiling_reason, no_forecast_reason, uncounted_holds
 from lockprof.errors import LockprofError
 from lockprof.flamegraph import flame_graph, short_name, waiting_locks
 from lockprof.formatting import ACCOUNTING_HEADERS, BUDGET_HEADERS, accounting_cells, budget_cells, cells_frame
@@ -203,6 +203,8 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
     ceilings = exclusive_ceilings(run)
     ceilings["peak_utilization"] = ceilings["peak_utilization"].map(_percent)
     parts.append(table_html(ceilings, no_ceiling_reason(run)))
+    for sentence in uncounted_holds(run):
+        parts.append(f"<p class='note'>{html.escape(sentence)}</p>")
 
     check = forecast_vs_measured(run)
     if not check.empty:

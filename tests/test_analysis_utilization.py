@@ -147,3 +147,18 @@ def test_on_a_real_run(tiny_run):
     check = forecast_vs_measured(run)
     assert list(check.columns)[-2:] == ["relative_error", "note"]
     assert (check["concurrency"] > check["base_concurrency"]).all()
+
+
+def test_a_lock_waited_on_whose_hold_is_not_counted_gets_a_sentence_not_a_ceiling():
+    """The global thread pool lock has a wait counter and no hold counter: no ceiling can come from it, and the
+    report says so, naming the engine, instead of leaving the reader to guess why it has none."""
+    from lockprof.analysis.utilization import exclusive_ceilings, uncounted_holds
+
+    run = make_run([Level("s", c, 100 * c, 1.0, hold_us=0.0, counters={"GlobalThreadPoolLockWaitMicroseconds": 500})
+                    for c in (1, 2)])
+    said = uncounted_holds(run)
+    assert said == ["The global thread pool lock (exclusive) is waited on, up to 500 µs per query, but embedded "
+                    "counts no hold time for it, so no ceiling or forecast can be given for it there."]
+    assert "global_thread_pool" not in set(exclusive_ceilings(run)["lock"])
+    quiet = make_run([Level("s", 1, 100, 1.0, counters={"GlobalThreadPoolLockWaitMicroseconds": 0.5})])
+    assert uncounted_holds(quiet) == []  # under a microsecond per query: nothing to say

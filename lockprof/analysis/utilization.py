@@ -159,6 +159,28 @@ def no_ceiling_reason(run: Run) -> str:
             "ceiling is given.")
 
 
+def uncounted_holds(run: Run, min_wait_us: float = 1.0) -> list[str]:
+    """Exclusive locks the queries waited on whose engine counts no hold time for them: one sentence each,
+    naming the engines, since a ceiling or a forecast needs the hold and none can be given there (a release may
+    lack the counter, or ClickHouse may never have had one)."""
+    budget = lock_budget(run)
+    if budget.empty:
+        return []
+    exclusive = budget[(budget["mode"] == "exclusive") & budget["hold_us_per_query"].isna()]
+    out = []
+    for lock, rows in exclusive.groupby("lock", sort=True):
+        waited = rows[rows["wait_us_per_query"] >= min_wait_us]
+        if waited.empty:
+            continue
+        engines = list(dict.fromkeys(waited["engine"].astype(str)))
+        where = engines[0] if len(engines) == 1 else f"{', '.join(engines[:-1])} and {engines[-1]}"
+        out.append(f"The {str(lock).replace('_', ' ')} lock (exclusive) is waited on, up to "
+                   f"{waited['wait_us_per_query'].max():,.0f} µs per query, but {where} count"
+                   f"{'s' if len(engines) == 1 else ''} no hold time for it, so no ceiling or forecast can be given "
+                   "for it there.")  # fmt: skip
+    return out
+
+
 @per_run
 def wait_forecast(run: Run, model: str = "md1", modes: tuple[str, ...] = ("exclusive",)) -> pd.DataFrame:
     """Forecast each lock's wait at every level from the lowest level's hold, and compare.
