@@ -5,18 +5,26 @@ only when the lock was contended; before, every acquisition added its (tiny) wai
 query thread (``max_threads = 1``) and one query at a time, almost nothing contends, so a
 release that times every acquisition should show a little wait per query and one that times
 only contention next to none. The table lives on a cache disk over local blob storage (the
-cache needs an object store beneath it), both in the worker's own data path.
+cache needs an object store beneath it). ClickHouse places a relative blob path in the
+working directory, so the blob objects go to the system's temporary directory instead
+(``lockprof-filecache-blob``; each worker's table writes its own objects there), and a
+later run whose objects were cleaned away finds its dataset damaged and rebuilds it.
 """
+
+import tempfile
+from pathlib import Path
 
 from lockprof import Query, Scenario, Schema
 
-DDL = """
-    CREATE TABLE {table} (k UInt64, v String)
+BLOB = Path(tempfile.gettempdir()) / "lockprof-filecache-blob"
+
+DDL = f"""
+    CREATE TABLE {{table}} (k UInt64, v String)
     ENGINE = MergeTree
     ORDER BY k
     SETTINGS disk = disk(type = cache, max_size = '1Gi', path = 'lockprof_filecache',
                          disk = disk(type = object_storage, object_storage_type = local_blob_storage,
-                                     path = 'lockprof_blob/', metadata_type = plain_rewritable))
+                                     path = '{BLOB}/', metadata_type = plain_rewritable))
 """
 
 POPULATE = "INSERT INTO {table} SELECT number, toString(number) FROM numbers(2000000)"
