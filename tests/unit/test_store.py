@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 from lockprof import store
 from lockprof.analysis.load import LAZY_TABLES, REPLICA_TABLES, Relabel, Run, _empty, combine, load_run, run_tables
@@ -210,7 +211,7 @@ def test_a_sampler_can_declare_a_table_of_its_own_once():
 
 def test_the_tables_reference_is_the_declaration_rendered():
     """docs/run-tables.md is generated: a table or column changed in the declaration changes it."""
-    reference = Path(__file__).resolve().parent.parent / "docs" / "run-tables.md"
+    reference = ROOT / "docs" / "run-tables.md"
     # rendered as its command renders it: in a process where no sampler has declared a table of its own yet
     rendered = subprocess.run([sys.executable, "-m", "lockprof.dirformat"], capture_output=True, text=True,
                               check=True).stdout

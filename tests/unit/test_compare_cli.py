@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from ab_synthetic import synthetic_run, write_run
-from conftest import lockprof_cli
+from conftest import SCENARIOS, lockprof_cli
 
 from lockprof import store
 
-SCENARIO = Path(__file__).resolve().parent / "scenarios" / "ab_tiny.py"
+SCENARIO = SCENARIOS / "ab_tiny.py"
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 from benchmarks.common import ratio_line, spread, verdict
-from tests.conftest import ROOT
 
 NUMBER = r"-?[\d.]+"
 RATIO = rf"median {NUMBER}x \(min-max {NUMBER}-{NUMBER}, 95% CI {NUMBER}-{NUMBER}, n=\d+\)"
@@ -141,10 +141,10 @@ def test_suite_loop_runs_the_suite_and_counts_the_runs(tmp_path) -> None:
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
 
     pytest_args = ("-p", "no:cacheprovider", "--basetemp", str(tmp_path / "basetemp"))
-    ok = loop("--runs", "2", "--", *pytest_args, "tests/test_store.py")
+    ok = loop("--runs", "2", "--", *pytest_args, "tests/unit/test_store.py")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert len(re.findall(r"^RUN \d/2 pass passed=\d+ failed=0 errors=0 .* duration=\d+s load1 start=[\d.]+ "
                           r"mean=[\d.]+ max=[\d.]+$", ok.stdout, re.MULTILINE)) == 2, ok.stdout
     assert "RESULT suite_loop: 2/2 runs passed" in ok.stdout
-    bad = loop("--runs", "1", "--", *pytest_args, "tests/test_store.py", "-k", "no_such_test_name")
+    bad = loop("--runs", "1", "--", *pytest_args, "tests/unit/test_store.py", "-k", "no_such_test_name")
     assert bad.returncode == 1 and "RESULT suite_loop: 0/1 runs passed" in bad.stdout, bad.stdout
