@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import GUARD_DIR, ROOT
@@ -39,46 +37,17 @@ def test_without_the_guard_the_same_child_imports_the_engine() -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.engine  # not in the fast layer: it runs the fast layer itself
-def test_the_fast_subset_passes_with_the_engine_guard_on(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "fast", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )
-    tail = result.stdout[-3000:] + result.stderr[-2000:]
-    assert result.returncode == 0, tail
-    assert "engine guard: on" in result.stdout, tail
-    passed = re.search(r"(\d+) passed", result.stdout)
-    assert passed and int(passed.group(1)) >= 50, tail
-    assert not re.search(r"\d+ (failed|error)", result.stdout), tail
-
-
-def test_every_fast_module_exists() -> None:
-    """A misspelt or removed module in FAST_MODULES would silently shrink the fast layer."""
-    from conftest import FAST_MODULES
-
-    tests = Path(__file__).resolve().parent
-    assert sorted(m for m in FAST_MODULES if not (tests / f"{m}.py").exists()) == []
-
-
-@pytest.mark.engine  # not in the fast layer: it runs pytest in a subprocess (15 s on a loaded machine)
-def test_tests_that_use_the_engine_are_not_fast_even_in_a_fast_module() -> None:
-    result = subprocess.run([sys.executable, "-m", "pytest", "-m", "fast", "--collect-only", "-q", "-p",
-                             "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    fast = set(re.findall(r"^(tests/\S+::\S+)$", result.stdout, re.MULTILINE))
-    assert "tests/test_locks.py::test_generic_names_get_a_mode_only_when_the_name_says_it" in fast
-    assert "tests/test_stacks.py::test_folded_text_is_root_first_and_heaviest_first" in fast
-    engine_tests = {
-        "tests/test_locks.py::test_catalog_units_convert_to_microseconds",  # the engine fixture, via another one
-        "tests/test_analysis_utilization.py::test_on_a_real_run",  # the tiny_run fixture
-        "tests/test_flamegraph.py::test_report_of_a_run_with_stacks_has_the_flame_graph",  # lockprof run in a fixture
-        "tests/test_pyspy.py::test_records_a_real_process_and_tells_engine_from_python",  # a chDB process
-        "tests/test_layers.py::test_the_fast_subset_passes_with_the_engine_guard_on",  # marked engine
-        "tests/test_benchmarks.py::test_suite_loop_runs_the_suite_and_counts_the_runs",  # marked engine
-    }
-    assert not engine_tests & fast, engine_tests & fast
-    assert not [t for t in fast if t.startswith(("tests/test_driver.py", "tests/test_run_cli.py"))]
+def test_every_test_module_lives_in_one_layer_folder(request: pytest.FixtureRequest) -> None:
+    """The folder is the layer: no test module outside tests/unit and tests/engine, no name in both (pytest
+    imports them by file name), and this one, in tests/unit, is marked fast and only fast."""
+    tests = ROOT / "tests"
+    assert sorted(p.name for p in tests.glob("test_*.py")) == []
+    assert sorted(p.relative_to(tests).as_posix() for p in tests.glob("*/**/test_*.py")
+                  if p.parent.name not in ("unit", "engine")) == []
+    unit = {p.name for p in (tests / "unit").glob("test_*.py")}
+    engine = {p.name for p in (tests / "engine").glob("test_*.py")}
+    assert unit and engine and not unit & engine, unit & engine
+    assert request.node.get_closest_marker("fast") and not request.node.get_closest_marker("engine")
 
 
 CAPTURE = ("lockprof.run", "lockprof.worker", "lockprof.workerproc", "lockprof.driver", "lockprof.engines",
