@@ -1,4 +1,4 @@
-"""A long fuzzing session: the suite's fuzzer (tests/test_fuzz.py) with many more, freshly random cases.
+"""A long fuzzing session: the suite's fuzzer (tests/engine/test_fuzz.py) with many more, freshly random cases.
 
     python -m benchmarks.fuzz [--scale 20] [--quick]
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     print(host_line(), flush=True)
     env = {**os.environ, "LOCKPROF_FUZZ_SCALE": str(scale), "LOCKPROF_FUZZ_RANDOM": "1"}
     started = time.perf_counter()
-    code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-s", "tests/test_fuzz.py"], cwd=ROOT, env=env)
+    code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-s", "tests/engine/test_fuzz.py"], cwd=ROOT, env=env)
     print(f"FUZZ scale {scale:g}: {'passed' if code == 0 else 'FAILED'} in {time.perf_counter() - started:.0f} s",
           flush=True)
     return code

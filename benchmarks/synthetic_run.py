@@ -1,7 +1,7 @@
 """A synthetic run directory of any size, written through the real ``RunDir`` and ``write_part``.
 
 Tables, columns and dtypes follow what a real embedded run writes (checked against one by
-tests/test_benchmarks.py): one ``queries`` part per level with the query-log columns,
+tests/engine/test_benchmarks_engine.py): one ``queries`` part per level with the query-log columns,
 every query's non-zero ProfileEvents in ``query_events`` (a real chDB query has about 66),
 ``levels``, ``events`` and ``metrics`` samples, and the lock catalog classified by
 ``lockprof.locks.catalog`` from the same event names.

@@ -3,19 +3,22 @@
 Every test uses one dataset cache per session, so datasets are built once, and the
 embedded engine (one data path per process) is opened once per test process.
 
-Layers: a test is ``fast`` when its module is in :data:`FAST_MODULES` and neither it nor
-any fixture it uses needs an engine (see :func:`needs_engine`), and it is not marked
-``engine`` by hand (done for the slow checks that run pytest itself); every other test is
-``engine``. ``python -m pytest -m fast`` runs the fast layer, and a session that runs
-only fast tests installs an engine guard (``tests/engine_guard``) in itself and in every
-process it starts, so a test that opens an engine anyway fails loudly instead of being
-counted as fast.
+Layers: the folder decides. Tests in ``tests/unit`` are ``fast`` (synthetic data, parsing,
+errors: no engine); tests in ``tests/engine`` are ``engine`` (they open the real engine,
+start a server, run lockprof against one, or run pytest itself). ``python -m pytest -m fast``
+runs the unit folder, and a session that runs only fast tests installs an engine guard
+(``tests/engine_guard``) in itself and in every process it starts, so a unit test that
+opens an engine anyway fails loudly instead of being counted as fast.
+
+Helpers shared by both folders (this file, ``synthetic_runs``, ``ab_synthetic``, ``launched``,
+``stack_cases``, ``figure_checks``) live in ``tests/``, which is on ``sys.path`` (the
+``pythonpath`` setting in pyproject.toml, and pytest's rootdir conftest import), so
+``from conftest import ...`` works in both folders.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import os
 import subprocess
 import sys
@@ -26,79 +29,39 @@ from typing import TypeVar
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+SCENARIOS = TESTS / "scenarios"
 TINY = SCENARIOS / "tiny.py"
-GUARD_DIR = Path(__file__).resolve().parent / "engine_guard"
-
-# Modules whose tests work on synthetic data, parse, or check errors. A test in one of them is still an
-# engine test when it uses an engine fixture or its source (or a fixture's) starts one, see needs_engine.
-FAST_MODULES = frozenset({
-    "test_ab_stats",
-    "test_notebook_run",
-    "test_analysis_columnar",
-    "test_analysis_scalability",
-    "test_analysis_utilization",
-    "test_benchmarks",
-    "test_compare_cli",
-    "test_diagnosis",
-    "test_engines",
-    "test_flamegraph",
-    "test_host_load",
-    "test_inputs",
-    "test_layers",
-    "test_locks",
-    "test_outside",
-    "test_packaging",
-    "test_plots",
-    "test_pyspy",
-    "test_query_threads",
-    "test_sampler_registry",
-    "test_report",
-    "test_scenario",
-    "test_silent",
-    "test_stacks",
-    "test_tail",
-    "test_store",
-})
-# Fixtures that open an engine or produce a run by running one.
-ENGINE_FIXTURES = frozenset({"engine", "tiny_run", "launched_run", "server", "served", "emulated", "busy_process"})
-# Calls in a test's (or a fixture's) source that open an engine or run one in a subprocess.
-ENGINE_CALLS = ('lockprof_cli("run"', 'lockprof_cli("observe"', "open_engine(", "serve(", "run_module(")
+GUARD_DIR = TESTS / "engine_guard"
+# The layer folders and the marker each one's tests get.
+LAYERS = {TESTS / "unit": "fast", TESTS / "engine": "engine"}
 
 T = TypeVar("T")
 
 
-def needs_engine(item: pytest.Item) -> bool:
-    """Whether a test needs an engine: by the fixtures it uses, or by what its source and theirs call."""
-    names = set(getattr(item, "fixturenames", ()))
-    if names & ENGINE_FIXTURES:
-        return True
-    functions: list[Callable[..., object]] = [getattr(item, "function", None)]
-    infos = getattr(item, "_fixtureinfo", None)
-    for defs in (infos.name2fixturedefs.values() if infos else ()):
-        functions.extend(d.func for d in defs)
-    for func in functions:
-        if func is None:
-            continue
-        try:
-            source = inspect.getsource(func)
-        except (OSError, TypeError):
-            continue
-        if any(call in source for call in ENGINE_CALLS):
-            return True
-    return False
+def layer_of(path: Path) -> str | None:
+    """The layer of a test file: the marker of the layer folder it lies in, or None outside both."""
+    for folder, marker in LAYERS.items():
+        if path.resolve().is_relative_to(folder):
+            return marker
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test fast or engine before ``-m`` selects among them."""
+    """Mark every test fast or engine by its folder, before ``-m`` selects among them."""
+    outside = []
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
-        if module in FAST_MODULES and not item.get_closest_marker("engine") and not needs_engine(item):
-            item.add_marker(pytest.mark.fast)
-        else:
-            item.add_marker(pytest.mark.engine)
+        marker = layer_of(Path(item.path))
+        if marker is None:
+            outside.append(item.nodeid)
+            continue
+        if marker == "fast" and item.get_closest_marker("engine"):
+            raise pytest.UsageError(f"{item.nodeid} is marked engine but lies in tests/unit: move it to tests/engine")
+        item.add_marker(getattr(pytest.mark, marker))
+    if outside:
+        raise pytest.UsageError("tests outside tests/unit and tests/engine have no layer: " + ", ".join(outside))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 BLOCKED_MODULES = ("chdb", "chdb_core", "_chdb")
 MESSAGE = ("the fast test subset must not open an engine ({what}); this test needs the engine: "
-           "give it an engine fixture or leave its module out of FAST_MODULES in tests/conftest.py")
+           "move it to tests/engine (tests/unit is the fast layer)")
 _installed = False
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from conftest import TINY, lockprof_cli
 
-from lockprof import store
 from lockprof.errors import RunDirError
 
 
@@ -120,9 +119,3 @@ def test_damaged_run_directories_exit_4_naming_the_file(tiny_run, tmp_path):
             result = lockprof_cli(*command)
             assert result.returncode == 4, (run.name, command, result.stderr)
             assert name in result.stderr and "Traceback" not in result.stderr, result.stderr
-
-
-def test_a_manifest_must_hold_what_readers_rely_on(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps({"format_version": store.FORMAT_VERSION}))
-    with pytest.raises(RunDirError, match="'run_id' is missing"):
-        store.read_manifest(tmp_path)

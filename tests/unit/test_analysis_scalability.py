@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from synthetic_runs import Level, make_run
 
-from lockprof.analysis import fit_usl, load_run, usl_fits, usl_peak, usl_throughput
+from lockprof.analysis import fit_usl, usl_fits, usl_peak, usl_throughput
 from lockprof.report import render_report
 
 LAMBDA, SIGMA, KAPPA = 120.0, 0.08, 0.002
@@ -86,10 +86,3 @@ def test_sigma_is_said_to_include_the_cores_when_workers_outnumber_them():
     text = render_report(make_run(levels, cpu_count=2))
     assert "more workers than cores" in text and "named only by the verdict" in text
     assert "serializes, such as" not in text
-
-
-def test_on_a_real_run_with_two_levels(tiny_run):
-    fits = usl_fits(load_run(tiny_run))
-    assert set(fits["schema"]) == {"day", "namespace_day"}
-    assert fits["sigma"].isna().all()
-    assert fits["note"].str.contains("got 2").all()

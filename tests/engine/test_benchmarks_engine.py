@@ -11,9 +11,7 @@ import sys
 
 import pandas as pd
 import pytest
-
-from benchmarks.common import ratio_line, spread, verdict
-from tests.conftest import ROOT
+from conftest import ROOT
 
 NUMBER = r"-?[\d.]+"
 RATIO = rf"median {NUMBER}x \(min-max {NUMBER}-{NUMBER}, 95% CI {NUMBER}-{NUMBER}, n=\d+\)"
@@ -93,18 +91,6 @@ def test_run_all_runs_the_chosen_benchmarks() -> None:
     assert "RATIO dataset_build fresh lockprof/raw time" in result.stdout
 
 
-def test_spread_and_verdict_on_known_values() -> None:
-    s = spread([0.95, 0.96, 0.97, 0.98, 0.99])
-    assert s.median == pytest.approx(0.97) and (s.low, s.high, s.n) == (0.95, 0.99, 5)
-    assert 0.95 <= s.ci_low <= s.median <= s.ci_high <= 0.99
-    assert verdict(s, 0.90, higher_is_better=True) == "met"
-    assert verdict(s, 1.00, higher_is_better=True) == "not met"
-    assert verdict(s, 0.97, higher_is_better=True).startswith("unclear")
-    assert verdict(s, 1.30, higher_is_better=False) == "met"
-    assert verdict(spread([1.0, 1.0]), 0.9, higher_is_better=True).startswith("not judged")
-    assert ratio_line("x", [1.0, 1.0, 1.0], 0.9).endswith("target >= 0.9: met")
-
-
 def test_synthetic_run_has_the_tables_and_columns_of_a_real_run(tiny_run, tmp_path) -> None:
     """The analysis benchmark is only meaningful if its synthetic run looks like a real one."""
     from benchmarks.synthetic_run import write_synthetic_run
@@ -122,18 +108,6 @@ def test_synthetic_run_has_the_tables_and_columns_of_a_real_run(tiny_run, tmp_pa
                 assert theirs[column].dtype.kind == ours[column].dtype.kind, (table, column)
 
 
-def test_suite_loop_reads_pytest_summaries() -> None:
-    from benchmarks.suite_loop import parse_counts, parse_failures
-
-    output = ("....F.\nFAILED tests/test_a.py::test_x - assert 1 >= 2\nERROR tests/test_b.py::test_y\n"
-              "1 failed, 190 passed, 5 skipped, 1 error in 480.10s (0:08:00)\n")
-    assert parse_counts(output) == {"passed": 190, "failed": 1, "errors": 1, "skipped": 5, "xfailed": 0,
-                                    "xpassed": 0}
-    assert parse_failures(output) == ["tests/test_a.py::test_x", "tests/test_b.py::test_y"]
-    assert parse_counts("no summary at all")["passed"] == 0
-
-
-@pytest.mark.engine  # not in the fast layer: it runs pytest in subprocesses three times
 def test_suite_loop_runs_the_suite_and_counts_the_runs(tmp_path) -> None:
     """Two runs of a small passing selection, and one of a selection that fails, each counted as such."""
     def loop(*args: str) -> subprocess.CompletedProcess:
@@ -141,10 +115,10 @@ def test_suite_loop_runs_the_suite_and_counts_the_runs(tmp_path) -> None:
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
 
     pytest_args = ("-p", "no:cacheprovider", "--basetemp", str(tmp_path / "basetemp"))
-    ok = loop("--runs", "2", "--", *pytest_args, "tests/test_store.py")
+    ok = loop("--runs", "2", "--", *pytest_args, "tests/unit/test_store.py")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert len(re.findall(r"^RUN \d/2 pass passed=\d+ failed=0 errors=0 .* duration=\d+s load1 start=[\d.]+ "
                           r"mean=[\d.]+ max=[\d.]+$", ok.stdout, re.MULTILINE)) == 2, ok.stdout
     assert "RESULT suite_loop: 2/2 runs passed" in ok.stdout
-    bad = loop("--runs", "1", "--", *pytest_args, "tests/test_store.py", "-k", "no_such_test_name")
+    bad = loop("--runs", "1", "--", *pytest_args, "tests/unit/test_store.py", "-k", "no_such_test_name")
     assert bad.returncode == 1 and "RESULT suite_loop: 0/1 runs passed" in bad.stdout, bad.stdout

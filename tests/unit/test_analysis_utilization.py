@@ -1,4 +1,4 @@
-"""Lock utilization, the 1/h ceiling and the queueing forecast: known answers, then a real run."""
+"""Lock utilization, the 1/h ceiling and the queueing forecast: known answers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from lockprof.analysis import (
     exclusive_ceilings,
     forecast_vs_measured,
     forecast_wait_us,
-    load_run,
     lock_utilization,
     queueing_wait_us,
     wait_forecast,
@@ -133,20 +132,6 @@ def test_notes_say_when_the_hold_grew_and_workers_outnumber_cores():
                    cpu_count=2)
     note = forecast_vs_measured(run)["note"].iloc[0]
     assert "hold grew 3.0×" in note and "4 workers on 2 cores" in note
-
-
-def test_on_a_real_run(tiny_run):
-    run = load_run(tiny_run)
-    util = lock_utilization(run)
-    assert not util.empty
-    assert (util["utilization"] >= 0).all()
-    parts = util[util["lock"] == "parts"]
-    assert not parts.empty, "the tiny scenario plans over hundreds of parts under the parts lock"
-    shared = parts[parts["mode"] == "shared"]
-    assert shared["ceiling_qps"].isna().all()
-    check = forecast_vs_measured(run)
-    assert list(check.columns)[-2:] == ["relative_error", "note"]
-    assert (check["concurrency"] > check["base_concurrency"]).all()
 
 
 def test_a_lock_waited_on_whose_hold_is_not_counted_gets_a_sentence_not_a_ceiling():

@@ -15,13 +15,13 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, lockprof_cli
+from conftest import ROOT, SCENARIOS, lockprof_cli
 
 from lockprof.engines import managed
 from lockprof.engines.registry import parse_spec
 from lockprof.errors import EngineError
 
-SCENARIO = Path(__file__).resolve().parent / "scenarios" / "ab_tiny.py"
+SCENARIO = SCENARIOS / "ab_tiny.py"
 
 
 def current_site_packages() -> list[Path]:

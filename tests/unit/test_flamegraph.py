@@ -1,22 +1,15 @@
 """The flame graph: lock frames (per lockprof.stacks' classification) drawn in their lock's colour and no
-other frame; and the report of a run that has stacks carries the figure and names the lock the waits point at."""
+other frame."""
 
 from __future__ import annotations
 
-import base64
-import re
-import shutil
-from pathlib import Path
-
 import pandas as pd
 import pytest
-from conftest import TINY, lockprof_cli
 from matplotlib.colors import to_hex
-from test_stacks import CASES, NOT_LOCKS
+from stack_cases import CASES, stack_frame
 
-from lockprof import store
 from lockprof.flamegraph import LOCK_COLORS, PLAIN_COLORS, build_tree, flame_graph, short_name, waiting_locks
-from lockprof.report import FLAME_CAPTION, render_report, stacks_sentence
+from lockprof.report import stacks_sentence
 
 EXPECTED_COLOR = {
     "prefix_exclusive_std_mutex": LOCK_COLORS["parts mutex, exclusive"],
@@ -26,13 +19,6 @@ EXPECTED_COLOR = {
     "context_shared": LOCK_COLORS["Context mutex"],
     "global_thread_pool_schedule": LOCK_COLORS["thread pool mutex"],
 }
-
-
-def _stacks(cases: dict[str, int], plain: dict[str, int] | None = None) -> pd.DataFrame:
-    rows = [(";".join(CASES[name][0]), n) for name, n in cases.items()]
-    rows += [(";".join(NOT_LOCKS[name]), n) for name, n in (plain or {}).items()]
-    return pd.DataFrame([{"query_id": "q", "trace_type": "Real", "event": "", "stack": s, "samples": n,
-                          "weight": float(n)} for s, n in rows])
 
 
 def _boxes(fig) -> list[tuple[str, str]]:
@@ -52,7 +38,7 @@ def _lock_boxes(frames: list[str]) -> set[str]:
 @pytest.mark.parametrize("name", sorted(EXPECTED_COLOR))
 def test_lock_frames_take_their_lock_colour_and_other_frames_stay_plain(name: str) -> None:
     frames = CASES[name][0]
-    fig = flame_graph(_stacks({name: 5}, {"reading": 5, "idle_pool_worker": 3}))
+    fig = flame_graph(stack_frame({name: 5}, {"reading": 5, "idle_pool_worker": 3}))
     lock = _lock_boxes(frames)
     boxes = _boxes(fig)
     colored = {path for path, color in boxes if color in LOCK_COLORS.values()}
@@ -67,7 +53,7 @@ def test_lock_frames_take_their_lock_colour_and_other_frames_stay_plain(name: st
 
 
 def test_identical_prefixes_merge_into_one_box_and_deep_stacks_keep_their_lock_frames() -> None:
-    stacks = _stacks({"prefix_exclusive_std_mutex": 6, "postfix_shared": 2}, {"reading": 2})
+    stacks = stack_frame({"prefix_exclusive_std_mutex": 6, "postfix_shared": 2}, {"reading": 2})
     root = build_tree(stacks)
     assert list(root.children) == ["start_thread"] and root.children["start_thread"].weight == 10
     # 200 filler frames between the query and the lock: trimmed in the middle, the lock end kept.
@@ -87,48 +73,18 @@ def test_labels_are_short_and_only_on_wide_boxes() -> None:
     assert short_name("DB::MergeTreeData::lockParts() const") == "DB::MergeTreeData::lockParts"
     assert short_name("std::__1::shared_lock<DB::SharedMutex>::shared_lock[abi:v15000](DB::SharedMutex&)") == \
         "std::shared_lock<DB::SharedMutex>::shared_lock"
-    fig = flame_graph(_stacks({"prefix_exclusive_std_mutex": 1}, {"reading": 999}))
+    fig = flame_graph(stack_frame({"prefix_exclusive_std_mutex": 1}, {"reading": 999}))
     labels = {t.get_text() for ax in fig.axes for t in ax.texts}
     assert "DB::MergeTreeRangeReader::read" in labels
     assert not any("lockParts" in t for t in labels)  # 0.1% wide: no label
 
 
 def test_waiting_samples_point_at_the_heaviest_lock_and_mode() -> None:
-    stacks = _stacks({"prefix_exclusive_std_mutex": 6, "postfix_shared": 2}, {"reading": 12})
+    stacks = stack_frame({"prefix_exclusive_std_mutex": 6, "postfix_shared": 2}, {"reading": 12})
     waits = waiting_locks(stacks)
     assert list(waits["category"]) == ["parts mutex, exclusive", "parts mutex, shared"]
     assert waits["share_of_waiting"].tolist() == pytest.approx([0.75, 0.25])
     sentence = stacks_sentence(stacks)
     assert sentence.startswith("8 of the 20 stack samples (40%) were waiting for a lock; 75% of those point at "
                                "the parts mutex, exclusive (acquired in DB::MergeTreeData::lockParts)")
-    assert "None of the 3" in stacks_sentence(_stacks({}, {"reading": 3}))
-
-
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("flame") / "tiny"
-    result = lockprof_cli("run", str(TINY), "--concurrency", "1", "--duration", "0.3", "--warmup", "0",
-                          "--out", str(out))
-    assert result.returncode == 0, result.stderr + result.stdout
-    return out
-
-
-def test_report_of_a_run_with_stacks_has_the_flame_graph(small_run: Path, tmp_path: Path) -> None:
-    from lockprof.analysis import load_run
-
-    plain = render_report(load_run(small_run))
-    assert FLAME_CAPTION not in plain and "<h2>Stack samples</h2>" not in plain
-
-    run_dir = tmp_path / "with-stacks"
-    shutil.copytree(small_run, run_dir)
-    keys = load_run(run_dir).levels.iloc[0]
-    stacks = _stacks({"prefix_exclusive_std_mutex": 6, "rwlock_read": 2}, {"reading": 4}).assign(
-        engine=keys["engine"], schema=keys["schema"], concurrency=keys["concurrency"], repetition=0)
-    store.write_part(run_dir, "stacks", "x", stacks)
-    result = lockprof_cli("report", str(run_dir))
-    assert result.returncode == 0, result.stderr
-    text = (run_dir / "report.html").read_text(encoding="utf-8")
-    assert "<h2>Stack samples</h2>" in text
-    match = re.search(rf'<img alt="{FLAME_CAPTION}" src="data:image/png;base64,([^"]+)"', text)
-    assert match and base64.b64decode(match.group(1))[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "75% of those point at the parts mutex, exclusive" in text
+    assert "None of the 3" in stacks_sentence(stack_frame({}, {"reading": 3}))

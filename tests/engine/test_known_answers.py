@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import ROOT, TINY, lockprof_cli
+from conftest import SCENARIOS as TEST_SCENARIOS
 
 from lockprof import store
 from lockprof.analysis import (
@@ -114,7 +115,7 @@ def test_a_rare_long_exclusive_holder_gets_the_tail_not_the_median(tmp_path):
     """A metadata-only ALTER every 0.2 s holds the parts lock exclusively for tens of milliseconds
     (tests/scenarios/rare_exclusive.py): the p99 queries are the ones it stalled, and the summary and the
     report say so in one sentence per level, naming the statement."""
-    out = lockprof_cli("run", str(ROOT / "tests" / "scenarios" / "rare_exclusive.py"), "--out", str(tmp_path / "rx"),
+    out = lockprof_cli("run", str(TEST_SCENARIOS / "rare_exclusive.py"), "--out", str(tmp_path / "rx"),
                        timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     run = load_run(tmp_path / "rx")

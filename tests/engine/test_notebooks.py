@@ -7,14 +7,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import TINY, lockprof_cli
+from conftest import ROOT, TINY, lockprof_cli
 from nbclient import NotebookClient
 
 from lockprof import plots
 from lockprof.analysis import ab, forecast_vs_measured, load_run, tail_lines, verdict_lines
 from lockprof.analysis.utilization import no_forecast_reason
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = ROOT / "notebooks"
 
 
 def execute(name: str, run: str) -> nbformat.NotebookNode:

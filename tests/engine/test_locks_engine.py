@@ -2,7 +2,7 @@
 
 import pytest
 
-from lockprof.locks import CATALOG_SQL, catalog, classify
+from lockprof.locks import CATALOG_SQL, catalog
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +47,3 @@ def test_catalog_holds_only_engine_events_and_no_lookalikes(engine_catalog):
         assert not_a_lock not in cat.index
     # every catalog row carries the engine's own description
     assert (cat["description"].str.len() > 0).all()
-
-
-def test_generic_names_get_a_mode_only_when_the_name_says_it():
-    assert classify("FilesystemCachePriorityReadLockMicroseconds").mode == "shared"
-    assert classify("FilesystemCachePriorityWriteLockMicroseconds").mode == "exclusive"
-    assert classify("FilesystemCachePriorityReadLockMicroseconds").lock == "filesystem_cache_priority"
-    assert classify("KeeperReadRequestQueueLockWaitMicroseconds").mode == "unknown"
-    assert classify("BlobKillerThreadLockBlobsErrors") is None

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import TINY, lockprof_cli
+from conftest import TINY
 
 from lockprof.engines import managed
 from lockprof.engines.base import Capabilities
@@ -177,10 +177,3 @@ def test_a_release_sweep_is_written_short() -> None:
         expand(["26.5..26.1"])
     with pytest.raises(EngineError, match=r"unknown ClickHouse version '26\.2'; known versions: 25\.8"):
         expand(["26.2..26.9"])
-
-
-def test_a_sweep_spec_reaches_the_run_expanded(tmp_path: Path) -> None:
-    """`--engine 26.5..26.1` is refused by the CLI before anything is installed, with its one message."""
-    result = lockprof_cli("run", str(TINY), "--engine", "26.5..26.1", "--out", str(tmp_path / "r"))
-    assert result.returncode == EngineError.exit_code, result.stderr
-    assert "runs backwards" in result.stderr and not (tmp_path / "r").exists()

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import io
-
 import matplotlib
-import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from figure_checks import assert_readable
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator
 from synthetic_runs import Level, make_run
 
 from lockprof import plots
-from lockprof.analysis import has_parts_range, load_run, parts_dependence, parts_slopes
+from lockprof.analysis import has_parts_range, parts_dependence, parts_slopes
 from lockprof.report import render_report
 
 
@@ -50,32 +47,6 @@ def test_two_parts_counts_are_not_fitted():
     slopes = parts_slopes(frame)
     assert slopes["per_1000_parts"].isna().all() and slopes["r_squared"].isna().all()
     assert slopes["note"].str.contains("2 parts count").all()
-
-
-def png_pixels(fig: Figure) -> np.ndarray:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=50)
-    buf.seek(0)
-    return mpimg.imread(buf)
-
-
-def assert_readable(fig: Figure) -> None:
-    """A title, and axis labels that state units, on every axes that has data."""
-    titles = [fig.get_suptitle()] + [ax.get_title() for ax in fig.axes]
-    assert any(t.strip() for t in titles), "a figure needs a title"
-    for ax in fig.axes:
-        if ax.lines or ax.patches or ax.collections:
-            categorical_y = isinstance(ax.yaxis.get_major_locator(), FixedLocator)  # named bars: no unit
-            if ax.get_yscale() == "logit":
-                categorical_y = False  # fixed ticks on a scale, not named bars: the label still needs a unit
-            shared = ax.get_shared_x_axes().get_siblings(ax)  # stacked panels: the bottom one carries it
-            assert any("(" in a.get_xlabel() for a in shared), f"x label without a unit: {ax.get_xlabel()!r}"
-            beside = ax.get_shared_y_axes().get_siblings(ax)  # small multiples: the left column carries it
-            assert any(a.get_ylabel() for a in beside), "every axis needs a label"
-            assert categorical_y or any("(" in a.get_ylabel() for a in beside), \
-                f"y label without a unit: {ax.get_ylabel()!r}"
-    pixels = png_pixels(fig)
-    assert pixels.shape[0] > 50 and pixels.std() > 0, "the figure rendered blank"
 
 
 def test_throughput_figure_draws_the_ceiling_when_it_is_in_view():
@@ -276,17 +247,6 @@ def test_forest_frame_from_a_comparison():
     forest = plots.forest_frame(comparison)
     assert forest.to_dict("records") == [{"label": "day c=1 latency_ms", "ratio": 0.8, "ci_low": 0.7,
                                           "ci_high": 0.9, "verdict": "faster"}]
-
-
-def test_figures_on_a_real_run(tiny_run):
-    run = load_run(tiny_run)
-    figures = plots.report_figures(run)
-    for fig in figures.values():
-        assert_readable(fig)
-    series = plots.sampler_series(run)
-    assert any(ax.lines for ax in series.axes), "the events sampler recorded lock counters"
-    latency = plots.latency_vs_concurrency(run)
-    assert len(latency.axes[0].lines) == 4  # median and p99 for each of two schemas
 
 
 def test_forest_labels_name_the_engine_pair_only_when_there_are_several():
