@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, lockprof_cli
+from conftest import ROOT, lockprof_cli, wait_for
 
 from lockprof import store
 
@@ -135,20 +135,14 @@ def alive(pids: set[int]) -> set[int]:
     return out
 
 
-def wait_for(condition, timeout: float = 180, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no {what} within {timeout} s")
+WAIT_S = 180.0  # generous: the machine may be busy
 
 
 def wait_until_measuring(proc: subprocess.Popen, out: Path) -> set[int]:
     """Wait until a first level is stored and py-spy samples the worker; return the processes below lockprof."""
-    wait_for(lambda: list(out.glob("levels/*.parquet")) or proc.poll() is not None, what="first level")
+    wait_for(lambda: list(out.glob("levels/*.parquet")) or proc.poll() is not None, timeout=WAIT_S, what="first level")
     assert proc.poll() is None, proc.communicate()
-    wait_for(lambda: len(descendants(proc.pid)) >= 2, what="worker and py-spy")
+    wait_for(lambda: len(descendants(proc.pid)) >= 2, timeout=WAIT_S, what="worker and py-spy")
     return descendants(proc.pid)
 
 
@@ -190,7 +184,7 @@ def test_ctrl_c_during_a_long_dataset_build_acts_at_once_and_leaves_nothing(tmp_
     """)
     out = tmp_path / "run"
     proc = _start(["run", str(path), "--out", str(out)])
-    wait_for(lambda: len(descendants(proc.pid)) >= 1, what="worker")
+    wait_for(lambda: len(descendants(proc.pid)) >= 1, timeout=WAIT_S, what="worker")
     below = descendants(proc.pid)
     time.sleep(1.0)  # let the worker reach the build (a Ctrl-C while it starts must work too)
     os.killpg(proc.pid, signal.SIGINT)
@@ -321,7 +315,7 @@ def test_a_worker_killed_in_a_single_engine_run_keeps_and_summarises_what_was_me
     out = tmp_path / "run"
     proc = _start(["run", str(path), "--out", str(out), "--concurrency", "1,2,4", "--duration", "2", "--warmup", "0",
                    "--samplers", "off"])
-    wait_for(lambda: list(out.glob("levels/*.parquet")) or proc.poll() is not None, what="first level")
+    wait_for(lambda: list(out.glob("levels/*.parquet")) or proc.poll() is not None, timeout=WAIT_S, what="first level")
     assert proc.poll() is None, proc.communicate()
     [worker] = [p for p in descendants(proc.pid) if b"lockprof.worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
     os.kill(worker, signal.SIGKILL)
@@ -337,11 +331,12 @@ def test_two_ctrl_c_in_the_first_level_keep_that_level(tmp_path):
                                     "{table}')])\n")
     out = tmp_path / "run"
     proc = _start(["run", str(path), "--out", str(out), "--concurrency", "1", "--duration", "60", "--warmup", "0"])
-    wait_for(lambda: len(descendants(proc.pid)) >= 2 or proc.poll() is not None, what="the first level's py-spy")
+    wait_for(lambda: len(descendants(proc.pid)) >= 2 or proc.poll() is not None,
+             timeout=WAIT_S, what="the first level's py-spy")
     assert proc.poll() is None, proc.communicate()
     [worker] = [p for p in descendants(proc.pid) if b"lockprof.worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
     busy_from = cpu_seconds(worker)
-    wait_for(lambda: cpu_seconds(worker) > busy_from + 0.5, what="the level's queries running")
+    wait_for(lambda: cpu_seconds(worker) > busy_from + 0.5, timeout=WAIT_S, what="the level's queries running")
     os.killpg(proc.pid, signal.SIGINT)
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)

@@ -15,11 +15,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, lockprof_cli
+from conftest import ROOT, TINY, lockprof_cli, wait_for
 from launched import VERSION, alive, listener_pids, server_dirs, server_python
 
 from lockprof.engines.local_server import LaunchedServerEngine
@@ -28,15 +27,6 @@ from lockprof.engines.server import ServerEngine
 from lockprof.errors import EngineError
 
 DEADLINE_S = 180.0  # generous: the machine may be busy
-
-
-def _wait(condition, what: str, timeout_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +142,8 @@ def test_no_server_outlives_a_run_however_it_ends(python26: Path, tmp_path: Path
     tmp.mkdir()
     run = _start_run(tmp, tmp_path / "run", log)
     try:
-        _wait(lambda: "measuring:" in log.read_text() or run.poll() is not None, "the run to start measuring")
+        wait_for(lambda: "measuring:" in log.read_text() or run.poll() is not None,
+                 timeout=DEADLINE_S, what="the run to start measuring")
         assert run.poll() is None, log.read_text()
         listeners = listener_pids(tmp)
         assert len(listeners) == 2 and len(server_dirs(tmp)) == 1  # the supervisor and the serving child
@@ -170,7 +161,8 @@ def test_no_server_outlives_a_run_however_it_ends(python26: Path, tmp_path: Path
             assert len(serving) == 1
             os.kill(serving[0], signal.SIGKILL)
         run.wait(timeout=DEADLINE_S)
-        _wait(lambda: listener_pids(tmp) == [] and server_dirs(tmp) == set(), "the server and its directory to go")
+        wait_for(lambda: listener_pids(tmp) == [] and server_dirs(tmp) == set(),
+                 timeout=DEADLINE_S, what="the server and its directory to go")
         assert not any(alive(p) for p in listeners)
         if how != "ctrl-c":
             assert run.returncode != 0, log.read_text()
@@ -189,7 +181,8 @@ def test_lockprof_server_prints_its_url_and_password_file_until_stopped(python26
                                 stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp)},
                                 start_new_session=True)
     try:
-        _wait(lambda: "password file:" in log.read_text() or proc.poll() is not None, "the server's URL")
+        wait_for(lambda: "password file:" in log.read_text() or proc.poll() is not None,
+                 timeout=DEADLINE_S, what="the server's URL")
         text = log.read_text()
         assert proc.poll() is None, text
         url = next(line.split()[1] for line in text.splitlines() if line.startswith("url: "))
@@ -214,7 +207,7 @@ def test_lockprof_server_prints_its_url_and_password_file_until_stopped(python26
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=DEADLINE_S)
         assert proc.returncode == 0, log.read_text()
-        _wait(lambda: listener_pids(tmp) == [], "the server to stop")
+        wait_for(lambda: listener_pids(tmp) == [], timeout=DEADLINE_S, what="the server to stop")
         assert server_dirs(tmp) == set() and not pw_file.exists()
     finally:
         if proc.poll() is None:
@@ -251,13 +244,15 @@ def test_lockprof_server_killed_with_9_leaves_no_password_behind(python26: Path,
                                 stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp)},
                                 start_new_session=True)
     try:
-        _wait(lambda: "password file:" in log.read_text() or proc.poll() is not None, "the server's URL")
+        wait_for(lambda: "password file:" in log.read_text() or proc.poll() is not None,
+                 timeout=DEADLINE_S, what="the server's URL")
         assert proc.poll() is None, log.read_text()
         assert list(tmp.glob("lockprof-password-*/password"))
         proc.kill()  # kill -9: nothing of lockprof's own runs
         proc.wait(timeout=DEADLINE_S)
-        _wait(lambda: not list(tmp.glob("lockprof-password-*")), "the password directory to go")
-        _wait(lambda: not listener_pids(tmp), "the server to go")
+        wait_for(lambda: not list(tmp.glob("lockprof-password-*")),
+                 timeout=DEADLINE_S, what="the password directory to go")
+        wait_for(lambda: not listener_pids(tmp), timeout=DEADLINE_S, what="the server to go")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -280,8 +275,8 @@ def test_the_preflight_bound_holds_on_a_server_against_a_querys_own_time_limit(p
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # the progress line of the first level appears only once the preflight has returned
-        _wait(lambda: "c=1" in log.read_text() or proc.poll() is not None, "the first level to start",
-              timeout_s=300.0)
+        wait_for(lambda: "c=1" in log.read_text() or proc.poll() is not None, what="the first level to start",
+                 timeout=300.0)
         assert "c=1" in log.read_text(), log.read_text()
     finally:
         if proc.poll() is None:
