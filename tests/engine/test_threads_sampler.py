@@ -1,9 +1,10 @@
 """The per-thread /proc sampler against the real embedded engine, in this process (as in a worker), and in a run.
 
 The kernel's own per-process counters are the check: the threads' CPU time summed over every
-name cannot exceed what the process spent while the sampler ran, and falls short of it only by
-what threads that ended took with them (the engine keeps its pooled threads). More busy threads
-than cores must queue, and nothing may be charged more time than its threads had wall time.
+name cannot exceed what the process spent while the sampler ran (but for each thread's rounding to a
+clock tick), and falls short of it only by what threads that ended took with them (the engine keeps
+its pooled threads). More busy threads than cores must queue, and nothing may be charged more time
+than its threads had wall time.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def test_the_engines_threads_are_charged_the_cpu_and_queueing_of_a_query_that_ou
     assert frame["t_s"].nunique() == sampler.polls - 1  # every poll after the baseline: one row per name
     assert not frame.duplicated(["t_s", "thread"]).any()
     assert spent_s > 0.5  # the query did real work, or the comparison below says nothing
-    assert 0.75 * spent_s <= frame["cpu_s"].sum() <= spent_s + tick_s
+    # the kernel rounds each thread's user and system time down to a tick on its own, so every thread read may
+    # be up to two ticks over its share of the process's total (rounded once): the bound grows with the threads
+    rounding_s = 2 * tick_s * frame.groupby("thread")["threads"].max().sum() + tick_s
+    assert 0.75 * spent_s <= frame["cpu_s"].sum() <= spent_s + rounding_s
     # the query's threads are the engine's, not this test's Python thread
     by_name = frame.groupby("thread")[["cpu_s", "runqueue_s"]].sum().sort_values("cpu_s")
     busiest = by_name.index[-1]
