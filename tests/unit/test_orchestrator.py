@@ -54,7 +54,7 @@ class Script:
     """What goes wrong, by engine label and the number of that engine's level (1 = its first, over restarts)."""
 
     crash: dict[str, int] = field(default_factory=dict)
-    stop: dict[str, tuple[int, signal.Signals]] = field(default_factory=dict)  # a stop signal during that level
+    stop: dict[str, tuple[int, list[signal.Signals]]] = field(default_factory=dict)  # stop signals in that level
     stop_in_prepare: signal.Signals | None = None
 
 
@@ -67,7 +67,7 @@ class FakeProcess:
         self.busy: str | None = None
         self.stuck: str | None = None
         self.requests: list[object] = []
-        self.interrupted = self.closed = False
+        self.interrupted = self.closed = self.killed = False
 
     def request(self, request):
         self.requests.append(request)
@@ -99,7 +99,9 @@ class FakeProcess:
         stop = self.engines.script.stop.get(label)
         interrupted = stop is not None and stop[0] == nth
         if interrupted:
-            signal.raise_signal(stop[1])  # the orchestrator's handler runs now, as a real signal's would
+            for sig in stop[1]:
+                signal.raise_signal(sig)  # the orchestrator's handler runs now, as a real signal's would
+            self.engines.killed_by_signals = [p.label for p in self.engines.started if p.killed]
         keys = {"engine": label, "schema": req.schema, "concurrency": req.concurrency, "repetition": req.repetition}
         start = float(req.seq)
         n = PER_THREAD * req.concurrency
@@ -122,7 +124,7 @@ class FakeProcess:
         self.interrupted = True
 
     def kill(self) -> None:
-        self.closed = True
+        self.killed = True
 
     def kill_stuck(self, why: str) -> None:
         self.stuck = why
@@ -142,6 +144,7 @@ class FakeEngines:
         self.script = script or Script()
         self.started: list[FakeProcess] = []
         self.levels: dict[str, int] = {}
+        self.killed_by_signals: list[str] = []  # the processes killed at once by the signals of Script.stop
 
     def __call__(self, spec: EngineSpec, options: RunOptions) -> FakeProcess:
         process = FakeProcess(spec.label, self)
@@ -243,7 +246,7 @@ def test_the_workers_restart_in_the_reverse_order_between_repetitions(tmp_path):
 @pytest.mark.parametrize(("sig", "how"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
 def test_a_stop_signal_mid_level_ends_the_run_incomplete_keeping_what_was_measured(tmp_path, sig, how):
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    engines = FakeEngines(Script(stop={"embedded": (2, sig)}))
+    engines = FakeEngines(Script(stop={"embedded": (2, [sig])}))
     out = run(options(tmp_path, ["embedded"], [1, 2, 4]), Said(), start_process=engines)
 
     manifest = store.read_manifest(out)
@@ -252,9 +255,22 @@ def test_a_stop_signal_mid_level_ends_the_run_incomplete_keeping_what_was_measur
     levels = levels_of(out)
     assert list(levels["concurrency"]) == [1, 2] and list(levels["interrupted"]) == [False, True]
     process = engines.started[0]
-    assert process.interrupted and process.closed  # told to end its level; no level asked for after it
+    assert process.interrupted and process.closed and not process.killed  # told to end its level, then closed
+    assert engines.killed_by_signals == []
     assert [r.concurrency for r in process.requests if isinstance(r, LevelRequest)] == [1, 2]
     assert {s: signal.getsignal(s) for s in before} == before  # the run's handlers are gone with it
+
+
+def test_a_second_stop_signal_kills_the_idle_workers_at_once_and_lets_the_one_in_a_level_store_it(tmp_path):
+    engines = FakeEngines(Script(stop={"embedded#2": (1, [signal.SIGINT, signal.SIGINT])}))
+    out = run(options(tmp_path, ["embedded", "embedded"], [1, 2]), Said(), start_process=engines)
+
+    assert engines.killed_by_signals == ["embedded"]  # idle; embedded#2, in its level, got time to store it
+    manifest = store.read_manifest(out)
+    assert manifest.status == "incomplete" and manifest.failures == ["interrupted by the user (Ctrl-C)"]
+    levels = levels_of(out)
+    assert list(zip(levels["engine"], levels["interrupted"], strict=True)) == [("embedded", False),
+                                                                               ("embedded#2", True)]
 
 
 def test_a_stop_signal_while_the_engines_start_ends_the_run_with_nothing_written(tmp_path):
