@@ -1,4 +1,9 @@
-"""The orchestrator: plan the steps, drive one worker per engine, write one run directory.
+"""The orchestrator: plan the steps, drive one engine worker process per engine, write one run directory.
+
+A run is four parts: :func:`resolve` fills in and checks the options before any engine starts;
+:class:`EngineProcesses` starts and prepares the engine worker processes (:class:`lockprof.workerproc.WorkerProcess`,
+each running :mod:`lockprof.worker`) and restarts them; :class:`Measurement` sends each step's level and records
+its reply; :class:`StopController` is what Ctrl-C and SIGTERM do meanwhile. :func:`run` ties them together.
 
 Steps alternate engines within each repetition, and the order of engines turns from
 one repetition to the next (A B, B A, A B, ...), so neither slow drift of a noisy
@@ -686,19 +691,20 @@ def describe_failed_level(failure: dict[str, Any]) -> str:
             f"first error: {failure.get('first_error')}")
 
 
-def _abandon_busy(workers: list[WorkerProcess]) -> None:
-    """After a first Ctrl-C: a worker still in a request other than a level (a dataset build) is stopped."""
-    for w in workers:
-        if w.busy not in (None, "level"):
-            w.kill()
+def _abandon_busy(processes: list[WorkerProcess]) -> None:
+    """After a first Ctrl-C: a worker process still in a request other than a level (a dataset build) is stopped."""
+    for process in processes:
+        if process.busy not in (None, "level"):
+            process.kill()
 
 
-def _kill_stuck(workers: list[WorkerProcess]) -> None:
-    """Long after a first Ctrl-C: a worker still in a request will not end it; the run must."""
-    for w in workers:
-        if w.busy is not None:
-            w.kill_stuck(f"engine worker {w.label!r} had not ended its {w.busy} {STUCK_AFTER_S:.0f} s after the "
-                         "stop signal and was killed; its log holds the stacks of its threads")
+def _kill_stuck(processes: list[WorkerProcess]) -> None:
+    """Long after a first Ctrl-C: a worker process still in a request will not end it; the run must."""
+    for process in processes:
+        if process.busy is not None:
+            process.kill_stuck(f"engine worker {process.label!r} had not ended its {process.busy} "
+                               f"{STUCK_AFTER_S:.0f} s after the stop signal and was killed; its log holds the "
+                               "stacks of its threads")
 
 
 def _discard_if_empty(run_dir: RunDir | None) -> None:
