@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 
 class LockprofError(Exception):
     """A problem with a clear message for the user; never a traceback."""
@@ -50,3 +52,37 @@ class LevelsFailed(LockprofError):
     """The run finished, but some level's queries failed too often to be a measurement."""
 
     exit_code = 5
+
+
+class PipeError(NamedTuple):
+    """How an error a worker reports is raised again in the orchestrator: its class and message."""
+
+    error: type[LockprofError]
+    message: str  # a format of {engine} (the worker's label) and {error} (the worker's text)
+
+
+# The kinds of error that cross the pipe from an engine worker process, by name. Anything else a worker
+# reports (another LockprofError, a bug in it: "internal") is the engine's problem, an EngineError naming it.
+PIPE_ERRORS: dict[str, PipeError] = {
+    "ScenarioError": PipeError(ScenarioError, "{error}"),
+    "StorageError": PipeError(StorageError, "{error}"),
+    "Interrupted": PipeError(Interrupted, "{engine}: interrupted"),
+    "EngineError": PipeError(EngineError, "engine {engine}: {error}"),
+}
+INTERNAL = "internal"  # the kind of an exception that is not a LockprofError (its traceback is in the log)
+
+
+def pipe_kind(exc: BaseException) -> str:
+    """The name an error crosses the pipe under (Ctrl-C in a worker is an interruption)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "Interrupted"
+    for name, kind in PIPE_ERRORS.items():
+        if isinstance(exc, kind.error):
+            return name
+    return "EngineError" if isinstance(exc, LockprofError) else INTERNAL
+
+
+def from_pipe(kind: str, error: str, engine: str) -> LockprofError:
+    """The error to raise in the orchestrator for a worker's failed reply."""
+    known = PIPE_ERRORS.get(kind, PIPE_ERRORS["EngineError"])
+    return known.error(known.message.format(engine=engine, error=error))

@@ -148,24 +148,7 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
     end = clock.now()
     keys = {"engine": label, "schema": SCHEMA}
     window = {"start": origin_unix + start, "end": origin_unix + end, "own": OWN_COMMENT}
-    queries, query_events, stacks, errors = pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), []
-    if engine.capabilities.query_log:
-        with contextlib.suppress(KeyboardInterrupt):
-            time.sleep(options.settle_s)
-        try:
-            queries, query_events = _read_queries(engine, window, origin_unix, cluster)
-        except Exception as exc:  # a missing grant on query_log loses the per-query view, not the run
-            errors.append(f"query_log: {exc}")
-    if options.stacks and not _has_table(engine, "trace_log"):
-        # Servers create the table with its first flushed sample; none yet means no profiler ran.
-        run_dir.manifest.note("no stacks: the server has no system.trace_log (yet); its query "
-                              "profilers are off or trace_log is not configured")
-    elif options.stacks:
-        try:
-            reader = TraceLogReader(engine.admin, flush=False, cluster=cluster)
-            stacks = reader.read_window(window["start"], window["end"])
-        except Exception as exc:
-            errors.append(f"trace_log: {exc}")
+    queries, query_events, stacks, errors = _read_logs(engine, run_dir, window, origin_unix, options)
     sampled = {table.name: frame for s in samplers for table, frame in s.frames().items()}
     concurrency = _mean_running(sampled.get("metrics", pd.DataFrame()))
     level_keys = {**keys, "concurrency": concurrency, "repetition": 0}
@@ -188,6 +171,32 @@ def _watch(engine: ServerEngine, run_dir: store.RunDir, label: str, clock: RunCl
             write_exports(stacks, run_dir.path / "stacks", parts.part)
         parts.finish(level_row)
     return interrupted
+
+
+def _read_logs(engine: ServerEngine, run_dir: store.RunDir, window: dict, origin_unix: float,
+               options: ObserveOptions) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
+    """What the server's logs hold of the window once they flushed: its queries with their ProfileEvents, and
+    its stacks; a log that cannot be read is an error of the level, not of the run."""
+    cluster = options.cluster or None
+    queries, query_events, stacks, errors = pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), []
+    if engine.capabilities.query_log:
+        with contextlib.suppress(KeyboardInterrupt):
+            time.sleep(options.settle_s)
+        try:
+            queries, query_events = _read_queries(engine, window, origin_unix, cluster)
+        except Exception as exc:  # a missing grant on query_log loses the per-query view, not the run
+            errors.append(f"query_log: {exc}")
+    if options.stacks and not _has_table(engine, "trace_log"):
+        # Servers create the table with its first flushed sample; none yet means no profiler ran.
+        run_dir.manifest.note("no stacks: the server has no system.trace_log (yet); its query "
+                              "profilers are off or trace_log is not configured")
+    elif options.stacks:
+        try:
+            reader = TraceLogReader(engine.admin, flush=False, cluster=cluster)
+            stacks = reader.read_window(window["start"], window["end"])
+        except Exception as exc:
+            errors.append(f"trace_log: {exc}")
+    return queries, query_events, stacks, errors
 
 
 def _read_queries(engine: ServerEngine, window: dict, origin_unix: float,

@@ -1,4 +1,9 @@
-"""The orchestrator: plan the steps, drive one worker per engine, write one run directory.
+"""The orchestrator: plan the steps, drive one engine worker process per engine, write one run directory.
+
+A run is four parts: :func:`resolve` fills in and checks the options before any engine starts;
+:class:`EngineProcesses` starts and prepares the engine worker processes (:class:`lockprof.workerproc.WorkerProcess`,
+each running :mod:`lockprof.worker`) and restarts them; :class:`Measurement` sends each step's level and records
+its reply; :class:`StopController` is what Ctrl-C and SIGTERM do meanwhile. :func:`run` ties them together.
 
 Steps alternate engines within each repetition, and the order of engines turns from
 one repetition to the next (A B, B A, A B, ...), so neither slow drift of a noisy
@@ -42,9 +47,10 @@ from lockprof.engines.base import EngineSpec
 from lockprof.engines.registry import parse, prepare
 from lockprof.errors import EngineError, Interrupted, LockprofError, StorageError
 from lockprof.progress import Reporter, reporter_for
+from lockprof.protocol import LevelReply, LevelRequest, PrepareReply, PrepareRequest, SelfCheckRequest
 from lockprof.samplers.pyspy import PySpySampler
 from lockprof.samplers.registry import names as sampler_names
-from lockprof.scenario import load_scenario, probe_scenario
+from lockprof.scenario import LoadedScenario, Scenario, load_scenario, probe_scenario
 from lockprof.store import RunDir, file_name, nearest_existing, part_name, write_part
 from lockprof.worker import ALL_SAMPLERS
 from lockprof.workerproc import WorkerCrashed, WorkerProcess
@@ -194,9 +200,29 @@ def check_out(out: Path) -> None:
         raise LockprofError(f"cannot create {out}: {exc.strerror}") from None
 
 
-def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
-    """Run a scenario and return the run directory it wrote."""
-    reporter = reporter or reporter_for()
+@dataclass
+class ResolvedOptions:
+    """A run's options with the scenario's and the A/B defaults filled in, all checked before any engine starts."""
+
+    options: RunOptions
+    loaded: LoadedScenario
+    schemas: list[str]
+    concurrency: list[int]
+    warmup_s: float
+    duration_s: float
+    repetitions: int
+    run_id: str
+    out: Path
+    specs: list[EngineSpec]  # prepared, with distinct labels
+    rates_qps: list[float | None] | None  # open loop: each concurrency level's rate
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.loaded.scenario
+
+
+def resolve(options: RunOptions) -> ResolvedOptions:
+    """Fill in the defaults and refuse bad options, cheapest checks first: installing an engine takes minutes."""
     probe_scenario(options.scenario_path)  # user code that ends the process ends a child, not lockprof
     loaded = load_scenario(options.scenario_path)
     scenario = loaded.scenario
@@ -215,7 +241,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     unknown = set(options.samplers) - set(sampler_names())
     if unknown:
         raise LockprofError(f"unknown samplers {sorted(unknown)}; known: {', '.join(sampler_names())}")
-    steps_preview = plan(["-"], schemas[:1], concurrency, 1, options.rates)  # rejects a bad --rate before any work
+    preview = plan(["-"], schemas[:1], concurrency, 1, options.rates)  # rejects a bad --rate before any work
     if options.rates and min(options.rates) <= 0:
         raise LockprofError("--rate must be positive")
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -227,304 +253,434 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
             raise EngineError(f"engine {spec.label}: --cluster reads the replicas of a server's cluster; "
                               "give a server --engine")
     specs = _unique_labels([prepare(spec) for spec in specs])
-    clock = RunClock()
-    interrupted: dict[str, Any] = {"flag": False}
-    workers: dict[str, WorkerProcess] = {}
-    run_dir: RunDir | None = None
+    rates_qps = [st.rate_qps for st in preview] if options.rates else None
+    return ResolvedOptions(options, loaded, schemas, concurrency, warmup_s, duration_s, repetitions, run_id, out,
+                           specs, rates_qps)
 
-    def on_interrupt(signum: int, _frame: object) -> None:
-        if interrupted["flag"]:
-            # A second signal: stop waiting for anyone, but a worker storing the level the first signal cut short
-            # gets FINISH_LEVEL_S to write it (the first level of a run would otherwise be all it measured, lost).
-            for w in workers.values():
-                if w.busy == "level":
-                    timer = threading.Timer(FINISH_LEVEL_S, w.kill)
-                    timer.daemon = True
-                    timer.start()
-                else:
-                    w.kill()
-            return
-        interrupted["flag"] = True
-        interrupted["signal"] = signal.Signals(signum).name
-        for w in workers.values():
-            w.interrupt()  # Ctrl-C reached them too; SIGTERM did not
-        for delay, action in ((ABANDON_AFTER_S, _abandon_busy), (STUCK_AFTER_S, _kill_stuck)):
-            timer = threading.Timer(delay, action, args=(list(workers.values()),))
-            timer.daemon = True
-            timer.start()
 
-    previous = {sig: signal.signal(sig, on_interrupt) for sig in STOP_SIGNALS}
-    try:
-        prepared: dict[str, dict[str, Any]] = {}
-        prepare_fields = {"scenario_path": str(loaded.path), "schemas": schemas, "clock_origin": clock.origin,
-                          "sample_interval_s": options.sample_interval_s, "samplers": list(options.samplers),
-                          "cluster": options.cluster, "run_pid": os.getpid()}  # fmt: skip
+class StopController:
+    """What Ctrl-C and SIGTERM do to a run, and whether one came.
 
-        def start(spec: EngineSpec) -> dict[str, Any]:
-            workers[spec.label] = WorkerProcess(spec.label, spec.python)
-            if interrupted["flag"]:
-                raise Interrupted("interrupted while starting the engines")
-            reply = workers[spec.label].request("prepare", engine=spec.as_request(), engine_label=spec.label,
-                                                **prepare_fields)  # fmt: skip
-            if interrupted["flag"]:
-                raise Interrupted("interrupted while starting the engines")
-            return reply
+    The first signal asks every engine worker process to end its level early (:meth:`WorkerProcess.interrupt`),
+    then gives a request that cannot be cut short :data:`ABANDON_AFTER_S` and a level :data:`STUCK_AFTER_S`
+    before the process is stopped. A second signal stops every process at once, except that one storing the
+    level the first signal cut short gets :data:`FINISH_LEVEL_S` to write it.
+    """
 
-        for spec in specs:
-            reporter.message(f"engine {spec.label}: starting and preparing datasets {', '.join(schemas)}")
-            try:
-                prepared[spec.label] = start(spec)
-            except Interrupted:
-                raise Interrupted("interrupted before any measurement; nothing was written") from None
-            if max(concurrency) > 1:
-                check = workers[spec.label].request("self_check", seconds=options.self_check_s)
-                prepared[spec.label]["engine"]["self_check"] = check
-                if check["verdict"] == "serialized":
-                    reporter.message(
-                        f"WARNING: engine {spec.label} runs queries one at a time (speed-up {check['speedup']:.2f}x "
-                        "from 1 to 2 concurrent queries); its concurrency results say nothing about lock contention"
-                    )
-            for schema, ds in prepared[spec.label]["datasets"].items():
-                how = "reused from cache" if ds["cached"] else f"built in {ds['build_s']:.1f} s"
-                if ds.get("rebuilt_because"):
-                    reporter.message(f"  {schema}: the cached dataset was rebuilt: {ds['rebuilt_because']}")
-                reporter.message(
-                    f"  {schema}: {ds['active_parts']} active parts, {ds['rows']} rows ({how}); "
-                    f"PARTITION BY {ds['partition_key']}"
-                )
-        manifest = Manifest.begin(
-            run_id,
-            scenario={
-                "name": scenario.name,
-                "path": str(options.scenario_path),
-                "sha256": loaded.sha256,
-                "definition": scenario.describe(),
-            },
-            parameters={
-                "schemas": schemas,
-                "concurrency": concurrency,
-                "warmup_s": warmup_s,
-                "duration_s": duration_s,
-                "repetitions": repetitions,
-                "seed": scenario.seed,
-                "samplers": list(options.samplers),
-                "sample_interval_s": options.sample_interval_s,
-                "cluster": options.cluster,
-                "mode": "open_loop" if options.rates else "closed_loop",
-                "rates_qps": [st.rate_qps for st in steps_preview] if options.rates else None,
-            },
-            engines=[
-                {"label": s.label, "spec": s.public_spec, **prepared[s.label]["engine"]} for s in specs
-            ]
-            + [
-                {"label": s.label + NO_SAMPLERS, "spec": s.public_spec, **prepared[s.label]["engine"],
-                 "variant": "overhead control: the same engine with no samplers"}
-                for s in specs
-                if options.overhead_control
-            ],
-            datasets={label: p["datasets"] for label, p in prepared.items()},
-            host=host_info(),
-            clock_origin_unix_s=time.time() - clock.now(),
-        )
-        run_dir = RunDir(out, manifest)
-        for label, p in prepared.items():
-            write_part(run_dir.path, "locks", file_name(label), pd.DataFrame(p["locks"]).assign(engine=label))
-        steps = plan([s.label for s in specs], schemas, concurrency, repetitions, options.rates)
-        if options.overhead_control:
-            steps = with_overhead_control(steps)
-        order = list(specs)
-        swap = Swap(lambda: _restart_reversed(order, workers, start, run_dir))
-        _measure(steps, workers, run_dir, warmup_s, duration_s, run_id, reporter, interrupted,
-                 profile_driver="pyspy" in options.samplers, swap=swap if len(specs) > 1 else None)
-        if not run_dir.has_measurements() and interrupted["flag"]:
-            raise Interrupted("interrupted before any measurement; nothing was written")
-        if not run_dir.has_measurements():
-            failures = run_dir.manifest.failures
-            run_dir.discard()
-            run_dir = None
-            raise EngineError("no level could be measured: " + (failures[0] if failures else "no queries ran"))
-        # A failed level is a result (exit 5, failed_levels): the run is complete when every level ran.
-        status = "incomplete" if interrupted["flag"] or run_dir.manifest.failures else "complete"
-        if interrupted["flag"]:
-            run_dir.manifest.fail(_interrupt_note(interrupted))
-        run_dir.finish(status)
-        return run_dir.path
-    except StorageError as exc:
-        if run_dir is None or not run_dir.has_measurements():
-            if run_dir is not None:
-                run_dir.discard()
-            raise
-        with contextlib.suppress(StorageError):  # the padded manifest has room for this, but never hide exc
-            run_dir.manifest.fail(f"the run stopped: {exc}")
-            run_dir.finish("incomplete")
-        raise StorageError(f"{exc}; the run stopped, {run_dir.path} keeps the levels written before "
-                           "(marked incomplete)") from None
-    except BaseException as exc:
-        if not (interrupted["flag"] or isinstance(exc, (KeyboardInterrupt, Interrupted))):
-            _discard_if_empty(run_dir)
-            raise
-        # Whatever broke after a stop signal (a worker killed because the user insisted) is the interruption.
-        interrupted["flag"] = True
-        if run_dir is not None and run_dir.has_measurements():
-            run_dir.manifest.fail(_interrupt_note(interrupted))
-            run_dir.finish("incomplete")
-            return run_dir.path
-        if run_dir is not None:
-            run_dir.discard()
-        raise Interrupted("interrupted before any measurement; nothing was written") from None
-    finally:
-        for sig, handler in previous.items():
+    def __init__(self, processes: dict[str, WorkerProcess]) -> None:
+        self.processes = processes  # the run's, by engine label: the live mapping (restarts replace its values)
+        self.requested = False  # a stop signal came (or the run ended as if one had)
+        self.signal_name = "SIGINT"
+        self._previous: dict[signal.Signals, Any] = {}
+        self._timers: list[threading.Timer] = []
+
+    def install(self) -> None:
+        self._previous = {sig: signal.signal(sig, self.on_signal) for sig in STOP_SIGNALS}
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        reporter.stop()
-        for label, w in workers.items():
+
+    def on_signal(self, signum: int, _frame: object = None) -> None:
+        if self.requested:
+            self._insist()
+            return
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+        for process in self.processes.values():
+            process.interrupt()  # Ctrl-C reached them too; SIGTERM did not
+        for delay, action in ((ABANDON_AFTER_S, _abandon_busy), (STUCK_AFTER_S, _kill_stuck)):
+            self._later(delay, action, list(self.processes.values()))
+
+    def _insist(self) -> None:
+        """A second signal: stop waiting for anyone, but a worker storing the level the first signal cut short
+        gets FINISH_LEVEL_S to write it (the first level of a run would otherwise be all it measured, lost)."""
+        for process in self.processes.values():
+            if process.busy == "level":
+                self._later(FINISH_LEVEL_S, process.kill)
+            else:
+                process.kill()
+
+    def _later(self, delay: float, action: Callable[..., None], *args: Any) -> None:
+        timer = threading.Timer(delay, action, args=args)
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+
+    def cancel_timers(self) -> None:
+        """Once every worker process is closed, nothing is left for the timers to stop."""
+        for timer in self._timers:
+            timer.cancel()
+
+    def check(self, doing: str) -> None:
+        """Raise :class:`Interrupted` if a stop signal came; ``doing`` says when."""
+        if self.requested:
+            raise Interrupted(f"interrupted while {doing}")
+
+    @property
+    def note(self) -> str:
+        """The failure a stopped run records."""
+        how = "Ctrl-C" if self.signal_name == "SIGINT" else self.signal_name
+        return f"interrupted by the user ({how})"
+
+
+StartProcess = Callable[[EngineSpec, RunOptions], WorkerProcess]
+
+
+def start_worker_process(spec: EngineSpec, options: RunOptions) -> WorkerProcess:
+    """Start one engine's worker process; the run's options for the process itself go here."""
+    return WorkerProcess(spec.label, spec.python)
+
+
+class EngineProcesses:
+    """The run's engine worker processes, by engine label: started, prepared, restarted and closed together."""
+
+    def __init__(self, resolved: ResolvedOptions, clock: RunClock, start_process: StartProcess) -> None:
+        self.resolved = resolved
+        self.clock = clock
+        self.start_process = start_process
+        self.by_label: dict[str, WorkerProcess] = {}
+        self.order = list(resolved.specs)  # the order they were last started in
+        self.stop: StopController | None = None
+
+    def prepare_request(self, spec: EngineSpec) -> PrepareRequest:
+        r, options = self.resolved, self.resolved.options
+        return PrepareRequest(engine=spec.as_request(), engine_label=spec.label, scenario_path=str(r.loaded.path),
+                              schemas=r.schemas, clock_origin=self.clock.origin,
+                              sample_interval_s=options.sample_interval_s, samplers=list(options.samplers),
+                              cluster=options.cluster, run_pid=os.getpid())
+
+    def start(self, spec: EngineSpec) -> PrepareReply:
+        """Start and prepare one engine's worker process (a stop signal meanwhile ends the run)."""
+        self.by_label[spec.label] = self.start_process(spec, self.resolved.options)
+        if self.stop is not None:
+            self.stop.check("starting the engines")
+        reply = self.by_label[spec.label].request(self.prepare_request(spec))
+        if self.stop is not None:
+            self.stop.check("starting the engines")
+        return reply
+
+    def restart_reversed(self, run_dir: RunDir) -> None:
+        """Stop every worker process (keeping its log), and start and prepare them again in the reverse order."""
+        restarts = len(run_dir.manifest.worker_restarts)
+        for spec in self.order:
+            self.by_label.pop(spec.label).close(
+                keep_log=run_dir.path / "logs" / f"{file_name(spec.label)}.{restarts}.log")
+        self.order.reverse()
+        placed = {spec.label: self.start(spec).engine.get("data_path") for spec in self.order}
+        run_dir.manifest.restarted([spec.label for spec in self.order], placed)
+
+    def close(self, run_dir: RunDir | None) -> None:
+        """Close every worker process, keeping its log in the run directory if the run keeps one."""
+        for label, process in self.by_label.items():
             kept = run_dir is not None and run_dir.path.exists()
             keep = run_dir.path / "logs" / f"{file_name(label)}.log" if kept else None
-            w.close(keep_log=keep)
+            process.close(keep_log=keep)
 
 
-def _measure(
-    steps: list[Step],
-    workers: dict[str, WorkerProcess],
-    run_dir: RunDir,
-    warmup_s: float,
-    duration_s: float,
-    run_id: str,
-    reporter: Reporter,
-    interrupted: dict[str, Any],
-    profile_driver: bool,
-    swap: Swap | None = None,
-) -> None:
-    reporter.start(len(steps) * (warmup_s + duration_s))
-    dead: set[str] = set()
-    said: set[str] = set()  # errors already printed
-    for seq, step in enumerate(steps):
-        if interrupted["flag"]:
-            break
-        if swap is not None and step.repetition != swap.repetition and not dead:
-            swap.repetition = step.repetition
-            reporter.message(f"restarting the engines in the reverse order from repetition {step.repetition}")
-            try:
-                swap.restart()
-            except EngineError as exc:
-                run_dir.manifest.fail(f"restarting the engines failed: {exc}")
-                run_dir.update()
-                reporter.message(str(exc))
-                break
-            run_dir.manifest.restarts_before(step.repetition)
-            run_dir.update()
-        label = f"{step.schema} c={step.concurrency}"
-        if step.no_samplers:
-            label += " (no samplers)"
-        if step.rate_qps:
-            label += f" @{step.rate_qps:g}/s"
-        if len(workers) > 1:
-            label += f" rep {step.repetition} [{step.engine}]"
-        if step.engine in dead:
-            continue
-        reporter.step(label, warmup_s + duration_s)
-        profiled = profile_driver and not step.no_samplers
-        spy = PySpySampler(workers[step.engine].proc.pid) if profiled else contextlib.nullcontext()
+def run(options: RunOptions, reporter: Reporter | None = None,
+        start_process: StartProcess = start_worker_process) -> Path:
+    """Run a scenario and return the run directory it wrote.
+
+    ``start_process`` starts an engine's worker process (tests give one that answers without an engine)."""
+    reporter = reporter or reporter_for()
+    resolved = resolve(options)
+    clock = RunClock()
+    processes = EngineProcesses(resolved, clock, start_process)
+    stop = processes.stop = StopController(processes.by_label)
+    run_dir: RunDir | None = None
+    stop.install()
+    try:
+        prepared = _start_engines(processes, reporter)
+        run_dir = _begin_run_dir(resolved, prepared, clock)
+        Measurement(resolved, processes, run_dir, reporter, stop).all()
+        return _finish(run_dir, stop)
+    except StorageError as exc:
+        raise _stopped_by_storage(exc, run_dir) from None
+    except BaseException as exc:
+        return _after_stop(exc, run_dir, stop)
+    finally:
+        stop.restore()
+        reporter.stop()
+        processes.close(run_dir)
+        stop.cancel_timers()
+
+
+def _start_engines(processes: EngineProcesses, reporter: Reporter) -> dict[str, PrepareReply]:
+    """Start and prepare every engine in turn, saying what each prepared; a stop signal ends the run here."""
+    resolved = processes.resolved
+    prepared: dict[str, PrepareReply] = {}
+    for spec in resolved.specs:
+        reporter.message(f"engine {spec.label}: starting and preparing datasets {', '.join(resolved.schemas)}")
         try:
-            with spy:
-                reply = workers[step.engine].request(
-                    "level",
-                    run_dir=str(run_dir.path),
-                    schema=step.schema,
-                    concurrency=step.concurrency,
-                    repetition=step.repetition,
-                    warmup_s=warmup_s,
-                    duration_s=duration_s,
-                    seq=seq,
-                    id_prefix=run_id,
-                    rate_qps=step.rate_qps,
-                    position=step.position,
-                    **({"label": step.label, "samplers": []} if step.no_samplers else {}),
+            prepared[spec.label] = processes.start(spec)
+        except Interrupted:
+            raise Interrupted("interrupted before any measurement; nothing was written") from None
+        if max(resolved.concurrency) > 1:
+            check = processes.by_label[spec.label].request(SelfCheckRequest(seconds=resolved.options.self_check_s))
+            prepared[spec.label].engine["self_check"] = check.to_json()
+            if check.verdict == "serialized":
+                reporter.message(
+                    f"WARNING: engine {spec.label} runs queries one at a time (speed-up {check.speedup:.2f}x "
+                    "from 1 to 2 concurrent queries); its concurrency results say nothing about lock contention"
                 )
-        except WorkerCrashed as exc:
-            if workers[step.engine].stuck:
-                run_dir.manifest.fail(workers[step.engine].stuck)
-                reporter.message(f"{workers[step.engine].stuck}\n{exc}")
-            if interrupted["flag"]:
-                break  # killed by a second Ctrl-C, or stuck: the run ends as interrupted
-            dead.add(step.engine)
-            run_dir.manifest.fail(str(exc))
-            run_dir.update()
-            reporter.step_done("worker died")
-            reporter.message(str(exc))
-            if len(dead) == len(workers):
-                break  # the run ends incomplete, keeping and summarising what was measured (or saying nothing was)
-            continue
+        for schema, ds in prepared[spec.label].datasets.items():
+            how = "reused from cache" if ds["cached"] else f"built in {ds['build_s']:.1f} s"
+            if ds.get("rebuilt_because"):
+                reporter.message(f"  {schema}: the cached dataset was rebuilt: {ds['rebuilt_because']}")
+            reporter.message(
+                f"  {schema}: {ds['active_parts']} active parts, {ds['rows']} rows ({how}); "
+                f"PARTITION BY {ds['partition_key']}"
+            )
+    return prepared
+
+
+def _begin_run_dir(resolved: ResolvedOptions, prepared: dict[str, PrepareReply], clock: RunClock) -> RunDir:
+    """Create the run directory: its manifest, and each engine's lock catalog."""
+    options, scenario, specs = resolved.options, resolved.scenario, resolved.specs
+    manifest = Manifest.begin(
+        resolved.run_id,
+        scenario={
+            "name": scenario.name,
+            "path": str(options.scenario_path),
+            "sha256": resolved.loaded.sha256,
+            "definition": scenario.describe(),
+        },
+        parameters={
+            "schemas": resolved.schemas,
+            "concurrency": resolved.concurrency,
+            "warmup_s": resolved.warmup_s,
+            "duration_s": resolved.duration_s,
+            "repetitions": resolved.repetitions,
+            "seed": scenario.seed,
+            "samplers": list(options.samplers),
+            "sample_interval_s": options.sample_interval_s,
+            "cluster": options.cluster,
+            "mode": "open_loop" if options.rates else "closed_loop",
+            "rates_qps": resolved.rates_qps,
+        },
+        engines=[
+            {"label": s.label, "spec": s.public_spec, **prepared[s.label].engine} for s in specs
+        ]
+        + [
+            {"label": s.label + NO_SAMPLERS, "spec": s.public_spec, **prepared[s.label].engine,
+             "variant": "overhead control: the same engine with no samplers"}
+            for s in specs
+            if options.overhead_control
+        ],
+        datasets={label: p.datasets for label, p in prepared.items()},
+        host=host_info(),
+        clock_origin_unix_s=time.time() - clock.now(),
+    )
+    run_dir = RunDir(resolved.out, manifest)
+    for label, p in prepared.items():
+        write_part(run_dir.path, "locks", file_name(label), pd.DataFrame(p.locks).assign(engine=label))
+    return run_dir
+
+
+def _finish(run_dir: RunDir, stop: StopController) -> Path:
+    """Mark the run complete or incomplete; a run that measured nothing leaves no directory."""
+    if not run_dir.has_measurements() and stop.requested:
+        raise Interrupted("interrupted before any measurement; nothing was written")
+    if not run_dir.has_measurements():
+        failures = run_dir.manifest.failures
+        run_dir.discard()
+        raise EngineError("no level could be measured: " + (failures[0] if failures else "no queries ran"))
+    # A failed level is a result (exit 5, failed_levels): the run is complete when every level ran.
+    status = "incomplete" if stop.requested or run_dir.manifest.failures else "complete"
+    if stop.requested:
+        run_dir.manifest.fail(stop.note)
+    run_dir.finish(status)
+    return run_dir.path
+
+
+def _stopped_by_storage(exc: StorageError, run_dir: RunDir | None) -> StorageError:
+    """The error a full disk ends the run with; the levels written before it are kept, marked incomplete."""
+    if run_dir is None or not run_dir.has_measurements():
+        if run_dir is not None:
+            run_dir.discard()
+        return exc
+    with contextlib.suppress(StorageError):  # the padded manifest has room for this, but never hide exc
+        run_dir.manifest.fail(f"the run stopped: {exc}")
+        run_dir.finish("incomplete")
+    return StorageError(f"{exc}; the run stopped, {run_dir.path} keeps the levels written before "
+                        "(marked incomplete)")
+
+
+def _after_stop(exc: BaseException, run_dir: RunDir | None, stop: StopController) -> Path:
+    """Whatever broke after a stop signal (a worker killed because the user insisted) is the interruption:
+    the run keeps what it measured, marked incomplete. Any other error is raised again."""
+    if not (stop.requested or isinstance(exc, (KeyboardInterrupt, Interrupted))):
+        _discard_if_empty(run_dir)
+        raise exc
+    stop.requested = True
+    if run_dir is not None and run_dir.has_measurements():
+        run_dir.manifest.fail(stop.note)
+        run_dir.finish("incomplete")
+        return run_dir.path
+    if run_dir is not None:
+        run_dir.discard()
+    raise Interrupted("interrupted before any measurement; nothing was written") from None
+
+
+class Measurement:
+    """The measuring part of a run: each step on its engine's worker process, every reply said and recorded.
+
+    A worker process that dies is reported and its engine's later steps skipped; the other engines go on."""
+
+    def __init__(self, resolved: ResolvedOptions, processes: EngineProcesses, run_dir: RunDir, reporter: Reporter,
+                 stop: StopController) -> None:
+        self.resolved, self.processes, self.run_dir = resolved, processes, run_dir
+        self.reporter, self.stop = reporter, stop
+        self.dead: set[str] = set()  # engines whose worker process died
+        self.said: set[str] = set()  # errors and notes already printed
+        self.window_s = resolved.warmup_s + resolved.duration_s
+        self.profile_driver = "pyspy" in resolved.options.samplers
+        several = len(resolved.specs) > 1
+        self.swap = Swap(lambda: processes.restart_reversed(run_dir)) if several else None
+
+    def steps(self) -> list[Step]:
+        r = self.resolved
+        steps = plan([s.label for s in r.specs], r.schemas, r.concurrency, r.repetitions, r.options.rates)
+        return with_overhead_control(steps) if r.options.overhead_control else steps
+
+    def all(self) -> None:
+        steps = self.steps()
+        self.reporter.start(len(steps) * self.window_s)
+        for seq, step in enumerate(steps):
+            if self.stop.requested or not self._restarted_if_due(step):
+                break
+            label = step_label(step, several=len(self.processes.by_label) > 1)
+            if step.engine in self.dead:
+                continue
+            self.reporter.step(label, self.window_s)
+            try:
+                reply = self._level(seq, step)
+            except WorkerCrashed as exc:
+                if self._crashed(step, exc):
+                    break
+                continue
+            except EngineError as exc:
+                self._fail(str(exc))
+                self.reporter.step_done(f"failed: {exc}")
+                continue
+            self._said(reply, step, label)
+
+    def _fail(self, reason: str) -> None:
+        self.run_dir.manifest.fail(reason)
+        self.run_dir.update()
+
+    def _restarted_if_due(self, step: Step) -> bool:
+        """Before a new repetition of an A/B, restart the engines in the reverse order; False if that failed."""
+        swap = self.swap
+        if swap is None or step.repetition == swap.repetition or self.dead:
+            return True
+        swap.repetition = step.repetition
+        self.reporter.message(f"restarting the engines in the reverse order from repetition {step.repetition}")
+        try:
+            swap.restart()
         except EngineError as exc:
-            run_dir.manifest.fail(str(exc))
-            run_dir.update()
-            reporter.step_done(f"failed: {exc}")
-            continue
+            self._fail(f"restarting the engines failed: {exc}")
+            self.reporter.message(str(exc))
+            return False
+        self.run_dir.manifest.restarts_before(step.repetition)
+        self.run_dir.update()
+        return True
+
+    def _level(self, seq: int, step: Step) -> LevelReply:
+        """One level on its engine's worker process, with py-spy on that process if the run profiles it."""
+        r, process = self.resolved, self.processes.by_label[step.engine]
+        profiled = self.profile_driver and not step.no_samplers
+        spy = PySpySampler(process.proc.pid) if profiled else contextlib.nullcontext()
+        with spy:
+            reply = process.request(LevelRequest(
+                run_dir=str(self.run_dir.path), schema=step.schema, concurrency=step.concurrency,
+                repetition=step.repetition, warmup_s=r.warmup_s, duration_s=r.duration_s, seq=seq,
+                id_prefix=r.run_id, rate_qps=step.rate_qps, position=step.position,
+                **({"label": step.label, "samplers": []} if step.no_samplers else {}),
+            ))
         if isinstance(spy, PySpySampler):
-            _keep_driver_profile(spy, run_dir, step, part_name(step.label, seq), reporter)
-        reporter.step_done(level_note(reply, step))
-        if too_few(reply, step) and "too few" not in said:
-            said.add("too few")
-            run_dir.manifest.note(
-                f"some windows measured too few queries to say much (first: {label}, {reply['queries']} queries at "
+            _keep_driver_profile(spy, self.run_dir, step, part_name(step.label, seq), self.reporter)
+        return reply
+
+    def _crashed(self, step: Step, exc: WorkerCrashed) -> bool:
+        """Record a worker process that died in a level; True if the run ends with it."""
+        process = self.processes.by_label[step.engine]
+        if process.stuck:
+            self.run_dir.manifest.fail(process.stuck)
+            self.reporter.message(f"{process.stuck}\n{exc}")
+        if self.stop.requested:
+            return True  # killed by a second Ctrl-C, or stuck: the run ends as interrupted
+        self.dead.add(step.engine)
+        self._fail(str(exc))
+        self.reporter.step_done("worker died")
+        self.reporter.message(str(exc))
+        # the run ends incomplete, keeping and summarising what was measured (or saying nothing was)
+        return len(self.dead) == len(self.processes.by_label)
+
+    def _said(self, reply: LevelReply, step: Step, label: str) -> None:
+        """The level's progress line, what qualifies it (each kind said once a run), and a failed level."""
+        self.reporter.step_done(level_note(reply, step))
+        if too_few(reply, step) and "too few" not in self.said:
+            self.said.add("too few")
+            self.run_dir.manifest.note(
+                f"some windows measured too few queries to say much (first: {label}, {reply.queries} queries at "
                 f"concurrency {step.concurrency}); a longer --duration gives a measurement")
-            run_dir.update()
-        for kind in reply.get("error_kinds") or []:
-            if kind not in said:  # each kind of error once per run, with its text (and the user's file and line)
-                said.add(kind)
-                reporter.message(f"  {label}: first error of its kind: {kind}")
-        if reply.get("first_background_error") and "background" not in said:
-            said.add("background")
-            reporter.message(f"  {label}: a background statement failed ({reply['background_errors']} of "
-                             f"{reply['background']}; not counted as query errors): {reply['first_background_error']}")
-        if reply.get("failed"):
+            self.run_dir.update()
+        for kind in reply.error_kinds or []:
+            if kind not in self.said:  # each kind of error once per run, with its text (and the user's file and line)
+                self.said.add(kind)
+                self.reporter.message(f"  {label}: first error of its kind: {kind}")
+        if reply.first_background_error and "background" not in self.said:
+            self.said.add("background")
+            self.reporter.message(f"  {label}: a background statement failed ({reply.background_errors} of "
+                                  f"{reply.background}; not counted as query errors): {reply.first_background_error}")
+        if reply.failed:
             failure = {"engine": step.label, "schema": step.schema, "concurrency": step.concurrency,
-                       "repetition": step.repetition, "error_share": reply["error_share"],
-                       "first_error": reply["first_error"]}
-            run_dir.manifest.fail_level(failure)
-            run_dir.update()
-            reporter.message(f"LEVEL FAILED: {label}: {describe_failed_level(failure)}")
+                       "repetition": step.repetition, "error_share": reply.error_share,
+                       "first_error": reply.first_error}
+            self.run_dir.manifest.fail_level(failure)
+            self.run_dir.update()
+            self.reporter.message(f"LEVEL FAILED: {label}: {describe_failed_level(failure)}")
 
 
-def too_few(reply: dict[str, Any], step: Step) -> bool:
+def step_label(step: Step, several: bool) -> str:
+    """How the progress lines name a step; ``several``: the run has more than one engine worker process."""
+    label = f"{step.schema} c={step.concurrency}"
+    if step.no_samplers:
+        label += " (no samplers)"
+    if step.rate_qps:
+        label += f" @{step.rate_qps:g}/s"
+    if several:
+        label += f" rep {step.repetition} [{step.engine}]"
+    return label
+
+
+def too_few(reply: LevelReply, step: Step) -> bool:
     """A closed-loop window in which each query thread completed only one or two queries: a rate and percentiles
     of so few say little, and a query longer than the window is not measured at all."""
-    return not reply["interrupted"] and not step.rate_qps and reply["queries"] < FEW_PER_THREAD * step.concurrency
+    return not reply.interrupted and not step.rate_qps and reply.queries < FEW_PER_THREAD * step.concurrency
 
 
-def level_note(reply: dict[str, Any], step: Step) -> str:
+def level_note(reply: LevelReply, step: Step) -> str:
     """The progress line of a finished level: its queries and rate, and everything that qualifies them."""
-    window = reply["measure_end_s"] - reply["measure_start_s"]
-    qps = reply["queries"] / window if window > 0 else float("nan")
-    note = f"{reply['queries']} queries, {qps:.1f}/s"
+    window = reply.measure_end_s - reply.measure_start_s
+    qps = reply.queries / window if window > 0 else float("nan")
+    note = f"{reply.queries} queries, {qps:.1f}/s"
     if step.rate_qps and qps < ACHIEVED_FRACTION * step.rate_qps:
         note += f" (target {step.rate_qps:g}/s not achieved)"
-    if reply["errors"]:
-        note += f", {reply['errors']} errors"
-    if reply.get("censored"):
-        note += f", {reply['censored']} still running when the window closed (censored, not failures)"
-    if reply.get("background_errors"):
-        note += f", {reply['background_errors']} of {reply['background']} background statements failed"
+    if reply.errors:
+        note += f", {reply.errors} errors"
+    if reply.censored:
+        note += f", {reply.censored} still running when the window closed (censored, not failures)"
+    if reply.background_errors:
+        note += f", {reply.background_errors} of {reply.background} background statements failed"
     if too_few(reply, step):
-        note += (f" — too few to measure: {reply['queries'] / step.concurrency:.1f} per thread in a {window:.2f} s "
+        note += (f" — too few to measure: {reply.queries / step.concurrency:.1f} per thread in a {window:.2f} s "
                  "window; a longer --duration gives a measurement")
-    if reply["interrupted"]:
+    if reply.interrupted:
         note += " (interrupted)"
     return note
-
-
-def _restart_reversed(
-    order: list[EngineSpec],
-    workers: dict[str, WorkerProcess],
-    start: Callable[[EngineSpec], dict[str, Any]],
-    run_dir: RunDir,
-) -> None:
-    """Stop every worker (keeping its log), reverse ``order``, and start and prepare them again in it."""
-    restarts = len(run_dir.manifest.worker_restarts)
-    for spec in order:
-        workers.pop(spec.label).close(keep_log=run_dir.path / "logs" / f"{file_name(spec.label)}.{restarts}.log")
-    order.reverse()
-    placed = {spec.label: start(spec)["engine"].get("data_path") for spec in order}
-    run_dir.manifest.restarted([spec.label for spec in order], placed)
 
 
 def describe_failed_level(failure: dict[str, Any]) -> str:
@@ -535,24 +691,20 @@ def describe_failed_level(failure: dict[str, Any]) -> str:
             f"first error: {failure.get('first_error')}")
 
 
-def _abandon_busy(workers: list[WorkerProcess]) -> None:
-    """After a first Ctrl-C: a worker still in a request other than a level (a dataset build) is stopped."""
-    for w in workers:
-        if w.busy not in (None, "level"):
-            w.kill()
+def _abandon_busy(processes: list[WorkerProcess]) -> None:
+    """After a first Ctrl-C: a worker process still in a request other than a level (a dataset build) is stopped."""
+    for process in processes:
+        if process.busy not in (None, "level"):
+            process.kill()
 
 
-def _kill_stuck(workers: list[WorkerProcess]) -> None:
-    """Long after a first Ctrl-C: a worker still in a request will not end it; the run must."""
-    for w in workers:
-        if w.busy is not None:
-            w.kill_stuck(f"engine worker {w.label!r} had not ended its {w.busy} {STUCK_AFTER_S:.0f} s after the "
-                         "stop signal and was killed; its log holds the stacks of its threads")
-
-
-def _interrupt_note(interrupted: dict[str, Any]) -> str:
-    how = "Ctrl-C" if interrupted.get("signal", "SIGINT") == "SIGINT" else interrupted["signal"]
-    return f"interrupted by the user ({how})"
+def _kill_stuck(processes: list[WorkerProcess]) -> None:
+    """Long after a first Ctrl-C: a worker process still in a request will not end it; the run must."""
+    for process in processes:
+        if process.busy is not None:
+            process.kill_stuck(f"engine worker {process.label!r} had not ended its {process.busy} "
+                               f"{STUCK_AFTER_S:.0f} s after the stop signal and was killed; its log holds the "
+                               "stacks of its threads")
 
 
 def _discard_if_empty(run_dir: RunDir | None) -> None:

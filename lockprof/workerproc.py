@@ -1,4 +1,6 @@
-"""The orchestrator's handle on one engine worker process."""
+"""The orchestrator's handle on one engine worker process (:mod:`lockprof.worker` is the process itself).
+
+:class:`WorkerProcess` sends the typed requests of :mod:`lockprof.protocol` and returns their typed replies."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from lockprof.errors import EngineError, Interrupted, ScenarioError, StorageError
+from lockprof.errors import EngineError, from_pipe
+from lockprof.protocol import ExitRequest, Request, encode_request
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1
@@ -55,12 +58,13 @@ class WorkerProcess:
         self.busy: str | None = None  # the request being served, if any
         self.stuck: str | None = None  # why the orchestrator killed it, if it did
 
-    def request(self, op: str, **fields: Any) -> dict[str, Any]:
-        """Send one request and wait for its reply; turn a failure into the matching error."""
-        self.busy = op
+    def request(self, request: Request) -> Any:
+        """Send one request and wait for its reply (of ``request.reply``'s type); a failure is raised as the
+        error its kind names (:data:`lockprof.errors.PIPE_ERRORS`), a dead worker as :class:`WorkerCrashed`."""
+        self.busy = request.op
         try:
             assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+            self.proc.stdin.write(json.dumps(encode_request(request)) + "\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
         except (BrokenPipeError, ValueError):  # ValueError: the pipe was closed under us
@@ -71,15 +75,8 @@ class WorkerProcess:
             raise self._crashed()
         reply = json.loads(line)
         if reply.get("ok"):
-            return reply
-        kind, error = reply.get("kind"), reply.get("error", "")
-        if kind == "ScenarioError":
-            raise ScenarioError(error)
-        if kind == "Interrupted":
-            raise Interrupted(f"{self.label}: interrupted")
-        if kind == "StorageError":
-            raise StorageError(error)
-        raise EngineError(f"engine {self.label}: {error}")
+            return request.reply.from_json(reply)
+        raise from_pipe(reply.get("kind", ""), reply.get("error", ""), self.label)
 
     def _crashed(self) -> WorkerCrashed:
         code = self.proc.wait(timeout=30)
@@ -118,7 +115,7 @@ class WorkerProcess:
         if self.proc.poll() is None:
             with contextlib.suppress(OSError, ValueError):
                 assert self.proc.stdin is not None
-                self.proc.stdin.write(json.dumps({"op": "exit"}) + "\n")
+                self.proc.stdin.write(json.dumps(encode_request(ExitRequest())) + "\n")
                 self.proc.stdin.close()
             try:
                 self.proc.wait(timeout=EXIT_S)

@@ -274,13 +274,14 @@ def test_when_lockprof_itself_is_killed_its_worker_and_py_spy_die_too(tmp_path):
 def _prepared_worker(tmp_path: Path):
     from lockprof.clock import RunClock
     from lockprof.engines.registry import parse_spec
+    from lockprof.protocol import PrepareRequest
     from lockprof.workerproc import WorkerProcess
 
     path = write_scenario(tmp_path, "scenario = Scenario('idle', [SCHEMA], [Query('q', 'SELECT 1')])\n")
     spec = parse_spec("embedded")
     worker = WorkerProcess("embedded", spec.python)
-    worker.request("prepare", engine=spec.as_request(), engine_label="embedded", scenario_path=str(path),
-                   schemas=["s"], clock_origin=RunClock().origin, samplers=[])  # fmt: skip
+    worker.request(PrepareRequest(engine=spec.as_request(), engine_label="embedded", scenario_path=str(path),
+                                  schemas=["s"], clock_origin=RunClock().origin, samplers=[]))
     return worker
 
 

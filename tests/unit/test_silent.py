@@ -267,19 +267,16 @@ def test_real_query_errors_still_fail_the_level_and_each_kind_is_said_once():
 
 
 def test_a_window_with_one_query_per_thread_says_it_measured_too_little():
+    import dataclasses
+
+    from lockprof.protocol import LevelReply
     from lockprof.run import Step, level_note
 
-    reply = {
-        "measure_start_s": 0.0,
-        "measure_end_s": 2.0,
-        "queries": 2,
-        "errors": 0,
-        "censored": 2,
-        "interrupted": False,
-    }
+    reply = LevelReply(measure_start_s=0.0, measure_end_s=2.0, queries=2, errors=0, censored=2, background=0,
+                       background_errors=0, interrupted=False, failed=False, error_share=0.0)
     note = level_note(reply, Step("e", "s", 2, 0))
     assert "too few to measure" in note and "--duration" in note and "2 still running when the window closed" in note
-    assert "too few" not in level_note({**reply, "queries": 40}, Step("e", "s", 2, 0))
+    assert "too few" not in level_note(dataclasses.replace(reply, queries=40), Step("e", "s", 2, 0))
 
 
 # --- item 6: a run directory missing levels/ or queries/ is damaged, not empty ----------------------
