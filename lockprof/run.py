@@ -36,6 +36,8 @@ import pandas as pd
 
 from lockprof.analysis.health import ACHIEVED_FRACTION, FEW_PER_THREAD
 from lockprof.clock import RunClock
+from lockprof.cpus import pin_specs
+from lockprof.cpus import record as pinned
 from lockprof.dirformat import Manifest
 from lockprof.driver import ERROR_SHARE_LIMIT
 from lockprof.engines.base import EngineSpec
@@ -77,6 +79,7 @@ class RunOptions:
     self_check_s: float = 0.3
     overhead_control: bool = False  # also run every level without samplers, as engine "<label>+no-samplers"
     cluster: str | None = None  # server engines: samplers read every replica of this cluster (clusterAllReplicas)
+    cpus: list[int | float] | None = None  # --cpus: each engine once per core count, its worker pinned to them
 
 
 @dataclass(frozen=True)
@@ -221,7 +224,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     out = options.out or default_out(scenario.name, run_id)
     check_out(out)  # before any engine is installed or dataset built
-    specs = [parse(text) for text in options.engines]  # every spec's syntax first: installing one takes minutes
+    specs = pin_specs([parse(text) for text in options.engines], options.cpus)  # syntax first: installs take minutes
     for spec in specs:
         if options.cluster and not spec.capabilities.cluster:
             raise EngineError(f"engine {spec.label}: --cluster reads the replicas of a server's cluster; "
@@ -261,7 +264,7 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                           "cluster": options.cluster, "run_pid": os.getpid()}  # fmt: skip
 
         def start(spec: EngineSpec) -> dict[str, Any]:
-            workers[spec.label] = WorkerProcess(spec.label, spec.python)
+            workers[spec.label] = WorkerProcess(spec.label, spec.python, spec.pin)
             if interrupted["flag"]:
                 raise Interrupted("interrupted while starting the engines")
             reply = workers[spec.label].request("prepare", engine=spec.as_request(), engine_label=spec.label,
@@ -314,10 +317,10 @@ def run(options: RunOptions, reporter: Reporter | None = None) -> Path:
                 "rates_qps": [st.rate_qps for st in steps_preview] if options.rates else None,
             },
             engines=[
-                {"label": s.label, "spec": s.public_spec, **prepared[s.label]["engine"]} for s in specs
+                {"label": s.label, "spec": s.public_spec, **prepared[s.label]["engine"], **pinned(s)} for s in specs
             ]
             + [
-                {"label": s.label + NO_SAMPLERS, "spec": s.public_spec, **prepared[s.label]["engine"],
+                {"label": s.label + NO_SAMPLERS, "spec": s.public_spec, **prepared[s.label]["engine"], **pinned(s),
                  "variant": "overhead control: the same engine with no samplers"}
                 for s in specs
                 if options.overhead_control
