@@ -85,3 +85,19 @@ def test_an_unpinned_run_records_no_core_count(tiny_run):
     for engine in store.read_manifest(tiny_run)["engines"]:
         assert engine.get("cpus") is None
         assert engine["cpu_ids"] == ALLOWED
+
+
+@TWO_CORES
+def test_a_launched_server_runs_on_the_cores_of_its_worker(tmp_path):
+    """--engine server:26.9: the server is the worker's child and inherits its cores; the manifest's cpu_ids are
+    what the server process's threads may run on."""
+    from launched import VERSION, server_python
+
+    server_python()  # the 26.9 environment, built from this environment's chDB (nothing downloaded)
+    out = tmp_path / "server"
+    result = lockprof_cli("run", str(TINY), "--engine", f"server:{VERSION}", "--cpus", "1", "--concurrency", "1",
+                          "--duration", "0.5", *SHORT, "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (engine,) = store.read_manifest(out)["engines"]
+    assert engine["kind"] == "server" and engine["cpus"] == 1
+    assert engine["cpu_ids"] == ALLOWED[:1]
