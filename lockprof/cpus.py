@@ -163,16 +163,6 @@ def _ids(ids: list[int]) -> str:
 
 # --- fractional cores: the cgroup v2 CPU controller ---------------------------------------------------------------
 
-def fractional_refusal() -> str | None:
-    """Why a fractional core count cannot be enforced here; None when lockprof may create a child cgroup with the
-    CPU controller under its own."""
-    try:
-        _own_cgroup_with_cpu(None)
-    except EngineError as exc:
-        return str(exc)
-    return None
-
-
 def _quota_cgroup(count: float) -> Path:
     """A new child cgroup of lockprof's own, its ``cpu.max`` set to ``count`` cores; removed at exit."""
     parent = _own_cgroup_with_cpu(count)

@@ -39,13 +39,27 @@ def test_more_cores_than_allowed_are_refused_naming_the_allowed_set():
 
 
 def test_a_fractional_count_is_refused_with_the_reason_where_no_cpu_quota_can_be_made():
-    why = cpus.fractional_refusal()
-    if why is None:
+    try:
+        pin = cpus.pinning(1.5, [0, 1])
+    except EngineError as exc:
+        refusal = str(exc)
+    else:
+        pytest.skip(f"this machine lets lockprof create a cgroup with the CPU controller ({pin.cgroup})")
+    assert "--cpus 1.5: fractional cores need a CPU quota (cgroup v2 cpu.max)" in refusal
+    assert "give whole cores" in refusal
+
+
+def test_a_fractional_count_is_refused_on_the_command_line_where_no_cpu_quota_can_be_made(tmp_path):
+    try:
+        cpus.pinning(0.5, [0])
+    except EngineError:
+        pass
+    else:
         pytest.skip("this machine lets lockprof create a cgroup with the CPU controller")
-    with pytest.raises(EngineError) as caught:
-        cpus.pinning(1.5, [0, 1])
-    assert "--cpus 1.5: fractional cores need a CPU quota (cgroup v2 cpu.max)" in str(caught.value)
-    assert "give whole cores" in str(caught.value)
+    result = lockprof_cli("run", str(TINY), "--cpus", "0.5", "--out", str(tmp_path / "run"))
+    assert result.returncode == 3, result.stderr
+    assert "--cpus 0.5: fractional cores need a CPU quota" in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_one_count_keeps_the_label_and_several_multiply_the_engines():
