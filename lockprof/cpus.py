@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import itertools
 import math
 import os
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 PINNABLE_KINDS = ("embedded", "version", "server", "binary")  # kinds whose engine process lockprof starts
 CPU_PERIOD_US = 100_000  # cpu.max's period; the quota is this times the fractional core count
 CGROUP_PREFIX = "lockprof-cpus-"
+_CGROUPS = itertools.count()  # each fractional pinning's cgroup is its own
 
 
 @dataclass(frozen=True)
@@ -112,11 +114,12 @@ def pin_specs(specs: list[EngineSpec], counts: list[int | float] | None) -> list
             raise EngineError(f"--cpus: engine {spec.label} is a server lockprof did not start, on cores it does not "
                               "control; pin engines lockprof starts (embedded, a version, server:VERSION, binary:PATH)")
     allowed = allowed_cpus() if hasattr(os, "sched_getaffinity") else []
-    pins = [pinning(n, allowed) for n in counts]
+    # A pinning per engine, not per count: a fractional count's quota is its own worker's, never shared.
     return [
-        dataclasses.replace(spec, pin=pin, label=spec.label if len(pins) == 1 else label(spec.label, pin.cpus))
+        dataclasses.replace(spec, pin=pinning(n, allowed),
+                            label=spec.label if len(counts) == 1 else label(spec.label, n))
         for spec in specs
-        for pin in pins
+        for n in counts
     ]
 
 
@@ -166,9 +169,9 @@ def _ids(ids: list[int]) -> str:
 def _quota_cgroup(count: float) -> Path:
     """A new child cgroup of lockprof's own, its ``cpu.max`` set to ``count`` cores; removed at exit."""
     parent = _own_cgroup_with_cpu(count)
-    child = parent / f"{CGROUP_PREFIX}{os.getpid()}-{count:g}"
+    child = parent / f"{CGROUP_PREFIX}{os.getpid()}-{next(_CGROUPS)}"
     try:
-        child.mkdir(exist_ok=True)
+        child.mkdir()
         atexit.register(_remove, child)
         (child / "cpu.max").write_text(f"{round(count * CPU_PERIOD_US)} {CPU_PERIOD_US}")
     except OSError as exc:
