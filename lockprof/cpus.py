@@ -48,9 +48,14 @@ class Pinning:
 
     def enter(self) -> None:
         """In the worker's child process before exec: every thread it will ever have inherits this."""
-        if self.cgroup is not None:
-            Path(self.cgroup, "cgroup.procs").write_text("0")  # "0": the writing process itself
-        os.sched_setaffinity(0, self.cpu_ids)
+        try:
+            if self.cgroup is not None:
+                Path(self.cgroup, "cgroup.procs").write_text("0")  # "0": the writing process itself
+            os.sched_setaffinity(0, self.cpu_ids)
+        except OSError as exc:
+            # stderr is already the worker's log: the orchestrator reports the worker's death with this line
+            os.write(2, f"lockprof: the worker could not be held to its --cpus cores: {exc}\n".encode())
+            os._exit(1)
 
     def record(self) -> dict[str, Any]:
         """What the manifest's engine entry says of it (the engine's own report adds the CPU ids it saw)."""

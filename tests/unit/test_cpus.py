@@ -108,3 +108,14 @@ def test_the_command_refuses_a_bad_count_with_exit_3_before_any_engine_starts(tm
     assert result.returncode == 3, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_worker_that_cannot_take_its_cores_dies_saying_so():
+    """The pinning happens in the child before exec; if it fails there the worker ends with the reason in its log,
+    which the orchestrator reports as the worker's death (an engine error), not as a traceback."""
+    from lockprof.workerproc import WorkerCrashed, WorkerProcess
+
+    worker = WorkerProcess("pinned", None, cpus.Pinning(1, (4096,)))  # no such CPU
+    with pytest.raises(WorkerCrashed, match="could not be held to its --cpus cores"):
+        worker.request("exit")
+    worker.close()
