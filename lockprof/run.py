@@ -41,6 +41,8 @@ import pandas as pd
 
 from lockprof.analysis.health import ACHIEVED_FRACTION, FEW_PER_THREAD
 from lockprof.clock import RunClock
+from lockprof.cpus import pin_specs
+from lockprof.cpus import record as pinned
 from lockprof.dirformat import Manifest
 from lockprof.driver import ERROR_SHARE_LIMIT
 from lockprof.engines.base import EngineSpec
@@ -83,6 +85,7 @@ class RunOptions:
     self_check_s: float = 0.3
     overhead_control: bool = False  # also run every level without samplers, as engine "<label>+no-samplers"
     cluster: str | None = None  # server engines: samplers read every replica of this cluster (clusterAllReplicas)
+    cpus: list[int | float] | None = None  # --cpus: each engine once per core count, its worker pinned to them
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,7 @@ def resolve(options: RunOptions) -> ResolvedOptions:
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     out = options.out or default_out(scenario.name, run_id)
     check_out(out)  # before any engine is installed or dataset built
-    specs = [parse(text) for text in options.engines]  # every spec's syntax first: installing one takes minutes
+    specs = pin_specs([parse(text) for text in options.engines], options.cpus)  # syntax first: installs take minutes
     for spec in specs:
         if options.cluster and not spec.capabilities.cluster:
             raise EngineError(f"engine {spec.label}: --cluster reads the replicas of a server's cluster; "
@@ -329,7 +332,7 @@ StartProcess = Callable[[EngineSpec, RunOptions], WorkerProcess]
 
 def start_worker_process(spec: EngineSpec, options: RunOptions) -> WorkerProcess:
     """Start one engine's worker process; the run's options for the process itself go here."""
-    return WorkerProcess(spec.label, spec.python)
+    return WorkerProcess(spec.label, spec.python, spec.pin)
 
 
 class EngineProcesses:
@@ -460,10 +463,10 @@ def _begin_run_dir(resolved: ResolvedOptions, prepared: dict[str, PrepareReply],
             "rates_qps": resolved.rates_qps,
         },
         engines=[
-            {"label": s.label, "spec": s.public_spec, **prepared[s.label].engine} for s in specs
+            {"label": s.label, "spec": s.public_spec, **prepared[s.label].engine, **pinned(s)} for s in specs
         ]
         + [
-            {"label": s.label + NO_SAMPLERS, "spec": s.public_spec, **prepared[s.label].engine,
+            {"label": s.label + NO_SAMPLERS, "spec": s.public_spec, **prepared[s.label].engine, **pinned(s),
              "variant": "overhead control: the same engine with no samplers"}
             for s in specs
             if options.overhead_control

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from lockprof.clock import RunClock
+from lockprof.cpus import observed as observed_cpus
 from lockprof.dataset import Dataset, active_parts, dataset_set, drop_stale, ensure_dataset, refresh
 from lockprof.driver import LOG_COLUMNS, Level, LevelResult, level_counts, level_verdict, run_level
 from lockprof.engines.base import Connection
@@ -108,7 +109,7 @@ class EngineWorker:
         waits = locks[locks["role"] == "wait"]
         self.lock_waits = dict(zip(waits["event"], waits["to_us"].astype(float), strict=True))
         return PrepareReply(
-            engine={**info.as_dict(), "stale_datasets_dropped": stale},
+            engine={**info.as_dict(), "stale_datasets_dropped": stale, **observed_cpus(self.engine_pid)},
             datasets={k: v.as_dict() for k, v in self.datasets.items()},
             locks=locks.to_dict(orient="records"),
         )

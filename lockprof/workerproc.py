@@ -14,10 +14,13 @@ import sys
 import tempfile
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lockprof.errors import EngineError, from_pipe
 from lockprof.protocol import ExitRequest, Request, encode_request
+
+if TYPE_CHECKING:
+    from lockprof.cpus import Pinning
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1
@@ -33,12 +36,19 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _in_child(pin: Pinning | None) -> None:
+    """Before exec: die with the orchestrator, and take the --cpus cores before any thread exists."""
+    die_with_parent()
+    if pin is not None:
+        pin.enter()
+
+
 class WorkerCrashed(EngineError):
     """The worker process died (the engine can segfault); its stderr tail says why."""
 
 
 class WorkerProcess:
-    def __init__(self, label: str, python: str | None = None) -> None:
+    def __init__(self, label: str, python: str | None = None, pin: Pinning | None = None) -> None:
         self.label = label
         # stderr goes to an anonymous file until the run directory exists to keep it.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the worker)
@@ -53,7 +63,7 @@ class WorkerProcess:
             env=env,
             text=True,
             bufsize=1,
-            preexec_fn=die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=(lambda: _in_child(pin)) if sys.platform == "linux" else None,
         )
         self.busy: str | None = None  # the request being served, if any
         self.stuck: str | None = None  # why the orchestrator killed it, if it did

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from lockprof.cpus import parse_counts
 from lockprof.dirformat import Manifest
 from lockprof.engines.registry import expand
 from lockprof.errors import Interrupted, LevelsFailed
@@ -108,6 +109,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also run every level with no samplers, interleaved, as engine '<label>+no-samplers'; "
                         "`lockprof compare` then shows what the samplers cost")
     p.add_argument("--sample-interval", type=interval, default=0.2, help="sampler period in seconds (default 0.2)")
+    p.add_argument("--cpus", type=parse_counts, metavar="N[,M...]",
+                   help="pin each engine to N cores (CPU affinity, the lowest allowed ones); several counts run every "
+                        "engine once per count, labelled <label>@<N>cpu; fractional counts need the cgroup v2 "
+                        "CPU controller")
     p.add_argument("--out", type=Path, help="run directory to create (default runs/<scenario>-<time>)")
     p.set_defaults(handler=main)
 
@@ -131,6 +136,7 @@ def main(args: argparse.Namespace) -> int:
             sample_interval_s=args.sample_interval,
             overhead_control=args.overhead_control,
             cluster=args.cluster,
+            cpus=args.cpus,
         )
     )
     print_summary(path)

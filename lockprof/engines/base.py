@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from lockprof.cpus import Pinning
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class EngineSpec:
     public_spec: str  # what may be written to disk: never a password
     capabilities: Capabilities
     python: str | None = None  # the interpreter the worker runs under (a managed environment's); None: this one
+    pin: Pinning | None = None  # --cpus: the cores its worker (and a server the worker launches) is held to
 
     def as_request(self) -> dict[str, Any]:
         return {"kind": self.kind, **self.options}
