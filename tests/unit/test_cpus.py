@@ -113,9 +113,10 @@ def test_the_command_refuses_a_bad_count_with_exit_3_before_any_engine_starts(tm
 def test_a_worker_that_cannot_take_its_cores_dies_saying_so():
     """The pinning happens in the child before exec; if it fails there the worker ends with the reason in its log,
     which the orchestrator reports as the worker's death (an engine error), not as a traceback."""
+    from lockprof.protocol import ExitRequest
     from lockprof.workerproc import WorkerCrashed, WorkerProcess
 
     worker = WorkerProcess("pinned", None, cpus.Pinning(1, (4096,)))  # no such CPU
     with pytest.raises(WorkerCrashed, match="could not be held to its --cpus cores"):
-        worker.request("exit")
+        worker.request(ExitRequest())
     worker.close()
