@@ -1,0 +1,435 @@
+"""A capacity forecast: throughput against core count, and the core count from which an exclusive lock caps it.
+
+A small machine saturates its cores long before an exclusive lock saturates, so a run there says "CPU" however the
+lock will behave on a production replica. The numbers for the bigger machine are in the run already; this module
+puts them together, per engine and schema:
+
+* **The CPU line.** A query costs ``c`` seconds of CPU (on-CPU time summed over its threads, at the highest
+  concurrency level). The engine had ``P`` cores (the run's ``cpus`` option when its workers were pinned, else the
+  host's) and ran ``C`` workers at that level; with throughput ``X`` there, the parallel efficiency is
+  ``e = X · c / min(C, P)``, capped at 1: the share of the cores the queries kept busy with their own work. On ``N``
+  cores the engine then serves ``N · e / c`` queries per second.
+* **The lock ceilings.** An exclusive lock held ``h`` per query (at the lowest concurrency level, before queueing
+  or descheduling inflates it) serves at most ``1 / h`` queries per second, whatever the cores
+  (:func:`lockprof.analysis.utilization.ceiling_qps`). The forecast throughput is the least of the CPU line and the
+  ceilings; a lock becomes the limit from ``N* = (1 / h) · c / e`` cores, where the CPU line crosses its ceiling.
+* **The wait.** At ``N`` cores and ``C`` closed-loop workers (``C = N`` unless given), each lock's wait per query
+  is the existing M/D/1 forecast (:func:`lockprof.analysis.utilization.forecast_wait_us`) at the forecast
+  throughput, capped at ``(C − 1) · h``, plus the wait measured at the lowest level. When ``C`` is given the
+  throughput is also bounded by ``C`` workers each needing at least the lowest level's mean latency.
+
+Assumptions, each a way the forecast can be wrong:
+
+1. CPU per query and the efficiency stay as measured as cores are added (no new contention on caches, memory
+   bandwidth or NUMA; the measured efficiency already holds whatever the run's own cores cost). With more workers
+   than cores at the highest level, waiting for a core is not work, so it does not lower ``e``.
+2. A lock's hold per query does not grow with cores (it does with the parts count: measure at production's).
+3. Only locks with a hold counter are bounded. A lock waited on whose engine counts no hold time is named, and the
+   forecast says it cannot bound it: no number is made up for it.
+4. Near a ceiling the real throughput bends below the least of the two lines (queueing); the line is an upper bound.
+
+The intervals come from the run's own spread: a bootstrap over the measured windows (the repetitions of each
+level), the lowest and highest levels resampled independently, ``RESAMPLES`` times with a fixed seed; the 2.5th to
+97.5th percentiles. With one window per level there is no spread to resample and the interval is NaN. They hold
+the noise of this run, not the difference between this machine and another.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from lockprof.analysis.accounting import ON_CPU, ON_CPU_PARTS, WINDOW, lock_waits, window_totals
+from lockprof.analysis.budget import lock_budget
+from lockprof.analysis.levels import level_summary
+from lockprof.analysis.load import Run
+from lockprof.analysis.memo import per_run
+from lockprof.analysis.utilization import cpu_count, exclusive_ceilings, forecast_wait_us
+
+RESAMPLES = 1000
+SEED = 20261205  # fixed: the same run gives the same intervals every time
+MIN_WAIT_US = 1.0  # an uncounted exclusive lock is named when waited on at least this long per query
+FIGURE_CORES = 64  # the forecast line is drawn to at least this many cores
+
+MODEL_COLUMNS = ["engine", "schema", "cores", "cores_source", "base_concurrency", "top_concurrency",
+                 "throughput_qps", "cpu_ms_per_query", "cpu_ms_low", "cpu_ms_high", "efficiency",
+                 "qps_per_core", "qps_per_core_low", "qps_per_core_high", "windows"]
+CEILING_COLUMNS = ["engine", "schema", "lock", "mode", "base_concurrency", "hold_us_per_query",
+                   "acquisitions_per_query", "hold_us_per_acquisition", "base_wait_us", "ceiling_qps",
+                   "ceiling_low_qps", "ceiling_high_qps", "crossing_cores", "crossing_low_cores", "crossing_high_cores",
+                   "counted"]
+FORECAST_COLUMNS = ["engine", "schema", "cores", "concurrency", "cpu_ms_per_query", "efficiency", "cpu_bound_qps",
+                    "lock", "hold_us_per_query", "ceiling_qps", "crossing_cores", "forecast_qps", "forecast_low_qps",
+                    "forecast_high_qps", "bound", "utilization", "forecast_wait_us"]
+
+
+@dataclass
+class _Spread:
+    """One engine and schema's bootstrap resamples: the CPU line's slope and each counted lock's ceiling."""
+
+    slope: np.ndarray  # queries per second per core
+    cpu_ms: np.ndarray
+    ceilings: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def engine_cores(run: Run, engine: str) -> tuple[int | None, str]:
+    """(cores, where from) the engine ran on: the ``cpus`` its run entry records when its workers were pinned,
+    else the host's core count ("host"), else (None, "unknown")."""
+    for manifest in run.manifests:
+        for entry in manifest.engines:
+            if entry.get("label") == engine and entry.get("cpus"):
+                return int(entry["cpus"]), "pinned"
+    cores = cpu_count(run)
+    return (cores, "host") if cores else (None, "unknown")
+
+
+@per_run
+def _window_inputs(run: Run) -> pd.DataFrame:
+    """Per measured window: the driver's queries and window length (throughput), the counted queries and their
+    summed on-CPU time (µs)."""
+    levels = run.levels.copy()
+    levels["window_s"] = (levels["measure_end_s"] - levels["measure_start_s"]).clip(lower=0)
+    levels = levels.groupby(WINDOW, as_index=False).agg(done=("queries", "sum"), window_s=("window_s", "sum"))
+    totals = window_totals(run)
+    if totals.empty:
+        return levels.assign(counted=np.nan, cpu_us=np.nan)
+    counted = totals.drop_duplicates(WINDOW).set_index(WINDOW)["queries"].rename("counted")
+    wide = totals.pivot_table(index=WINDOW, columns="event", values="total", aggfunc="sum")
+    if ON_CPU in wide:
+        cpu = wide[ON_CPU]
+    elif any(p in wide for p in ON_CPU_PARTS):
+        cpu = sum(wide[p].fillna(0.0) for p in ON_CPU_PARTS if p in wide)
+    else:
+        cpu = pd.Series(np.nan, index=wide.index)
+    inputs = pd.concat([counted, cpu.rename("cpu_us")], axis=1).reset_index()
+    return levels.merge(inputs, on=WINDOW, how="left")
+
+
+@per_run
+def capacity_model(run: Run) -> pd.DataFrame:
+    """Per engine and schema: the cores it had, CPU per query and efficiency at the highest concurrency level,
+    and the CPU line's slope (queries per second per core), with bootstrap intervals (see the module)."""
+    inputs = _window_inputs(run)
+    summary = level_summary(run)
+    rows = []
+    for (engine, schema), levels in summary.groupby(["engine", "schema"], sort=True):
+        top = levels.loc[levels["concurrency"].idxmax()]
+        cores, source = engine_cores(run, str(engine))
+        windows = inputs[(inputs["engine"] == engine) & (inputs["schema"] == schema)
+                         & (inputs["concurrency"] == top["concurrency"])]
+        x = float(top["throughput_qps"])
+        cpu_ms = float(windows["cpu_us"].sum(min_count=1) / windows["counted"].sum() / 1000.0) \
+            if windows["counted"].sum() > 0 else np.nan
+        used = min(int(top["concurrency"]), cores) if cores else np.nan
+        efficiency = min(1.0, x * cpu_ms / 1000.0 / used) if cpu_ms > 0 and used > 0 else np.nan
+        spread = _spread(run).get((engine, schema))
+        slope_lo, slope_hi = _interval(spread.slope if spread else None)
+        cpu_lo, cpu_hi = _interval(spread.cpu_ms if spread else None)
+        rows.append({"engine": engine, "schema": schema, "cores": cores, "cores_source": source,
+                     "base_concurrency": int(levels["concurrency"].min()), "top_concurrency": int(top["concurrency"]),
+                     "throughput_qps": x, "cpu_ms_per_query": cpu_ms, "cpu_ms_low": cpu_lo, "cpu_ms_high": cpu_hi,
+                     "efficiency": efficiency, "qps_per_core": efficiency / cpu_ms * 1000.0 if cpu_ms > 0 else np.nan,
+                     "qps_per_core_low": slope_lo, "qps_per_core_high": slope_hi, "windows": len(windows)})
+    return pd.DataFrame(rows, columns=MODEL_COLUMNS)
+
+
+@per_run
+def capacity_ceilings(run: Run) -> pd.DataFrame:
+    """Per engine, schema and exclusive lock: the hold (per query, per acquisition, acquisitions per query) at the
+    lowest level that held it, the ceiling 1/h and the core count where the CPU line crosses it, with intervals.
+    Exclusive locks waited on without a hold counter on that engine are rows too, with ``counted`` False and
+    NaN numbers: the forecast cannot bound them."""
+    model = capacity_model(run).set_index(["engine", "schema"])
+    budget = lock_budget(run)
+    rows = []
+    for _, c in exclusive_ceilings(run).iterrows():
+        at = budget[(budget["engine"] == c["engine"]) & (budget["schema"] == c["schema"])
+                    & (budget["lock"] == c["lock"]) & (budget["mode"] == "exclusive")
+                    & (budget["concurrency"] == c["base_concurrency"])]
+        at = at.iloc[0] if not at.empty else pd.Series(dtype=float)
+        slope = model.at[(c["engine"], c["schema"]), "qps_per_core"] if (c["engine"], c["schema"]) in model.index \
+            else np.nan
+        spread = _spread(run).get((c["engine"], c["schema"]))
+        resampled = spread.ceilings.get(c["lock"]) if spread else None
+        ceil_lo, ceil_hi = _interval(resampled)
+        cross_lo, cross_hi = _interval(resampled / spread.slope if resampled is not None else None)
+        wait = float(at.get("wait_us_per_query", np.nan))
+        rows.append({"engine": c["engine"], "schema": c["schema"], "lock": c["lock"], "mode": "exclusive",
+                     "base_concurrency": int(c["base_concurrency"]), "hold_us_per_query": c["hold_us_per_query"],
+                     "acquisitions_per_query": float(at.get("acquisitions_per_query", np.nan)),
+                     "hold_us_per_acquisition": float(at.get("hold_us_per_acquisition", np.nan)),
+                     "base_wait_us": 0.0 if np.isnan(wait) else wait, "ceiling_qps": c["ceiling_qps"],
+                     "ceiling_low_qps": ceil_lo, "ceiling_high_qps": ceil_hi,
+                     "crossing_cores": c["ceiling_qps"] / slope if slope > 0 else np.nan,
+                     "crossing_low_cores": cross_lo, "crossing_high_cores": cross_hi, "counted": True})
+    uncounted = budget[(budget["mode"] == "exclusive") & budget["hold_us_per_query"].isna()
+                       & (budget["wait_us_per_query"] >= MIN_WAIT_US)]
+    for (engine, schema, lock), group in uncounted.groupby(["engine", "schema", "lock"], sort=True):
+        rows.append({"engine": engine, "schema": schema, "lock": lock, "mode": "exclusive",
+                     "base_concurrency": int(group["concurrency"].min()), "hold_us_per_query": np.nan,
+                     "acquisitions_per_query": float(group["acquisitions_per_query"].max()),
+                     "hold_us_per_acquisition": np.nan, "base_wait_us": float(group["wait_us_per_query"].max()),
+                     "ceiling_qps": np.nan, "ceiling_low_qps": np.nan, "ceiling_high_qps": np.nan,
+                     "crossing_cores": np.nan, "crossing_low_cores": np.nan, "crossing_high_cores": np.nan,
+                     "counted": False})
+    out = pd.DataFrame(rows, columns=CEILING_COLUMNS)
+    out["counted"] = out["counted"].astype(bool)
+    return out.sort_values(["engine", "schema", "ceiling_qps", "lock"], ignore_index=True)
+
+
+def capacity_forecast(run: Run, cores: int, concurrency: int | None = None) -> pd.DataFrame:
+    """The forecast at ``cores`` cores and ``concurrency`` closed-loop workers (default: one per core): one row per
+    engine, schema and exclusive lock (``lock`` empty where no exclusive lock is held), with the forecast throughput,
+    what bounds it ("cpu", "concurrency" or the lock), each lock's utilization and forecast wait per query."""
+    if cores < 1:
+        raise ValueError(f"cores must be at least 1, not {cores}")
+    workers = concurrency or cores
+    model = capacity_model(run)
+    ceilings = capacity_ceilings(run)
+    latency = level_summary(run).set_index(["engine", "schema", "concurrency"])["mean_ms"]
+    rows = []
+    for _, m in model.iterrows():
+        key = (m["engine"], m["schema"])
+        locks = ceilings[(ceilings["engine"] == m["engine"]) & (ceilings["schema"] == m["schema"])]
+        counted = locks[locks["counted"]]
+        cpu_bound = cores * m["qps_per_core"]
+        bounds = {"cpu": cpu_bound}
+        base_latency_ms = latency.get((m["engine"], m["schema"], m["base_concurrency"]), np.nan)
+        if concurrency and base_latency_ms > 0:
+            bounds["concurrency"] = concurrency * 1000.0 / base_latency_ms
+        bounds.update(zip(counted["lock"], counted["ceiling_qps"], strict=True))
+        known = {k: v for k, v in bounds.items() if pd.notna(v)}
+        bound = min(known, key=known.get) if known else ""
+        x = known[bound] if known else np.nan
+        lo, hi = _forecast_interval(_spread(run).get(key), cores, bounds.get("concurrency"))
+        common = {"engine": m["engine"], "schema": m["schema"], "cores": cores, "concurrency": workers,
+                  "cpu_ms_per_query": m["cpu_ms_per_query"], "efficiency": m["efficiency"],
+                  "cpu_bound_qps": cpu_bound, "forecast_qps": x, "forecast_low_qps": lo, "forecast_high_qps": hi,
+                  "bound": bound}
+        if locks.empty:
+            rows.append({**common, "lock": "", "hold_us_per_query": np.nan, "ceiling_qps": np.nan,
+                         "crossing_cores": np.nan, "utilization": np.nan, "forecast_wait_us": np.nan})
+        for _, lock in locks.iterrows():
+            h = lock["hold_us_per_query"]
+            wait = (float(forecast_wait_us(h, x, concurrency=workers, baseline_us=lock["base_wait_us"]))
+                    if lock["counted"] and pd.notna(x) else np.nan)
+            rows.append({**common, "lock": lock["lock"], "hold_us_per_query": h, "ceiling_qps": lock["ceiling_qps"],
+                         "crossing_cores": lock["crossing_cores"], "utilization": x * h / 1e6,
+                         "forecast_wait_us": wait})
+    return pd.DataFrame(rows, columns=FORECAST_COLUMNS)
+
+
+def throughput_curve(run: Run, max_cores: int = FIGURE_CORES) -> pd.DataFrame:
+    """The forecast line per engine and schema over 1..max_cores cores (log-spaced), with its interval."""
+    cores = np.unique(np.round(np.geomspace(1, max_cores, 60)).astype(int))
+    model = capacity_model(run)
+    ceilings = capacity_ceilings(run)
+    rows = []
+    for _, m in model.iterrows():
+        limits = ceilings.loc[(ceilings["engine"] == m["engine"]) & (ceilings["schema"] == m["schema"])
+                              & ceilings["counted"], "ceiling_qps"].to_numpy(dtype=float)
+        cap = limits.min() if limits.size else np.inf
+        spread = _spread(run).get((m["engine"], m["schema"]))
+        for n in cores:
+            lo, hi = _forecast_interval(spread, int(n), None)
+            rows.append({"engine": m["engine"], "schema": m["schema"], "cores": int(n),
+                         "forecast_qps": min(n * m["qps_per_core"], cap), "forecast_low_qps": lo,
+                         "forecast_high_qps": hi})
+    return pd.DataFrame(rows, columns=["engine", "schema", "cores", "forecast_qps", "forecast_low_qps",
+                                       "forecast_high_qps"])
+
+
+def capacity_sentences(run: Run, cores: int, concurrency: int | None = None) -> list[str]:
+    """One sentence per engine and schema (where its throughput goes as cores are added, and what bounds it at
+    ``cores``), one per exclusive lock it cannot bound, and with two or more engines, the difference at ``cores``
+    per schema."""
+    model = capacity_model(run)
+    ceilings = capacity_ceilings(run)
+    forecast = capacity_forecast(run, cores, concurrency)
+    several = model["engine"].nunique() > 1
+    out = []
+    for _, m in model.iterrows():
+        name = f"{m['engine']} / {m['schema']}" if several else str(m["schema"])
+        locks = ceilings[(ceilings["engine"] == m["engine"]) & (ceilings["schema"] == m["schema"])]
+        out.append(f"{name}: {_engine_sentence(m, locks[locks['counted']], cores)}")
+        for _, lock in locks[~locks["counted"]].iterrows():
+            out.append(f"{name}: the {_lock_name(lock['lock'])} (exclusive) was waited on, up to "
+                       f"{lock['base_wait_us']:,.0f} µs per query, but {m['engine']} counts no hold time for it, so "
+                       "the forecast cannot bound it: the throughput above may be capped by it at any core count.")
+        row = forecast[(forecast["engine"] == m["engine"]) & (forecast["schema"] == m["schema"])].iloc[0]
+        if concurrency and row["bound"] == "concurrency":
+            out.append(f"{name}: with {concurrency} workers, at most ~{_qps(row['forecast_qps'])} q/s: each needs "
+                       "at least the lowest level's mean latency per query, so more cores than workers go unused.")
+    if several:
+        out += _difference_sentences(model, ceilings, forecast, cores)
+    return out
+
+
+def _engine_sentence(m: pd.Series, locks: pd.DataFrame, cores: int) -> str:
+    cpu = _cpu_text(m)
+    if pd.isna(m["qps_per_core"]):
+        if locks.empty:
+            return "no CPU time per query was counted, so no forecast can be made."
+        first = locks.iloc[0]
+        return (f"no CPU time per query was counted, so the core count at which it is lock-bound is unknown; the "
+                f"{_lock_name(first['lock'])} ({_hold_text(first)}) caps it at ~{_qps(first['ceiling_qps'])} q/s "
+                "on any number of cores.")
+    if locks.empty:
+        return (f"not lock-bound up to {cores} cores (no exclusive lock the queries take has a ceiling): CPU-bound "
+                f"at ~{_qps(cores * m['qps_per_core'])} q/s{_interval_text(cores * m['qps_per_core_low'], cores * m['qps_per_core_high'])} "  # noqa: E501
+                f"({cpu}).")
+    first = locks.iloc[0]  # the lowest ceiling: the first to bind
+    crossing = first["crossing_cores"]
+    span = _interval_text(first["crossing_low_cores"], first["crossing_high_cores"], cores=True)
+    ceiling = (f"the {_lock_name(first['lock'])} ({_hold_text(first)}) caps this query at "
+               f"~{_qps(first['ceiling_qps'])} q/s{_interval_text(first['ceiling_low_qps'], first['ceiling_high_qps'])}")
+    if crossing <= cores:
+        return f"on {_cores(crossing)} cores or more{span}, {ceiling}; below that it is CPU-bound ({cpu})."
+    return (f"not lock-bound up to {cores} cores: CPU-bound at ~{_qps(cores * m['qps_per_core'])} q/s "
+            f"({cpu}); from {_cores(crossing)} cores{span}, {ceiling}.")
+
+
+def _difference_sentences(model: pd.DataFrame, ceilings: pd.DataFrame, forecast: pd.DataFrame,
+                          cores: int) -> list[str]:
+    out = []
+    for schema, rows in forecast.drop_duplicates(["engine", "schema"]).groupby("schema", sort=True):
+        if len(rows) < 2:
+            continue
+        parts = []
+        for _, r in rows.iterrows():
+            if r["bound"] in ("cpu", ""):
+                limit = ceilings[(ceilings["engine"] == r["engine"]) & (ceilings["schema"] == schema)
+                                 & ceilings["counted"]]
+                unbounded = ceilings[(ceilings["engine"] == r["engine"]) & (ceilings["schema"] == schema)
+                                     & ~ceilings["counted"]]
+                tail = f" (its {_lock_name(unbounded.iloc[0]['lock'])} cannot be bounded)" if not unbounded.empty \
+                    else ""
+                what = "not lock-bound" if limit.empty or limit["crossing_cores"].min() > cores else "lock-bound"
+                parts.append(f"{r['engine']} is {what} (CPU-bound at ~{_qps(r['forecast_qps'])} q/s){tail}")
+            elif r["bound"] == "concurrency":
+                parts.append(f"{r['engine']} is bound by its workers at ~{_qps(r['forecast_qps'])} q/s")
+            else:
+                parts.append(f"{r['engine']} is capped at ~{_qps(r['forecast_qps'])} q/s by the "
+                             f"{_lock_name(r['bound'])} (exclusive)")
+        out.append(f"{schema}: at {cores} cores " + "; ".join(parts) + ".")
+    return out
+
+
+def _spread_inputs(run: Run) -> pd.DataFrame:
+    """Per window: the summed exclusive hold (µs) of each lock with a ceiling, beside the window's inputs."""
+    ceilings = exclusive_ceilings(run)
+    per_window = lock_waits(run, tuple(WINDOW))
+    if ceilings.empty or per_window.empty:
+        return pd.DataFrame(columns=[*WINDOW, "lock", "hold_total_us"])
+    holds = per_window[(per_window["mode"] == "exclusive")
+                       & per_window["lock"].isin(ceilings["lock"])].merge(_window_inputs(run), on=WINDOW)
+    holds["hold_total_us"] = holds["hold_us_per_query"] * holds["counted"]
+    return holds[[*WINDOW, "lock", "hold_total_us"]]
+
+
+@per_run
+def _spread(run: Run) -> dict[tuple[str, str], _Spread]:
+    """The bootstrap resamples per engine and schema (see the module); missing where there is one window."""
+    inputs = _window_inputs(run)
+    holds = _spread_inputs(run)
+    model_cores = {}
+    rng = np.random.default_rng(SEED)
+    out: dict[tuple[str, str], _Spread] = {}
+    for (engine, schema), group in inputs.groupby(["engine", "schema"], sort=True):
+        top_c = group["concurrency"].max()
+        top = group[group["concurrency"] == top_c]
+        if len(top) < 2 or not (top["counted"].sum() > 0):
+            continue
+        if engine not in model_cores:
+            model_cores[engine] = engine_cores(run, str(engine))[0]
+        cores = model_cores[engine]
+        if not cores:
+            continue
+        draw = rng.integers(0, len(top), size=(RESAMPLES, len(top)))
+        pick = lambda column, d=draw, t=top: t[column].to_numpy(dtype=float)[d].sum(axis=1)  # noqa: E731
+        cpu_ms = pick("cpu_us") / pick("counted") / 1000.0
+        x = pick("done") / pick("window_s")
+        efficiency = np.minimum(1.0, x * cpu_ms / 1000.0 / min(int(top_c), cores))
+        spread = _Spread(slope=efficiency / cpu_ms * 1000.0, cpu_ms=cpu_ms)
+        ceilings = exclusive_ceilings(run)
+        for _, c in ceilings[(ceilings["engine"] == engine) & (ceilings["schema"] == schema)].iterrows():
+            base = group[group["concurrency"] == c["base_concurrency"]].merge(
+                holds[holds["lock"] == c["lock"]], on=WINDOW, how="left").fillna({"hold_total_us": 0.0})
+            if len(base) < 2:
+                continue
+            d = rng.integers(0, len(base), size=(RESAMPLES, len(base)))
+            hold = base["hold_total_us"].to_numpy(dtype=float)[d].sum(axis=1) / \
+                base["counted"].to_numpy(dtype=float)[d].sum(axis=1)
+            with np.errstate(divide="ignore"):
+                spread.ceilings[c["lock"]] = np.where(hold > 0, 1e6 / hold, np.inf)
+        out[(engine, schema)] = spread
+    return out
+
+
+def _forecast_interval(spread: _Spread | None, cores: int, concurrency_bound: float | None) -> tuple[float, float]:
+    if spread is None:
+        return np.nan, np.nan
+    x = cores * spread.slope
+    for ceiling in spread.ceilings.values():
+        x = np.minimum(x, ceiling)
+    if concurrency_bound is not None and pd.notna(concurrency_bound):
+        x = np.minimum(x, concurrency_bound)
+    return _interval(x)
+
+
+def _interval(values: np.ndarray | None) -> tuple[float, float]:
+    if values is None:
+        return np.nan, np.nan
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.nan, np.nan
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _lock_name(lock: str) -> str:
+    return f"{str(lock).replace('_', ' ')} lock"
+
+
+def _hold_text(lock: pd.Series) -> str:
+    """'exclusive, 2.4 ms per query' and, where acquisitions are counted and not one per query, how they add up."""
+    text = f"exclusive, {_duration(lock['hold_us_per_query'])} per query"
+    n = lock["acquisitions_per_query"]
+    if pd.notna(n) and n > 0 and not math.isclose(n, 1.0, rel_tol=0.05):
+        text += f": {n:.2g} acquisitions of {_duration(lock['hold_us_per_acquisition'])}"
+    return text
+
+
+def _cpu_text(m: pd.Series) -> str:
+    cpu = f"{m['cpu_ms_per_query']:.3g} ms of CPU per query"
+    span = _interval_text(m["cpu_ms_low"], m["cpu_ms_high"])
+    return (f"{cpu}{span}, {m['efficiency']:.0%} parallel efficiency measured on {m['cores']} "
+            f"{'pinned ' if m['cores_source'] == 'pinned' else ''}cores: ~{m['qps_per_core']:.3g} q/s per core")
+
+
+def _duration(us: float) -> str:
+    return f"{us / 1000:.2g} ms" if us >= 1000 else f"{us:.2g} µs"
+
+
+def _qps(value: float) -> str:
+    """Two significant figures, as a forecast deserves (420, 1 100, 17)."""
+    if not np.isfinite(value):
+        return "∞"
+    if value >= 100:
+        return f"{float(f'{value:.2g}'):,.0f}"
+    return f"{value:.2g}"
+
+
+def _cores(value: float) -> str:
+    return f"{math.ceil(value):,}" if np.isfinite(value) else "∞"
+
+
+def _interval_text(low: float, high: float, cores: bool = False) -> str:
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    fmt = _cores if cores else _qps
+    return f" (95% interval {fmt(low)}–{fmt(high)})"
