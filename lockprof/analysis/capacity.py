@@ -278,14 +278,15 @@ def _engine_sentence(m: pd.Series, locks: pd.DataFrame, cores: int) -> str:
                 f"{_lock_name(first['lock'])} ({_hold_text(first)}) caps it at ~{_qps(first['ceiling_qps'])} q/s "
                 "on any number of cores.")
     if locks.empty:
+        span = _interval_text(cores * m["qps_per_core_low"], cores * m["qps_per_core_high"])
         return (f"not lock-bound up to {cores} cores (no exclusive lock the queries take has a ceiling): CPU-bound "
-                f"at ~{_qps(cores * m['qps_per_core'])} q/s{_interval_text(cores * m['qps_per_core_low'], cores * m['qps_per_core_high'])} "  # noqa: E501
-                f"({cpu}).")
+                f"at ~{_qps(cores * m['qps_per_core'])} q/s{span} ({cpu}).")
     first = locks.iloc[0]  # the lowest ceiling: the first to bind
     crossing = first["crossing_cores"]
     span = _interval_text(first["crossing_low_cores"], first["crossing_high_cores"], cores=True)
+    ceiling_span = _interval_text(first["ceiling_low_qps"], first["ceiling_high_qps"])
     ceiling = (f"the {_lock_name(first['lock'])} ({_hold_text(first)}) caps this query at "
-               f"~{_qps(first['ceiling_qps'])} q/s{_interval_text(first['ceiling_low_qps'], first['ceiling_high_qps'])}")
+               f"~{_qps(first['ceiling_qps'])} q/s{ceiling_span}")
     if crossing <= cores:
         return f"on {_cores(crossing)} cores or more{span}, {ceiling}; below that it is CPU-bound ({cpu})."
     return (f"not lock-bound up to {cores} cores: CPU-bound at ~{_qps(cores * m['qps_per_core'])} q/s "
