@@ -44,6 +44,7 @@ import pandas as pd
 
 from lockprof.analysis.accounting import ON_CPU, ON_CPU_PARTS, WINDOW, lock_waits, window_totals
 from lockprof.analysis.budget import lock_budget
+from lockprof.analysis.host import BUSY_OTHER_SHARE
 from lockprof.analysis.levels import level_summary
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
@@ -56,7 +57,7 @@ FIGURE_CORES = 64  # the forecast line is drawn to at least this many cores
 
 MODEL_COLUMNS = ["engine", "schema", "cores", "cores_source", "base_concurrency", "top_concurrency",
                  "throughput_qps", "cpu_ms_per_query", "cpu_ms_low", "cpu_ms_high", "efficiency",
-                 "qps_per_core", "qps_per_core_low", "qps_per_core_high", "windows"]
+                 "qps_per_core", "qps_per_core_low", "qps_per_core_high", "other_cpu_share", "windows"]
 CEILING_COLUMNS = ["engine", "schema", "lock", "mode", "base_concurrency", "hold_us_per_query",
                    "acquisitions_per_query", "hold_us_per_acquisition", "base_wait_us", "ceiling_qps",
                    "ceiling_low_qps", "ceiling_high_qps", "crossing_cores", "crossing_low_cores", "crossing_high_cores",
@@ -92,7 +93,11 @@ def _window_inputs(run: Run) -> pd.DataFrame:
     summed on-CPU time (µs)."""
     levels = run.levels.copy()
     levels["window_s"] = (levels["measure_end_s"] - levels["measure_start_s"]).clip(lower=0)
-    levels = levels.groupby(WINDOW, as_index=False).agg(done=("queries", "sum"), window_s=("window_s", "sum"))
+    other = pd.to_numeric(levels["host_other_cpu_share"], errors="coerce") if "host_other_cpu_share" in levels \
+        else pd.Series(np.nan, index=levels.index)
+    levels["other_share"] = other.clip(lower=0.0, upper=1.0)
+    levels = levels.groupby(WINDOW, as_index=False).agg(done=("queries", "sum"), window_s=("window_s", "sum"),
+                                                        other_share=("other_share", "mean"))
     totals = window_totals(run)
     if totals.empty:
         return levels.assign(counted=np.nan, cpu_us=np.nan)
@@ -108,22 +113,36 @@ def _window_inputs(run: Run) -> pd.DataFrame:
     return levels.merge(inputs, on=WINDOW, how="left")
 
 
+def _top_levels(run: Run) -> dict[tuple[str, str], int]:
+    """Per engine and schema: the highest concurrency level that measured a throughput (not "too few" queries,
+    which is no rate), else the highest."""
+    out = {}
+    for (engine, schema), levels in level_summary(run).groupby(["engine", "schema"], sort=True):
+        measured = levels[~levels["too_few"].astype(bool) & (levels["throughput_qps"] > 0)]
+        out[(engine, schema)] = int((measured if not measured.empty else levels)["concurrency"].max())
+    return out
+
+
 @per_run
 def capacity_model(run: Run) -> pd.DataFrame:
-    """Per engine and schema: the cores it had, CPU per query and efficiency at the highest concurrency level,
-    and the CPU line's slope (queries per second per core), with bootstrap intervals (see the module)."""
+    """Per engine and schema: the cores it had, CPU per query and efficiency at the highest concurrency level
+    that measured a throughput (not "too few" queries), and the CPU line's slope (queries per second per core),
+    with bootstrap intervals (see the module). ``other_cpu_share`` is the share of the machine other processes
+    used meanwhile: the cores the engine had are the cores less that share."""
     inputs = _window_inputs(run)
     summary = level_summary(run)
     rows = []
+    tops = _top_levels(run)
     for (engine, schema), levels in summary.groupby(["engine", "schema"], sort=True):
-        top = levels.loc[levels["concurrency"].idxmax()]
+        top = levels[levels["concurrency"] == tops[(engine, schema)]].iloc[0]
         cores, source = engine_cores(run, str(engine))
         windows = inputs[(inputs["engine"] == engine) & (inputs["schema"] == schema)
                          & (inputs["concurrency"] == top["concurrency"])]
         x = float(top["throughput_qps"])
         cpu_ms = float(windows["cpu_us"].sum(min_count=1) / windows["counted"].sum() / 1000.0) \
             if windows["counted"].sum() > 0 else np.nan
-        used = min(int(top["concurrency"]), cores) if cores else np.nan
+        other = float(windows["other_share"].mean()) if windows["other_share"].notna().any() else 0.0
+        used = min(int(top["concurrency"]), cores * (1 - other)) if cores else np.nan
         efficiency = min(1.0, x * cpu_ms / 1000.0 / used) if cpu_ms > 0 and used > 0 else np.nan
         spread = _spread(run).get((engine, schema))
         slope_lo, slope_hi = _interval(spread.slope if spread else None)
@@ -132,7 +151,8 @@ def capacity_model(run: Run) -> pd.DataFrame:
                      "base_concurrency": int(levels["concurrency"].min()), "top_concurrency": int(top["concurrency"]),
                      "throughput_qps": x, "cpu_ms_per_query": cpu_ms, "cpu_ms_low": cpu_lo, "cpu_ms_high": cpu_hi,
                      "efficiency": efficiency, "qps_per_core": efficiency / cpu_ms * 1000.0 if cpu_ms > 0 else np.nan,
-                     "qps_per_core_low": slope_lo, "qps_per_core_high": slope_hi, "windows": len(windows)})
+                     "qps_per_core_low": slope_lo, "qps_per_core_high": slope_hi, "other_cpu_share": other,
+                     "windows": len(windows)})
     return pd.DataFrame(rows, columns=MODEL_COLUMNS)
 
 
@@ -244,8 +264,8 @@ def throughput_curve(run: Run, max_cores: int = FIGURE_CORES) -> pd.DataFrame:
 
 def capacity_sentences(run: Run, cores: int, concurrency: int | None = None) -> list[str]:
     """One sentence per engine and schema (where its throughput goes as cores are added, and what bounds it at
-    ``cores``), one per exclusive lock it cannot bound, and with two or more engines, the difference at ``cores``
-    per schema."""
+    ``cores``), one naming the exclusive locks it waited on but cannot bound, and with two or more engines, the
+    difference at ``cores`` per schema."""
     model = capacity_model(run)
     ceilings = capacity_ceilings(run)
     forecast = capacity_forecast(run, cores, concurrency)
@@ -255,21 +275,25 @@ def capacity_sentences(run: Run, cores: int, concurrency: int | None = None) -> 
         name = f"{m['engine']} / {m['schema']}" if several else str(m["schema"])
         locks = ceilings[(ceilings["engine"] == m["engine"]) & (ceilings["schema"] == m["schema"])]
         out.append(f"{name}: {_engine_sentence(m, locks[locks['counted']], cores)}")
-        for _, lock in locks[~locks["counted"]].iterrows():
-            out.append(f"{name}: the {_lock_name(lock['lock'])} (exclusive) was waited on, up to "
-                       f"{lock['base_wait_us']:,.0f} µs per query, but {m['engine']} counts no hold time for it, so "
-                       "the forecast cannot bound it: the throughput above may be capped by it at any core count.")
+        uncounted = locks[~locks["counted"]].sort_values("base_wait_us", ascending=False)
+        if not uncounted.empty:
+            names = _join([_lock_name(lock).removesuffix(" lock") for lock in uncounted["lock"]])
+            waits = _join([f"{w:,.0f}" for w in uncounted["base_wait_us"]])
+            plural = len(uncounted) > 1
+            out.append(f"{name}: the forecast cannot bound the {names} lock{'s' if plural else ''} (exclusive, waited "
+                       f"on up to {waits} µs per query): {m['engine']} counts no hold time for "
+                       f"{'them' if plural else 'it'}, so {'any of them' if plural else 'it'} may cap throughput "
+                       "below these figures.")
         row = forecast[(forecast["engine"] == m["engine"]) & (forecast["schema"] == m["schema"])].iloc[0]
         if concurrency and row["bound"] == "concurrency":
             out.append(f"{name}: with {concurrency} workers, at most ~{_qps(row['forecast_qps'])} q/s: each needs "
                        "at least the lowest level's mean latency per query, so more cores than workers go unused.")
     if several:
-        out += _difference_sentences(model, ceilings, forecast, cores)
+        out += _difference_sentences(ceilings, forecast, cores)
     return out
 
 
 def _engine_sentence(m: pd.Series, locks: pd.DataFrame, cores: int) -> str:
-    cpu = _cpu_text(m)
     if pd.isna(m["qps_per_core"]):
         if locks.empty:
             return "no CPU time per query was counted, so no forecast can be made."
@@ -277,10 +301,11 @@ def _engine_sentence(m: pd.Series, locks: pd.DataFrame, cores: int) -> str:
         return (f"no CPU time per query was counted, so the core count at which it is lock-bound is unknown; the "
                 f"{_lock_name(first['lock'])} ({_hold_text(first)}) caps it at ~{_qps(first['ceiling_qps'])} q/s "
                 "on any number of cores.")
+    cpu_span = _interval_text(cores * m["qps_per_core_low"], cores * m["qps_per_core_high"])
+    cpu_bound = f"CPU-bound at ~{_qps(cores * m['qps_per_core'])} q/s{cpu_span}"
     if locks.empty:
-        span = _interval_text(cores * m["qps_per_core_low"], cores * m["qps_per_core_high"])
-        return (f"not lock-bound up to {cores} cores (no exclusive lock the queries take has a ceiling): CPU-bound "
-                f"at ~{_qps(cores * m['qps_per_core'])} q/s{span} ({cpu}).")
+        return (f"not lock-bound up to {cores} cores (no exclusive lock the queries take has a ceiling): "
+                f"{cpu_bound}. {_cpu_text(m)}")
     first = locks.iloc[0]  # the lowest ceiling: the first to bind
     crossing = first["crossing_cores"]
     span = _interval_text(first["crossing_low_cores"], first["crossing_high_cores"], cores=True)
@@ -288,13 +313,12 @@ def _engine_sentence(m: pd.Series, locks: pd.DataFrame, cores: int) -> str:
     ceiling = (f"the {_lock_name(first['lock'])} ({_hold_text(first)}) caps this query at "
                f"~{_qps(first['ceiling_qps'])} q/s{ceiling_span}")
     if crossing <= cores:
-        return f"on {_cores(crossing)} cores or more{span}, {ceiling}; below that it is CPU-bound ({cpu})."
-    return (f"not lock-bound up to {cores} cores: CPU-bound at ~{_qps(cores * m['qps_per_core'])} q/s "
-            f"({cpu}); from {_cores(crossing)} cores{span}, {ceiling}.")
+        return f"on {_cores(crossing)} cores or more{span}, {ceiling}. {_cpu_text(m)}"
+    return f"not lock-bound up to {cores} cores: {cpu_bound}; from {_cores(crossing)} cores{span}, {ceiling}. " \
+        f"{_cpu_text(m)}"
 
 
-def _difference_sentences(model: pd.DataFrame, ceilings: pd.DataFrame, forecast: pd.DataFrame,
-                          cores: int) -> list[str]:
+def _difference_sentences(ceilings: pd.DataFrame, forecast: pd.DataFrame, cores: int) -> list[str]:
     out = []
     for schema, rows in forecast.drop_duplicates(["engine", "schema"]).groupby("schema", sort=True):
         if len(rows) < 2:
@@ -304,12 +328,8 @@ def _difference_sentences(model: pd.DataFrame, ceilings: pd.DataFrame, forecast:
             if r["bound"] in ("cpu", ""):
                 limit = ceilings[(ceilings["engine"] == r["engine"]) & (ceilings["schema"] == schema)
                                  & ceilings["counted"]]
-                unbounded = ceilings[(ceilings["engine"] == r["engine"]) & (ceilings["schema"] == schema)
-                                     & ~ceilings["counted"]]
-                tail = f" (its {_lock_name(unbounded.iloc[0]['lock'])} cannot be bounded)" if not unbounded.empty \
-                    else ""
                 what = "not lock-bound" if limit.empty or limit["crossing_cores"].min() > cores else "lock-bound"
-                parts.append(f"{r['engine']} is {what} (CPU-bound at ~{_qps(r['forecast_qps'])} q/s){tail}")
+                parts.append(f"{r['engine']} is {what} (CPU-bound at ~{_qps(r['forecast_qps'])} q/s)")
             elif r["bound"] == "concurrency":
                 parts.append(f"{r['engine']} is bound by its workers at ~{_qps(r['forecast_qps'])} q/s")
             else:
@@ -339,8 +359,9 @@ def _spread(run: Run) -> dict[tuple[str, str], _Spread]:
     model_cores = {}
     rng = np.random.default_rng(SEED)
     out: dict[tuple[str, str], _Spread] = {}
+    tops = _top_levels(run)
     for (engine, schema), group in inputs.groupby(["engine", "schema"], sort=True):
-        top_c = group["concurrency"].max()
+        top_c = tops.get((engine, schema), group["concurrency"].max())
         top = group[group["concurrency"] == top_c]
         if len(top) < 2 or not (top["counted"].sum() > 0):
             continue
@@ -353,7 +374,8 @@ def _spread(run: Run) -> dict[tuple[str, str], _Spread]:
         pick = lambda column, d=draw, t=top: t[column].to_numpy(dtype=float)[d].sum(axis=1)  # noqa: E731
         cpu_ms = pick("cpu_us") / pick("counted") / 1000.0
         x = pick("done") / pick("window_s")
-        efficiency = np.minimum(1.0, x * cpu_ms / 1000.0 / min(int(top_c), cores))
+        share = top["other_share"].fillna(0.0).to_numpy(dtype=float)[draw].mean(axis=1)
+        efficiency = np.minimum(1.0, x * cpu_ms / 1000.0 / np.minimum(int(top_c), cores * (1 - share)))
         spread = _Spread(slope=efficiency / cpu_ms * 1000.0, cpu_ms=cpu_ms)
         ceilings = exclusive_ceilings(run)
         for _, c in ceilings[(ceilings["engine"] == engine) & (ceilings["schema"] == schema)].iterrows():
@@ -406,14 +428,25 @@ def _hold_text(lock: pd.Series) -> str:
 
 
 def _cpu_text(m: pd.Series) -> str:
-    cpu = f"{m['cpu_ms_per_query']:.3g} ms of CPU per query"
+    """How the CPU line was made, as a sentence."""
     span = _interval_text(m["cpu_ms_low"], m["cpu_ms_high"])
-    return (f"{cpu}{span}, {m['efficiency']:.0%} parallel efficiency measured on {m['cores']} "
-            f"{'pinned ' if m['cores_source'] == 'pinned' else ''}cores: ~{m['qps_per_core']:.3g} q/s per core")
+    pinned = "pinned " if m["cores_source"] == "pinned" else ""
+    busy = (f", less the {m['other_cpu_share']:.0%} other processes used" if m["other_cpu_share"] >= BUSY_OTHER_SHARE
+            else "")
+    return (f"The CPU line: {m['cpu_ms_per_query']:.3g} ms of CPU per query{span} at {m['efficiency']:.0%} parallel "
+            f"efficiency (measured at concurrency {m['top_concurrency']} on {m['cores']} {pinned}cores{busy}), "
+            f"~{m['qps_per_core']:.3g} q/s per core.")
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _duration(us: float) -> str:
-    return f"{us / 1000:.2g} ms" if us >= 1000 else f"{us:.2g} µs"
+    """2 362 µs as '2.4 ms', 280 as '280 µs', 4.5 as '4.5 µs'."""
+    if us >= 1000:
+        return f"{us / 1000:.2g} ms" if us < 10_000 else f"{us / 1000:,.0f} ms"
+    return f"{us:.0f} µs" if us >= 10 else f"{us:.2g} µs"
 
 
 def _qps(value: float) -> str:

@@ -75,17 +75,21 @@ def forecast_table(frame: pd.DataFrame, cores: int) -> Table:
     for col in ("engine", "schema", "CPU ms/query", "efficiency", "lock", "hold µs/query", "ceiling q/s",
                 "lock-bound from", f"q/s at {cores} cores", "bound", "wait µs/query"):
         table.add_column(col, justify="left" if col in ("engine", "schema", "lock", "bound") else "right")
-    for _, r in frame.iterrows():
+    first = ~frame.duplicated(["engine", "schema"])
+    for i, r in frame.iterrows():
         counted = pd.notna(r["hold_us_per_query"])
-        lock = r["lock"] if r["lock"] else "—"
+        lock = str(r["lock"]).replace("_", " ") if r["lock"] else "—"
+        # the engine's forecast once, on its first row: the rows below add locks, not other forecasts
+        once = (lambda text, show=bool(first[i]): text if show else "")  # noqa: E731
         table.add_row(
-            str(r["engine"]), str(r["schema"]), _fmt(r["cpu_ms_per_query"], ".1f"), _fmt(r["efficiency"], ".0%"),
+            once(str(r["engine"])), once(str(r["schema"])), once(_fmt(r["cpu_ms_per_query"], ".1f")),
+            once(_fmt(r["efficiency"], ".0%")),
             lock, _fmt(r["hold_us_per_query"], ",.0f") if counted else ("n/a" if r["lock"] else ""),
             _fmt(r["ceiling_qps"], ",.0f") if counted else ("n/a" if r["lock"] else ""),
             _fmt(r["crossing_cores"], ",.1f") + (" cores" if pd.notna(r["crossing_cores"]) else "")
             if counted else ("n/a" if r["lock"] else ""),
-            _fmt(r["forecast_qps"], ",.0f") + _span(r["forecast_low_qps"], r["forecast_high_qps"]),
-            str(r["bound"]) or "—",
+            once(_fmt(r["forecast_qps"], ",.0f") + _span(r["forecast_low_qps"], r["forecast_high_qps"])),
+            once(str(r["bound"]).replace("_", " ") or "—"),
             _fmt(r["forecast_wait_us"], ",.0f") if counted else ("n/a" if r["lock"] else ""),
         )
     return table
