@@ -242,9 +242,10 @@ def capacity_forecast(run: Run, cores: int, concurrency: int | None = None) -> p
     return pd.DataFrame(rows, columns=FORECAST_COLUMNS)
 
 
-def throughput_curve(run: Run, max_cores: int = FIGURE_CORES) -> pd.DataFrame:
-    """The forecast line per engine and schema over 1..max_cores cores (log-spaced), with its interval."""
-    cores = np.unique(np.round(np.geomspace(1, max_cores, 60)).astype(int))
+def throughput_curve(run: Run, max_cores: int = FIGURE_CORES, min_cores: float = 1.0) -> pd.DataFrame:
+    """The forecast line per engine and schema from ``min_cores`` to ``max_cores`` cores (log-spaced; fractions
+    of a core are what a busy machine leaves an engine), with its interval."""
+    cores = np.unique(np.concatenate([np.geomspace(min_cores, max_cores, 80), [max_cores]]))
     model = capacity_model(run)
     ceilings = capacity_ceilings(run)
     rows = []
@@ -254,23 +255,44 @@ def throughput_curve(run: Run, max_cores: int = FIGURE_CORES) -> pd.DataFrame:
         cap = limits.min() if limits.size else np.inf
         spread = _spread(run).get((m["engine"], m["schema"]))
         for n in cores:
-            lo, hi = _forecast_interval(spread, int(n), None)
-            rows.append({"engine": m["engine"], "schema": m["schema"], "cores": int(n),
+            lo, hi = _forecast_interval(spread, float(n), None)
+            rows.append({"engine": m["engine"], "schema": m["schema"], "cores": float(n),
                          "forecast_qps": min(n * m["qps_per_core"], cap), "forecast_low_qps": lo,
                          "forecast_high_qps": hi})
     return pd.DataFrame(rows, columns=["engine", "schema", "cores", "forecast_qps", "forecast_low_qps",
                                        "forecast_high_qps"])
 
 
+def measured_points(run: Run) -> pd.DataFrame:
+    """The throughput each window of the highest measured level reached, at the cores the engine had there
+    (``effective_cores``: its cores less the share other processes used, where it was recorded): the points the
+    forecast line starts from."""
+    inputs = _window_inputs(run)
+    tops = _top_levels(run)
+    rows = []
+    for (engine, schema), top_c in tops.items():
+        cores, _ = engine_cores(run, str(engine))
+        windows = inputs[(inputs["engine"] == engine) & (inputs["schema"] == schema)
+                         & (inputs["concurrency"] == top_c) & (inputs["window_s"] > 0)]
+        for _, w in windows.iterrows():
+            share = 0.0 if pd.isna(w["other_share"]) else float(w["other_share"])
+            rows.append({"engine": engine, "schema": schema, "concurrency": top_c, "repetition": w["repetition"],
+                         "cores": cores, "effective_cores": cores * (1 - share) if cores else np.nan,
+                         "throughput_qps": w["done"] / w["window_s"]})
+    return pd.DataFrame(rows, columns=["engine", "schema", "concurrency", "repetition", "cores", "effective_cores",
+                                       "throughput_qps"])
+
+
 def capacity_sentences(run: Run, cores: int, concurrency: int | None = None) -> list[str]:
-    """One sentence per engine and schema (where its throughput goes as cores are added, and what bounds it at
-    ``cores``), one naming the exclusive locks it waited on but cannot bound, and with two or more engines, the
-    difference at ``cores`` per schema."""
+    """With two or more engines, first the difference at ``cores`` per schema; then one sentence per engine and
+    schema (where its throughput goes as cores are added, and what bounds it at ``cores``) and one naming the
+    exclusive locks it waited on but cannot bound."""
     model = capacity_model(run)
     ceilings = capacity_ceilings(run)
     forecast = capacity_forecast(run, cores, concurrency)
     several = model["engine"].nunique() > 1
-    out = []
+    # the answer to an A/B first: the engines side by side at the requested cores
+    out = _difference_sentences(ceilings, forecast, cores) if several else []
     for _, m in model.iterrows():
         name = f"{m['engine']} / {m['schema']}" if several else str(m["schema"])
         locks = ceilings[(ceilings["engine"] == m["engine"]) & (ceilings["schema"] == m["schema"])]
@@ -288,8 +310,6 @@ def capacity_sentences(run: Run, cores: int, concurrency: int | None = None) -> 
         if concurrency and row["bound"] == "concurrency":
             out.append(f"{name}: with {concurrency} workers, at most ~{_qps(row['forecast_qps'])} q/s: each needs "
                        "at least the lowest level's mean latency per query, so more cores than workers go unused.")
-    if several:
-        out += _difference_sentences(ceilings, forecast, cores)
     return out
 
 
@@ -392,7 +412,7 @@ def _spread(run: Run) -> dict[tuple[str, str], _Spread]:
     return out
 
 
-def _forecast_interval(spread: _Spread | None, cores: int, concurrency_bound: float | None) -> tuple[float, float]:
+def _forecast_interval(spread: _Spread | None, cores: float, concurrency_bound: float | None) -> tuple[float, float]:
     if spread is None:
         return np.nan, np.nan
     x = cores * spread.slope

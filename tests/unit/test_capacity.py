@@ -77,6 +77,7 @@ def test_the_forecast_is_the_cpu_line_below_the_crossing_and_the_ceiling_above_i
     curve = throughput_curve(run, 64)
     assert curve["forecast_qps"].max() == pytest.approx(500.0)
     assert curve.loc[curve["cores"] == 1, "forecast_qps"].iloc[0] == pytest.approx(16.0)
+    assert curve["cores"].max() == 64
 
 
 def test_the_sentence_names_the_lock_and_the_crossing_or_says_cpu_bound():
@@ -133,7 +134,7 @@ def test_two_engines_get_a_difference_sentence_at_the_requested_cores():
                      engine="26.9", cpu_count=2)
     run = combine([lock_bound_run(), fixed])
     sentences = capacity_sentences(run, 64)
-    assert sentences[-1] == ("s: at 64 cores 25.8 is capped at ~500 q/s by the parts lock (exclusive); 26.9 is "
+    assert sentences[0] == ("s: at 64 cores 25.8 is capped at ~500 q/s by the parts lock (exclusive); 26.9 is "
                              "not lock-bound (CPU-bound at ~1,000 q/s).")
 
 
