@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
 import pytest
 from conftest import lockprof_cli
+from figure_checks import assert_readable
 from synthetic_runs import Level, make_run
 
 from lockprof import store
@@ -21,6 +23,8 @@ from lockprof.analysis.capacity import (
 )
 from lockprof.analysis.load import combine
 from lockprof.analysis.utilization import forecast_wait_us
+from lockprof.plots import capacity_figure
+from lockprof.report import render_report
 from lockprof.store import RunDir, write_part
 
 CPU = "OSCPUVirtualTimeMicroseconds"
@@ -168,3 +172,34 @@ def test_forecast_cli_refuses_a_directory_that_is_no_run(tmp_path):
     assert result.returncode == 4, result.stderr  # RunDirError, as lockprof summary
     assert "missing" in result.stderr and "Traceback" not in result.stderr
     store.check_output_file(tmp_path / "out.csv", "--csv")  # a writable place: the refusal above was the run's
+
+
+def test_the_figure_draws_the_forecast_the_measured_windows_and_the_labelled_ceiling():
+    run = lock_bound_run(repetitions=2)
+    fig = capacity_figure(run, 128)
+    assert_readable(fig)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log" and ax.get_xlim()[1] >= 128
+    ceiling = [line for line in ax.lines if list(line.get_ydata()) == [pytest.approx(lock_ceiling(run))] * 2]
+    assert ceiling, "the parts lock's ceiling is drawn as a horizontal line"
+    labels = [t.get_text() for t in ax.texts]
+    assert any(t.startswith("parts lock (exclusive): 1/h ≈ 495 q/s, from 31 cores") for t in labels), labels
+    measured = next(line for line in ax.lines if line.get_marker() == "o")
+    assert len(measured.get_xdata()) == 2  # one point per window of the highest level, at the host's 2 cores
+    assert list(measured.get_xdata()) == [2.0, 2.0]
+
+
+def test_the_report_has_the_capacity_section_after_the_queueing_forecast():
+    run = lock_bound_run()
+    text = render_report(run)
+    assert "Capacity forecast: throughput against cores" in text
+    section = text[text.index("id='capacity'"):]
+    for sentence in capacity_sentences(run, 64):
+        assert html.escape(sentence) in section
+    assert "Throughput vs cores" in section and "<img" in section
+    assert text.index("Lock utilization and the exclusive-lock ceiling") < text.index("id='capacity'") \
+        < text.index("Scalability (Universal Scalability Law)")
+
+
+def lock_ceiling(run) -> float:
+    return float(capacity_ceilings(run).iloc[0]["ceiling_qps"])
