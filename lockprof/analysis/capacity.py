@@ -16,7 +16,8 @@ puts them together, per engine and schema:
 * **The wait.** At ``N`` cores and ``C`` closed-loop workers (``C = N`` unless given), each lock's wait per query
   is the existing M/D/1 forecast (:func:`lockprof.analysis.utilization.forecast_wait_us`) at the forecast
   throughput, capped at ``(C − 1) · h``, plus the wait measured at the lowest level. When ``C`` is given the
-  throughput is also bounded by ``C`` workers each needing at least the lowest level's mean latency.
+  throughput is also bounded by ``C`` workers each taking the lowest level's median latency per query (Little's law;
+  the median, as a busy machine's stalls inflate the mean).
 
 Assumptions, each a way the forecast can be wrong:
 
@@ -209,7 +210,7 @@ def capacity_forecast(run: Run, cores: int, concurrency: int | None = None) -> p
     workers = concurrency or cores
     model = capacity_model(run)
     ceilings = capacity_ceilings(run)
-    latency = level_summary(run).set_index(["engine", "schema", "concurrency"])["mean_ms"]
+    latency = level_summary(run).set_index(["engine", "schema", "concurrency"])["p50_ms"]
     rows = []
     for _, m in model.iterrows():
         key = (m["engine"], m["schema"])
@@ -308,8 +309,8 @@ def capacity_sentences(run: Run, cores: int, concurrency: int | None = None) -> 
                        "below these figures.")
         row = forecast[(forecast["engine"] == m["engine"]) & (forecast["schema"] == m["schema"])].iloc[0]
         if concurrency and row["bound"] == "concurrency":
-            out.append(f"{name}: with {concurrency} workers, at most ~{_qps(row['forecast_qps'])} q/s: each needs "
-                       "at least the lowest level's mean latency per query, so more cores than workers go unused.")
+            out.append(f"{name}: with {concurrency} workers, at most ~{_qps(row['forecast_qps'])} q/s: each takes "
+                       "the lowest level's median latency per query, so more cores than workers go unused.")
     return out
 
 

@@ -203,3 +203,11 @@ def test_the_report_has_the_capacity_section_after_the_queueing_forecast():
 
 def lock_ceiling(run) -> float:
     return float(capacity_ceilings(run).iloc[0]["ceiling_qps"])
+
+
+def test_fewer_workers_than_cores_bound_throughput_by_their_latency():
+    run = lock_bound_run()  # 10 ms per query at concurrency 1: a worker serves 100 q/s at most
+    row = capacity_forecast(run, 64, concurrency=2).iloc[0]
+    assert row["bound"] == "concurrency" and row["forecast_qps"] == pytest.approx(200.0)
+    assert row["forecast_wait_us"] == pytest.approx(forecast_wait_us(2000.0, 200.0, concurrency=2))
+    assert any(s.startswith("s: with 2 workers, at most ~200 q/s") for s in capacity_sentences(run, 64, 2))
