@@ -43,13 +43,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lockprof.analysis.accounting import ON_CPU, ON_CPU_PARTS, WINDOW, lock_waits, window_totals
-from lockprof.analysis.budget import lock_budget
+from lockprof.analysis.accounting import (
+    EVENTS,
+    LEVEL,
+    ON_CPU,
+    ON_CPU_PARTS,
+    QUERY_LOG,
+    WINDOW,
+    lock_waits,
+    window_totals,
+)
 from lockprof.analysis.host import BUSY_OTHER_SHARE
 from lockprof.analysis.levels import level_summary
 from lockprof.analysis.load import Run
 from lockprof.analysis.memo import per_run
-from lockprof.analysis.utilization import cpu_count, exclusive_ceilings, forecast_wait_us
+from lockprof.analysis.utilization import ceiling_qps, cpu_count, forecast_wait_us, has_ceiling
 
 RESAMPLES = 1000
 SEED = 20261205  # fixed: the same run gives the same intervals every time
@@ -58,14 +66,14 @@ FIGURE_CORES = 64  # the forecast line is drawn to at least this many cores
 
 MODEL_COLUMNS = ["engine", "schema", "cores", "cores_source", "base_concurrency", "top_concurrency",
                  "throughput_qps", "cpu_ms_per_query", "cpu_ms_low", "cpu_ms_high", "efficiency",
-                 "qps_per_core", "qps_per_core_low", "qps_per_core_high", "other_cpu_share", "windows"]
+                 "qps_per_core", "qps_per_core_low", "qps_per_core_high", "other_cpu_share", "windows", "source"]
 CEILING_COLUMNS = ["engine", "schema", "lock", "mode", "base_concurrency", "hold_us_per_query",
                    "acquisitions_per_query", "hold_us_per_acquisition", "base_wait_us", "ceiling_qps",
                    "ceiling_low_qps", "ceiling_high_qps", "crossing_cores", "crossing_low_cores", "crossing_high_cores",
-                   "counted"]
+                   "counted", "source"]
 FORECAST_COLUMNS = ["engine", "schema", "cores", "concurrency", "cpu_ms_per_query", "efficiency", "cpu_bound_qps",
                     "lock", "hold_us_per_query", "ceiling_qps", "crossing_cores", "forecast_qps", "forecast_low_qps",
-                    "forecast_high_qps", "bound", "utilization", "forecast_wait_us"]
+                    "forecast_high_qps", "bound", "utilization", "forecast_wait_us", "source"]
 
 
 @dataclass
@@ -88,6 +96,57 @@ def engine_cores(run: Run, engine: str) -> tuple[int | None, str]:
     return (cores, "host") if cores else (None, "unknown")
 
 
+def engine_sources(run: Run) -> dict[str, str]:
+    """Per engine, where its counters come from here: each query's own (``query_log``) where the engine kept a
+    query log, else the process-wide ``events`` deltas. Unlike the run's tables, which use one source for all
+    engines so that they compare alike, the forecast takes each engine's best: an exclusive hold outside the
+    queries (a system log's flush commits a part to another table) does not cap the queried table."""
+    disk = run.query_events_on_disk()
+    if disk is not None:
+        logged = {str(e) for e in disk.distinct("engine")}
+    else:
+        logged = set(run.query_events["engine"].astype(str).unique()) if not run.query_events.empty else set()
+    return {str(e): QUERY_LOG if str(e) in logged else EVENTS for e in run.levels["engine"].unique()}
+
+
+def _by_source(run: Run, make) -> pd.DataFrame:  # noqa: ANN001
+    """``make(source)``'s rows of the engines whose counters come from that source, for every source used."""
+    sources = engine_sources(run)
+    parts = []
+    for source in sorted(set(sources.values())):
+        frame = make(source)
+        engines = [e for e, s in sources.items() if s == source]
+        parts.append(frame[frame["engine"].astype(str).isin(engines)] if not frame.empty else frame)
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else make(EVENTS).iloc[0:0]
+
+
+@per_run
+def _own_totals(run: Run) -> pd.DataFrame:
+    return _by_source(run, lambda source: window_totals(run, source))
+
+
+@per_run
+def _own_lock_waits(run: Run, keys: tuple[str, ...]) -> pd.DataFrame:
+    return _by_source(run, lambda source: lock_waits(run, keys, source))
+
+
+@per_run
+def _base_holds(run: Run) -> pd.DataFrame:
+    """Per engine, schema and exclusive lock that caps throughput (:func:`has_ceiling`) at the lowest concurrency
+    level: the hold, acquisitions and wait per query there, from the engine's own source."""
+    waits = _own_lock_waits(run, tuple(LEVEL))
+    columns = ["engine", "schema", "lock", "base_concurrency", "hold_us_per_query", "acquisitions_per_query",
+               "wait_us_per_query", "source"]
+    if waits.empty:
+        return pd.DataFrame(columns=columns)
+    lowest = level_summary(run).groupby(["engine", "schema"], as_index=False)["concurrency"].min()
+    base = waits.merge(lowest, on=["engine", "schema", "concurrency"], how="inner")
+    base = base[(base["mode"] == "exclusive") & base["hold_us_per_query"].notna()]
+    base = base[has_ceiling(base)].rename(columns={"concurrency": "base_concurrency"})
+    return base[columns].reset_index(drop=True)
+
+
 @per_run
 def _window_inputs(run: Run) -> pd.DataFrame:
     """Per measured window: the driver's queries and window length (throughput), the counted queries and their
@@ -99,7 +158,7 @@ def _window_inputs(run: Run) -> pd.DataFrame:
     levels["other_share"] = other.clip(lower=0.0, upper=1.0)
     levels = levels.groupby(WINDOW, as_index=False).agg(done=("queries", "sum"), window_s=("window_s", "sum"),
                                                         other_share=("other_share", "mean"))
-    totals = window_totals(run)
+    totals = _own_totals(run)
     if totals.empty:
         return levels.assign(counted=np.nan, cpu_us=np.nan)
     counted = totals.drop_duplicates(WINDOW).set_index(WINDOW)["queries"].rename("counted")
@@ -153,41 +212,40 @@ def capacity_model(run: Run) -> pd.DataFrame:
                      "throughput_qps": x, "cpu_ms_per_query": cpu_ms, "cpu_ms_low": cpu_lo, "cpu_ms_high": cpu_hi,
                      "efficiency": efficiency, "qps_per_core": efficiency / cpu_ms * 1000.0 if cpu_ms > 0 else np.nan,
                      "qps_per_core_low": slope_lo, "qps_per_core_high": slope_hi, "other_cpu_share": other,
-                     "windows": len(windows)})
+                     "windows": len(windows), "source": engine_sources(run).get(str(engine), EVENTS)})
     return pd.DataFrame(rows, columns=MODEL_COLUMNS)
 
 
 @per_run
 def capacity_ceilings(run: Run) -> pd.DataFrame:
-    """Per engine, schema and exclusive lock: the hold (per query, per acquisition, acquisitions per query) at the
-    lowest level that held it, the ceiling 1/h and the core count where the CPU line crosses it, with intervals.
-    Exclusive locks waited on without a hold counter on that engine are rows too, with ``counted`` False and
-    NaN numbers: the forecast cannot bound them."""
+    """Per engine, schema and exclusive lock the queries take (at least 1% of them, :func:`has_ceiling`) at the
+    lowest concurrency level: the hold there (per query, per acquisition, acquisitions per query), the ceiling
+    1/h and the core count where the CPU line crosses it, with intervals; ``source`` says which counters (see
+    :func:`engine_sources`). Exclusive locks waited on without a hold counter on that engine are rows too, with
+    ``counted`` False and NaN numbers: the forecast cannot bound them."""
     model = capacity_model(run).set_index(["engine", "schema"])
-    budget = lock_budget(run)
     rows = []
-    for _, c in exclusive_ceilings(run).iterrows():
-        at = budget[(budget["engine"] == c["engine"]) & (budget["schema"] == c["schema"])
-                    & (budget["lock"] == c["lock"]) & (budget["mode"] == "exclusive")
-                    & (budget["concurrency"] == c["base_concurrency"])]
-        at = at.iloc[0] if not at.empty else pd.Series(dtype=float)
-        slope = model.at[(c["engine"], c["schema"]), "qps_per_core"] if (c["engine"], c["schema"]) in model.index \
-            else np.nan
-        spread = _spread(run).get((c["engine"], c["schema"]))
+    for _, c in _base_holds(run).iterrows():
+        key = (c["engine"], c["schema"])
+        slope = model.at[key, "qps_per_core"] if key in model.index else np.nan
+        h, n = float(c["hold_us_per_query"]), float(c["acquisitions_per_query"])
+        spread = _spread(run).get(key)
         resampled = spread.ceilings.get(c["lock"]) if spread else None
         ceil_lo, ceil_hi = _interval(resampled)
         cross_lo, cross_hi = _interval(resampled / spread.slope if resampled is not None else None)
-        wait = float(at.get("wait_us_per_query", np.nan))
+        wait = float(c["wait_us_per_query"])
+        ceiling = float(ceiling_qps(h))
         rows.append({"engine": c["engine"], "schema": c["schema"], "lock": c["lock"], "mode": "exclusive",
-                     "base_concurrency": int(c["base_concurrency"]), "hold_us_per_query": c["hold_us_per_query"],
-                     "acquisitions_per_query": float(at.get("acquisitions_per_query", np.nan)),
-                     "hold_us_per_acquisition": float(at.get("hold_us_per_acquisition", np.nan)),
-                     "base_wait_us": 0.0 if np.isnan(wait) else wait, "ceiling_qps": c["ceiling_qps"],
+                     "base_concurrency": int(c["base_concurrency"]), "hold_us_per_query": h,
+                     "acquisitions_per_query": n, "hold_us_per_acquisition": h / n if n > 0 else np.nan,
+                     "base_wait_us": 0.0 if np.isnan(wait) else wait, "ceiling_qps": ceiling,
                      "ceiling_low_qps": ceil_lo, "ceiling_high_qps": ceil_hi,
-                     "crossing_cores": c["ceiling_qps"] / slope if slope > 0 else np.nan,
-                     "crossing_low_cores": cross_lo, "crossing_high_cores": cross_hi, "counted": True})
-    uncounted = budget[(budget["mode"] == "exclusive") & budget["hold_us_per_query"].isna()
-                       & (budget["wait_us_per_query"] >= MIN_WAIT_US)]
+                     "crossing_cores": ceiling / slope if slope > 0 else np.nan,
+                     "crossing_low_cores": cross_lo, "crossing_high_cores": cross_hi, "counted": True,
+                     "source": c["source"]})
+    waits = _own_lock_waits(run, tuple(LEVEL))
+    uncounted = waits[(waits["mode"] == "exclusive") & waits["hold_us_per_query"].isna()
+                      & (waits["wait_us_per_query"] >= MIN_WAIT_US)] if not waits.empty else waits
     for (engine, schema, lock), group in uncounted.groupby(["engine", "schema", "lock"], sort=True):
         rows.append({"engine": engine, "schema": schema, "lock": lock, "mode": "exclusive",
                      "base_concurrency": int(group["concurrency"].min()), "hold_us_per_query": np.nan,
@@ -195,7 +253,7 @@ def capacity_ceilings(run: Run) -> pd.DataFrame:
                      "hold_us_per_acquisition": np.nan, "base_wait_us": float(group["wait_us_per_query"].max()),
                      "ceiling_qps": np.nan, "ceiling_low_qps": np.nan, "ceiling_high_qps": np.nan,
                      "crossing_cores": np.nan, "crossing_low_cores": np.nan, "crossing_high_cores": np.nan,
-                     "counted": False})
+                     "counted": False, "source": group["source"].iloc[0]})
     out = pd.DataFrame(rows, columns=CEILING_COLUMNS)
     out["counted"] = out["counted"].astype(bool)
     return out.sort_values(["engine", "schema", "ceiling_qps", "lock"], ignore_index=True)
@@ -229,7 +287,7 @@ def capacity_forecast(run: Run, cores: int, concurrency: int | None = None) -> p
         common = {"engine": m["engine"], "schema": m["schema"], "cores": cores, "concurrency": workers,
                   "cpu_ms_per_query": m["cpu_ms_per_query"], "efficiency": m["efficiency"],
                   "cpu_bound_qps": cpu_bound, "forecast_qps": x, "forecast_low_qps": lo, "forecast_high_qps": hi,
-                  "bound": bound}
+                  "bound": bound, "source": m["source"]}
         if locks.empty:
             rows.append({**common, "lock": "", "hold_us_per_query": np.nan, "ceiling_qps": np.nan,
                          "crossing_cores": np.nan, "utilization": np.nan, "forecast_wait_us": np.nan})
@@ -333,10 +391,12 @@ def _engine_sentence(m: pd.Series, locks: pd.DataFrame, cores: int) -> str:
     ceiling_span = _interval_text(first["ceiling_low_qps"], first["ceiling_high_qps"])
     ceiling = (f"the {_lock_name(first['lock'])} ({_hold_text(first)}) caps this query at "
                f"~{_qps(first['ceiling_qps'])} q/s{ceiling_span}")
+    source = (f" The hold is from process-wide counters ({m['engine']} keeps no query log): holds outside the "
+              "queries count too, so the ceiling may be low." if first["source"] == EVENTS else "")
     if crossing <= cores:
-        return f"on {_cores(crossing)} cores or more{span}, {ceiling}. {_cpu_text(m)}"
-    return f"not lock-bound up to {cores} cores: {cpu_bound}; from {_cores(crossing)} cores{span}, {ceiling}. " \
-        f"{_cpu_text(m)}"
+        return f"on {_cores(crossing)} cores or more{span}, {ceiling}.{source} {_cpu_text(m)}"
+    return f"not lock-bound up to {cores} cores: {cpu_bound}; from {_cores(crossing)} cores{span}, {ceiling}." \
+        f"{source} {_cpu_text(m)}"
 
 
 def _difference_sentences(ceilings: pd.DataFrame, forecast: pd.DataFrame, cores: int) -> list[str]:
@@ -362,14 +422,14 @@ def _difference_sentences(ceilings: pd.DataFrame, forecast: pd.DataFrame, cores:
 
 def _spread_inputs(run: Run) -> pd.DataFrame:
     """Per window: the summed exclusive hold (µs) of each lock with a ceiling, beside the window's inputs."""
-    ceilings = exclusive_ceilings(run)
-    per_window = lock_waits(run, tuple(WINDOW))
-    if ceilings.empty or per_window.empty:
+    holds = _base_holds(run)
+    per_window = _own_lock_waits(run, tuple(WINDOW))
+    if holds.empty or per_window.empty:
         return pd.DataFrame(columns=[*WINDOW, "lock", "hold_total_us"])
-    holds = per_window[(per_window["mode"] == "exclusive")
-                       & per_window["lock"].isin(ceilings["lock"])].merge(_window_inputs(run), on=WINDOW)
-    holds["hold_total_us"] = holds["hold_us_per_query"] * holds["counted"]
-    return holds[[*WINDOW, "lock", "hold_total_us"]]
+    per_window = per_window[(per_window["mode"] == "exclusive") & per_window["lock"].isin(holds["lock"])]
+    per_window = per_window.merge(_window_inputs(run), on=WINDOW)
+    per_window["hold_total_us"] = per_window["hold_us_per_query"] * per_window["counted"]
+    return per_window[[*WINDOW, "lock", "hold_total_us"]]
 
 
 @per_run
@@ -398,8 +458,8 @@ def _spread(run: Run) -> dict[tuple[str, str], _Spread]:
         share = top["other_share"].fillna(0.0).to_numpy(dtype=float)[draw].mean(axis=1)
         efficiency = np.minimum(1.0, x * cpu_ms / 1000.0 / np.minimum(int(top_c), cores * (1 - share)))
         spread = _Spread(slope=efficiency / cpu_ms * 1000.0, cpu_ms=cpu_ms)
-        ceilings = exclusive_ceilings(run)
-        for _, c in ceilings[(ceilings["engine"] == engine) & (ceilings["schema"] == schema)].iterrows():
+        bases = _base_holds(run)
+        for _, c in bases[(bases["engine"] == engine) & (bases["schema"] == schema)].iterrows():
             base = group[group["concurrency"] == c["base_concurrency"]].merge(
                 holds[holds["lock"] == c["lock"]], on=WINDOW, how="left").fillna({"hold_total_us": 0.0})
             if len(base) < 2:

@@ -19,10 +19,11 @@ from lockprof.analysis.capacity import (
     capacity_model,
     capacity_sentences,
     engine_cores,
+    engine_sources,
     throughput_curve,
 )
 from lockprof.analysis.load import combine
-from lockprof.analysis.utilization import forecast_wait_us
+from lockprof.analysis.utilization import exclusive_ceilings, forecast_wait_us
 from lockprof.plots import capacity_figure
 from lockprof.report import render_report
 from lockprof.store import RunDir, write_part
@@ -211,3 +212,24 @@ def test_fewer_workers_than_cores_bound_throughput_by_their_latency():
     assert row["bound"] == "concurrency" and row["forecast_qps"] == pytest.approx(200.0)
     assert row["forecast_wait_us"] == pytest.approx(forecast_wait_us(2000.0, 200.0, concurrency=2))
     assert any(s.startswith("s: with 2 workers, at most ~200 q/s") for s in capacity_sentences(run, 64, 2))
+
+
+def test_each_engine_is_bounded_by_its_queries_own_holds_where_it_keeps_a_query_log():
+    """A system log's flush holds its own table's parts lock exclusively; process-wide counters add it to the
+    queries'. The run's tables use one source for both engines (process-wide, as 25.8 keeps no query log); the
+    forecast takes 26.9's own counters, which show no exclusive hold, so no ceiling for it."""
+    flushes = {"PartsLockHoldMicroseconds": (30_000.0, 0.0, 30_000.0, 0.0), "PartsLocks": (10.0, 0.0, 10.0, 0.0)}
+    fixed = make_run([Level("s", 1, 100, 5.0, hold_us=20.0, mode="shared", counters={CPU: 50_000}, process=flushes),
+                      Level("s", 4, 160, 5.0, hold_us=20.0, mode="shared", counters={CPU: 50_000}, process=flushes)],
+                     engine="26.9", cpu_count=2)
+    old = lock_bound_run()
+    old.query_events = old.query_events.iloc[0:0]  # 25.8 keeps no query log
+    old.locks = old.locks[old.locks["event"] != "PartsLocks"]  # nor counts acquisitions
+    run = combine([old, fixed])
+    assert engine_sources(run) == {"25.8": "events", "26.9": "query_log"}
+    assert "26.9" in set(exclusive_ceilings(run)["engine"])  # the flushes, in the process-wide table
+    ceilings = capacity_ceilings(run)
+    assert set(ceilings.loc[ceilings["counted"], "engine"]) == {"25.8"}
+    sentences = capacity_sentences(run, 64)
+    assert "26.9 is not lock-bound" in sentences[0], sentences
+    assert any("The hold is from process-wide counters (25.8 keeps no query log)" in s for s in sentences)
