@@ -265,8 +265,10 @@ def _capacity_section(run: Run, cores: int = FIGURE_CORES) -> list[str]:
            "<p class='note'>The CPU line is the cores times the parallel efficiency measured at the highest "
            "concurrency (throughput × CPU per query ÷ the cores the engine had, less what other processes used; at "
            "most 100%) ÷ CPU per query; each exclusive lock caps it at 1/h, h its hold per query at the lowest "
-           "concurrency. The forecast is the lower of the two (an upper bound: queueing bends the real curve below "
-           "the corner); n/a: the engine counts no hold time for that lock, so the forecast cannot bound it. "
+           "concurrency, from each query's own counters where the engine keeps a query log (so, unlike the ceiling "
+           "table above, holds outside the queries, such as a system log's flush, do not count). The forecast is the "
+           "lower of the two (an upper bound: queueing bends the real curve below the corner); n/a: the engine "
+           "counts no hold time for that lock, so the forecast cannot bound it. "
            f"Intervals: 95%, a bootstrap over the run's windows. The table is at {cores} cores, one closed-loop "
            "worker per core; <code>lockprof forecast RUN --cores N</code> gives any other count.</p>"]
     out.append("<ul class='verdict'>" + "".join(f"<li>{html.escape(s)}</li>" for s in capacity_sentences(run, cores))

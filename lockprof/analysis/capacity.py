@@ -288,7 +288,7 @@ def capacity_forecast(run: Run, cores: int, concurrency: int | None = None) -> p
                   "cpu_ms_per_query": m["cpu_ms_per_query"], "efficiency": m["efficiency"],
                   "cpu_bound_qps": cpu_bound, "forecast_qps": x, "forecast_low_qps": lo, "forecast_high_qps": hi,
                   "bound": bound, "source": m["source"]}
-        if locks.empty:
+        if counted.empty:  # no ceiling: a row of its own, before any lock it cannot bound
             rows.append({**common, "lock": "", "hold_us_per_query": np.nan, "ceiling_qps": np.nan,
                          "crossing_cores": np.nan, "utilization": np.nan, "forecast_wait_us": np.nan})
         for _, lock in locks.iterrows():
