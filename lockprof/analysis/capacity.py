@@ -73,7 +73,7 @@ CEILING_COLUMNS = ["engine", "schema", "lock", "mode", "base_concurrency", "hold
                    "counted", "source"]
 FORECAST_COLUMNS = ["engine", "schema", "cores", "concurrency", "cpu_ms_per_query", "efficiency", "cpu_bound_qps",
                     "lock", "hold_us_per_query", "ceiling_qps", "crossing_cores", "forecast_qps", "forecast_low_qps",
-                    "forecast_high_qps", "bound", "utilization", "forecast_wait_us", "source"]
+                    "forecast_high_qps", "bound", "utilization", "forecast_wait_us", "wait_share_of_latency", "source"]
 
 
 @dataclass
@@ -290,15 +290,62 @@ def capacity_forecast(run: Run, cores: int, concurrency: int | None = None) -> p
                   "bound": bound, "source": m["source"]}
         if counted.empty:  # no ceiling: a row of its own, before any lock it cannot bound
             rows.append({**common, "lock": "", "hold_us_per_query": np.nan, "ceiling_qps": np.nan,
-                         "crossing_cores": np.nan, "utilization": np.nan, "forecast_wait_us": np.nan})
+                         "crossing_cores": np.nan, "utilization": np.nan, "forecast_wait_us": np.nan,
+                         "wait_share_of_latency": np.nan})
         for _, lock in locks.iterrows():
             h = lock["hold_us_per_query"]
             wait = (float(forecast_wait_us(h, x, concurrency=workers, baseline_us=lock["base_wait_us"]))
                     if lock["counted"] and pd.notna(x) else np.nan)
+            # the wait's share of a query's time: the lowest level's median latency plus the forecast wait
             rows.append({**common, "lock": lock["lock"], "hold_us_per_query": h, "ceiling_qps": lock["ceiling_qps"],
                          "crossing_cores": lock["crossing_cores"], "utilization": x * h / 1e6,
-                         "forecast_wait_us": wait})
+                         "forecast_wait_us": wait,
+                         "wait_share_of_latency": wait / (wait + base_latency_ms * 1000.0)
+                         if base_latency_ms > 0 else np.nan})
     return pd.DataFrame(rows, columns=FORECAST_COLUMNS)
+
+
+def forecast_check(base: Run, measured: Run) -> pd.DataFrame:
+    """Predicted against measured: the forecast from ``base`` (say, a run pinned to one core) at the cores and
+    the highest concurrency ``measured`` had (say, the same scenario on two), per engine, schema and exclusive
+    lock with a ceiling (``lock`` empty for the throughput alone). ``relative_error`` is (predicted − measured)
+    / measured, for throughput and for each lock's wait per query; the errors are for a benchmark to print,
+    since they depend on the machine."""
+    rows = []
+    tops = _top_levels(measured)
+    summary = level_summary(measured).set_index(["engine", "schema", "concurrency"])
+    waits = _own_lock_waits(measured, tuple(LEVEL))
+    for (engine, schema), top_c in tops.items():
+        cores, _ = engine_cores(measured, str(engine))
+        if not cores:
+            continue
+        forecast = capacity_forecast(base, cores, top_c)
+        forecast = forecast[(forecast["engine"] == engine) & (forecast["schema"] == schema)]
+        if forecast.empty:
+            continue
+        x = float(summary.at[(engine, schema, top_c), "throughput_qps"])
+        predicted = float(forecast["forecast_qps"].iloc[0])
+        common = {"engine": engine, "schema": schema, "cores": cores, "concurrency": top_c}
+        rows.append({**common, "metric": "throughput_qps", "lock": "", "predicted": predicted, "measured": x})
+        for _, lock in forecast[forecast["hold_us_per_query"].notna()].iterrows():
+            at = waits[(waits["engine"] == engine) & (waits["schema"] == schema) & (waits["concurrency"] == top_c)
+                       & (waits["lock"] == lock["lock"]) & (waits["mode"] == "exclusive")]
+            # the wait at the load the measured run reached, so the wait's error is the queueing model's own
+            wait = float(forecast_wait_us(lock["hold_us_per_query"], x, concurrency=top_c,
+                                          baseline_us=_base_wait(base, engine, schema, lock["lock"])))
+            rows.append({**common, "metric": "wait_us_per_query", "lock": lock["lock"], "predicted": wait,
+                         "measured": float(at["wait_us_per_query"].iloc[0]) if not at.empty else np.nan})
+    out = pd.DataFrame(rows, columns=["engine", "schema", "cores", "concurrency", "metric", "lock", "predicted",
+                                      "measured"])
+    out["relative_error"] = (out["predicted"] - out["measured"]) / out["measured"].where(out["measured"] > 0)
+    return out
+
+
+def _base_wait(run: Run, engine: str, schema: str, lock: str) -> float:
+    holds = _base_holds(run)
+    row = holds[(holds["engine"] == engine) & (holds["schema"] == schema) & (holds["lock"] == lock)]
+    wait = float(row["wait_us_per_query"].iloc[0]) if not row.empty else 0.0
+    return 0.0 if np.isnan(wait) else wait
 
 
 def throughput_curve(run: Run, max_cores: int = FIGURE_CORES, min_cores: float = 1.0) -> pd.DataFrame:

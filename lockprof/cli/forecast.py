@@ -71,7 +71,8 @@ def forecast_table(frame: pd.DataFrame, cores: int) -> Table:
     the forecast at ``cores``."""
     workers = int(frame["concurrency"].iloc[0]) if not frame.empty else cores
     table = Table(title=f"Capacity forecast at {cores} cores, {workers} workers (n/a: no hold counter, so no ceiling; "
-                        "intervals: 95%, bootstrap over the run's windows)", title_justify="left")
+                        "intervals: 95%, bootstrap over the run's windows; wait: its share of a query's time in "
+                        "brackets)", title_justify="left")
     for col in ("engine", "schema", "CPU ms/query", "efficiency", "lock", "hold µs/query", "ceiling q/s",
                 "lock-bound from", f"q/s at {cores} cores", "bound", "wait µs/query"):
         table.add_column(col, justify="left" if col in ("engine", "schema", "lock", "bound") else "right")
@@ -90,13 +91,18 @@ def forecast_table(frame: pd.DataFrame, cores: int) -> Table:
             if counted else ("n/a" if r["lock"] else ""),
             once(_fmt(r["forecast_qps"], ",.0f") + _span(r["forecast_low_qps"], r["forecast_high_qps"])),
             once(str(r["bound"]).replace("_", " ") or "—"),
-            _fmt(r["forecast_wait_us"], ",.0f") if counted else ("n/a" if r["lock"] else ""),
+            _fmt(r["forecast_wait_us"], ",.0f") + _share(r["wait_share_of_latency"]) if counted
+            else ("n/a" if r["lock"] else ""),
         )
     return table
 
 
 def _fmt(value: float, spec: str) -> str:
     return "—" if pd.isna(value) else format(value, spec)
+
+
+def _share(share: float) -> str:
+    return "" if pd.isna(share) else f" ({share:.0%})"
 
 
 def _span(low: float, high: float) -> str:

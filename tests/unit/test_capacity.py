@@ -20,6 +20,7 @@ from lockprof.analysis.capacity import (
     capacity_sentences,
     engine_cores,
     engine_sources,
+    forecast_check,
     throughput_curve,
 )
 from lockprof.analysis.load import combine
@@ -233,3 +234,20 @@ def test_each_engine_is_bounded_by_its_queries_own_holds_where_it_keeps_a_query_
     sentences = capacity_sentences(run, 64)
     assert "26.9 is not lock-bound" in sentences[0], sentences
     assert any("The hold is from process-wide counters (25.8 keeps no query log)" in s for s in sentences)
+
+
+def test_forecast_check_puts_the_prediction_from_one_core_beside_the_run_on_two():
+    one = lock_bound_run(cpu_count=2)
+    one.manifests[0].engines[0]["cpus"] = 1  # pinned to one core: 32 q/s × 50 ms is capped at 100% of it
+    two = make_run([Level("s", 1, 100, 5.0, hold_us=2000.0, counters={CPU: 50_000}),
+                    Level("s", 4, 200, 5.0, hold_us=2000.0, wait_us=150.0, counters={CPU: 50_000})], engine="25.8",
+                   cpu_count=2)
+    check = forecast_check(one, two).set_index(["metric", "lock"])
+    throughput = check.loc[("throughput_qps", "")]
+    assert throughput["cores"] == 2 and throughput["concurrency"] == 4
+    assert throughput["predicted"] == pytest.approx(40.0)  # 2 cores × 20 q/s per core
+    assert throughput["measured"] == pytest.approx(40.0) and throughput["relative_error"] == pytest.approx(0.0)
+    wait = check.loc[("wait_us_per_query", "parts")]
+    assert wait["predicted"] == pytest.approx(forecast_wait_us(2000.0, 40.0, concurrency=4))
+    assert wait["measured"] == pytest.approx(150.0)
+    assert wait["relative_error"] == pytest.approx((wait["predicted"] - 150.0) / 150.0)
