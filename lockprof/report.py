@@ -252,7 +252,8 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
 CAPACITY_HEADERS = {"cpu_ms_per_query": "CPU ms/query", "efficiency": "efficiency", "lock": "lock",
                     "hold_us_per_query": "hold µs/query", "ceiling_qps": "ceiling q/s",
                     "crossing_cores": "lock-bound from (cores)", "forecast_qps": "forecast q/s",
-                    "forecast interval": "95% interval", "bound": "bound", "forecast_wait_us": "wait µs/query"}
+                    "forecast interval": "95% interval", "bound": "bound", "forecast_wait_us": "wait µs/query",
+                    "wait_share_of_latency": "wait share of query time"}
 
 
 def _capacity_section(run: Run, cores: int = FIGURE_CORES) -> list[str]:
@@ -282,7 +283,8 @@ def _capacity_section(run: Run, cores: int = FIGURE_CORES) -> list[str]:
     for column in ("hold_us_per_query", "ceiling_qps", "crossing_cores", "forecast_wait_us"):
         frame[column] = frame[column].astype(object).where(counted, "n/a")
     frame["efficiency"] = frame["efficiency"].map(_percent)
-    frame["lock"] = frame["lock"].str.replace("_", " ")
+    frame["wait_share_of_latency"] = frame["wait_share_of_latency"].map(_percent).where(counted, "n/a")
+    frame["lock"] = frame["lock"].str.replace("_", " ").replace("", "none with a ceiling")
     out.append(table_html(frame[["engine", "schema", *CAPACITY_HEADERS]].rename(columns=CAPACITY_HEADERS)))
     return out
 
