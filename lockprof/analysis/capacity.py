@@ -5,12 +5,14 @@ lock will behave on a production replica. The numbers for the bigger machine are
 puts them together, per engine and schema:
 
 * **The CPU line.** A query costs ``c`` seconds of CPU (on-CPU time summed over its threads, at the highest
-  concurrency level). The engine had ``P`` cores (the run's ``cpus`` option when its workers were pinned, else the
-  host's) and ran ``C`` workers at that level; with throughput ``X`` there, the parallel efficiency is
-  ``e = X · c / min(C, P)``, capped at 1: the share of the cores the queries kept busy with their own work. On ``N``
-  cores the engine then serves ``N · e / c`` queries per second.
+  concurrency level that measured a rate). The engine had ``P`` cores (the run's ``cpus`` option when its workers
+  were pinned, else the host's, less the share of the machine other processes used in those windows) and ran ``C``
+  workers at that level; with throughput ``X`` there, the parallel efficiency is ``e = X · c / min(C, P)``, capped
+  at 1: the share of the cores the queries kept busy with their own work. On ``N`` cores the engine then serves
+  ``N · e / c`` queries per second.
 * **The lock ceilings.** An exclusive lock held ``h`` per query (at the lowest concurrency level, before queueing
-  or descheduling inflates it) serves at most ``1 / h`` queries per second, whatever the cores
+  or descheduling inflates it; from each query's own counters where the engine keeps a query log, see
+  :func:`engine_sources`) serves at most ``1 / h`` queries per second, whatever the cores
   (:func:`lockprof.analysis.utilization.ceiling_qps`). The forecast throughput is the least of the CPU line and the
   ceilings; a lock becomes the limit from ``N* = (1 / h) · c / e`` cores, where the CPU line crosses its ceiling.
 * **The wait.** At ``N`` cores and ``C`` closed-loop workers (``C = N`` unless given), each lock's wait per query
@@ -63,6 +65,7 @@ RESAMPLES = 1000
 SEED = 20261205  # fixed: the same run gives the same intervals every time
 MIN_WAIT_US = 1.0  # an uncounted exclusive lock is named when waited on at least this long per query
 FIGURE_CORES = 64  # the forecast line is drawn to at least this many cores
+MAX_OTHER_SHARE = 0.95  # at most this share of the cores is taken as used by other processes
 
 MODEL_COLUMNS = ["engine", "schema", "cores", "cores_source", "base_concurrency", "top_concurrency",
                  "throughput_qps", "cpu_ms_per_query", "cpu_ms_low", "cpu_ms_high", "efficiency",
@@ -155,7 +158,7 @@ def _window_inputs(run: Run) -> pd.DataFrame:
     levels["window_s"] = (levels["measure_end_s"] - levels["measure_start_s"]).clip(lower=0)
     other = pd.to_numeric(levels["host_other_cpu_share"], errors="coerce") if "host_other_cpu_share" in levels \
         else pd.Series(np.nan, index=levels.index)
-    levels["other_share"] = other.clip(lower=0.0, upper=1.0)
+    levels["other_share"] = other.clip(lower=0.0, upper=MAX_OTHER_SHARE)
     levels = levels.groupby(WINDOW, as_index=False).agg(done=("queries", "sum"), window_s=("window_s", "sum"),
                                                         other_share=("other_share", "mean"))
     totals = _own_totals(run)
@@ -163,12 +166,12 @@ def _window_inputs(run: Run) -> pd.DataFrame:
         return levels.assign(counted=np.nan, cpu_us=np.nan)
     counted = totals.drop_duplicates(WINDOW).set_index(WINDOW)["queries"].rename("counted")
     wide = totals.pivot_table(index=WINDOW, columns="event", values="total", aggfunc="sum")
+    # OSCPUVirtualTime where the engine counts it, else user + system time (as the time accounting does)
+    parts = [wide[p] for p in ON_CPU_PARTS if p in wide]
+    cpu = sum(p.fillna(0.0) for p in parts).where(pd.concat(parts, axis=1).notna().any(axis=1)) if parts \
+        else pd.Series(np.nan, index=wide.index)
     if ON_CPU in wide:
-        cpu = wide[ON_CPU]
-    elif any(p in wide for p in ON_CPU_PARTS):
-        cpu = sum(wide[p].fillna(0.0) for p in ON_CPU_PARTS if p in wide)
-    else:
-        cpu = pd.Series(np.nan, index=wide.index)
+        cpu = wide[ON_CPU].where(wide[ON_CPU].notna(), cpu)
     inputs = pd.concat([counted, cpu.rename("cpu_us")], axis=1).reset_index()
     return levels.merge(inputs, on=WINDOW, how="left")
 
