@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, TINY, lockprof_cli
 from conftest import SCENARIOS as TEST_SCENARIOS
+from figure_checks import assert_readable
 
 from lockprof import store
 from lockprof.analysis import (
@@ -38,6 +39,7 @@ from lockprof.analysis import (
 )
 from lockprof.analysis.capacity import capacity_ceilings, capacity_forecast, capacity_sentences
 from lockprof.driver import CANCELLED_CODES
+from lockprof.plots import capacity_figure
 from lockprof.summary import summary_tail_lines
 
 SCENARIOS = ROOT / "scenarios"
@@ -175,6 +177,10 @@ def test_the_forecast_caps_25_8_by_the_parts_lock_from_a_core_count_and_not_26_9
     assert "by the parts lock (exclusive); embedded is not lock-bound" in sentences[0], sentences[0]
     assert any(s.startswith(f"25.8 / namespace_day: on {math.ceil(old['crossing_cores'])} cores or more")
                and "the parts lock (exclusive, " in s for s in sentences), sentences
+    fig = capacity_figure(run, cores)  # one panel per engine; 25.8's ceiling drawn and labelled
+    assert_readable(fig)
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any(t.startswith("parts lock (exclusive): 1/h ≈ ") for t in labels) and len(fig.axes) == 2, labels
     result = lockprof_cli("forecast", str(pre_fix_ab), "--cores", str(cores), env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     printed = " ".join(result.stdout.split())
