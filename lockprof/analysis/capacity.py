@@ -99,6 +99,17 @@ def engine_cores(run: Run, engine: str) -> tuple[int | None, str]:
     return (cores, "host") if cores else (None, "unknown")
 
 
+def available_cores(run: Run, engine: str, other_share: float | np.ndarray) -> float | np.ndarray:
+    """The cores the engine had, given the share of the whole machine other processes used: the host's cores less
+    that share, and no more than the cores its workers were pinned to. (Where it was pinned, the others' share of
+    the whole machine does not say which cores they used; this takes the kindest case.)"""
+    cores, source = engine_cores(run, engine)
+    host = cpu_count(run) or cores
+    left = host * (1 - np.asarray(other_share, dtype=float))
+    out = np.minimum(cores, left) if source == "pinned" else left
+    return out if np.ndim(out) else float(out)
+
+
 def engine_sources(run: Run) -> dict[str, str]:
     """Per engine, where its counters come from here: each query's own (``query_log``) where the engine kept a
     query log, else the process-wide ``events`` deltas. Unlike the run's tables, which use one source for all
@@ -205,7 +216,7 @@ def capacity_model(run: Run) -> pd.DataFrame:
         cpu_ms = float(windows["cpu_us"].sum(min_count=1) / windows["counted"].sum() / 1000.0) \
             if windows["counted"].sum() > 0 else np.nan
         other = float(windows["other_share"].mean()) if windows["other_share"].notna().any() else 0.0
-        used = min(int(top["concurrency"]), cores * (1 - other)) if cores else np.nan
+        used = min(int(top["concurrency"]), available_cores(run, str(engine), other)) if cores else np.nan
         efficiency = min(1.0, x * cpu_ms / 1000.0 / used) if cpu_ms > 0 and used > 0 else np.nan
         spread = _spread(run).get((engine, schema))
         slope_lo, slope_hi = _interval(spread.slope if spread else None)
@@ -386,7 +397,8 @@ def measured_points(run: Run) -> pd.DataFrame:
         for _, w in windows.iterrows():
             share = 0.0 if pd.isna(w["other_share"]) else float(w["other_share"])
             rows.append({"engine": engine, "schema": schema, "concurrency": top_c, "repetition": w["repetition"],
-                         "cores": cores, "effective_cores": cores * (1 - share) if cores else np.nan,
+                         "cores": cores,
+                         "effective_cores": available_cores(run, str(engine), share) if cores else np.nan,
                          "throughput_qps": w["done"] / w["window_s"]})
     return pd.DataFrame(rows, columns=["engine", "schema", "concurrency", "repetition", "cores", "effective_cores",
                                        "throughput_qps"])
@@ -506,7 +518,8 @@ def _spread(run: Run) -> dict[tuple[str, str], _Spread]:
         cpu_ms = pick("cpu_us") / pick("counted") / 1000.0
         x = pick("done") / pick("window_s")
         share = top["other_share"].fillna(0.0).to_numpy(dtype=float)[draw].mean(axis=1)
-        efficiency = np.minimum(1.0, x * cpu_ms / 1000.0 / np.minimum(int(top_c), cores * (1 - share)))
+        efficiency = np.minimum(1.0, x * cpu_ms / 1000.0 / np.minimum(int(top_c), available_cores(run, str(engine),
+                                                                                                  share)))
         spread = _Spread(slope=efficiency / cpu_ms * 1000.0, cpu_ms=cpu_ms)
         bases = _base_holds(run)
         for _, c in bases[(bases["engine"] == engine) & (bases["schema"] == schema)].iterrows():
