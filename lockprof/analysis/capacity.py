@@ -273,12 +273,12 @@ def capacity_ceilings(run: Run) -> pd.DataFrame:
     return out.sort_values(["engine", "schema", "ceiling_qps", "lock"], ignore_index=True)
 
 
-def capacity_forecast(run: Run, cores: int, concurrency: int | None = None) -> pd.DataFrame:
+def capacity_forecast(run: Run, cores: float, concurrency: int | None = None) -> pd.DataFrame:
     """The forecast at ``cores`` cores and ``concurrency`` closed-loop workers (default: one per core): one row per
     engine, schema and exclusive lock (``lock`` empty where no exclusive lock is held), with the forecast throughput,
     what bounds it ("cpu", "concurrency" or the lock), each lock's utilization and forecast wait per query."""
-    if cores < 1:
-        raise ValueError(f"cores must be at least 1, not {cores}")
+    if not cores > 0:
+        raise ValueError(f"cores must be positive, not {cores}")
     workers = concurrency or cores
     model = capacity_model(run)
     ceilings = capacity_ceilings(run)
@@ -333,13 +333,19 @@ def forecast_check(base: Run, measured: Run) -> pd.DataFrame:
         cores, _ = engine_cores(measured, str(engine))
         if not cores:
             continue
-        forecast = capacity_forecast(base, cores, top_c)
+        # the cores the measured run had: less what other processes used in its windows
+        windows = _window_inputs(measured)
+        windows = windows[(windows["engine"] == engine) & (windows["schema"] == schema)
+                          & (windows["concurrency"] == top_c)]
+        share = float(windows["other_share"].mean()) if windows["other_share"].notna().any() else 0.0
+        had = float(available_cores(measured, str(engine), share))
+        forecast = capacity_forecast(base, had, top_c)
         forecast = forecast[(forecast["engine"] == engine) & (forecast["schema"] == schema)]
         if forecast.empty:
             continue
         x = float(summary.at[(engine, schema, top_c), "throughput_qps"])
         predicted = float(forecast["forecast_qps"].iloc[0])
-        common = {"engine": engine, "schema": schema, "cores": cores, "concurrency": top_c}
+        common = {"engine": engine, "schema": schema, "cores": cores, "cores_available": had, "concurrency": top_c}
         rows.append({**common, "metric": "throughput_qps", "lock": "", "predicted": predicted, "measured": x})
         for _, lock in forecast[forecast["hold_us_per_query"].notna()].iterrows():
             at = waits[(waits["engine"] == engine) & (waits["schema"] == schema) & (waits["concurrency"] == top_c)
@@ -349,8 +355,8 @@ def forecast_check(base: Run, measured: Run) -> pd.DataFrame:
                                           baseline_us=_base_wait(base, engine, schema, lock["lock"])))
             rows.append({**common, "metric": "wait_us_per_query", "lock": lock["lock"], "predicted": wait,
                          "measured": float(at["wait_us_per_query"].iloc[0]) if not at.empty else np.nan})
-    out = pd.DataFrame(rows, columns=["engine", "schema", "cores", "concurrency", "metric", "lock", "predicted",
-                                      "measured"])
+    out = pd.DataFrame(rows, columns=["engine", "schema", "cores", "cores_available", "concurrency", "metric",
+                                      "lock", "predicted", "measured"])
     out["relative_error"] = (out["predicted"] - out["measured"]) / out["measured"].where(out["measured"] > 0)
     return out
 
