@@ -17,6 +17,13 @@ from matplotlib.figure import Figure
 
 from lockprof.analysis.accounting import COMPONENT_TEXT, SOURCE_TEXT, time_accounting
 from lockprof.analysis.budget import lock_budget
+from lockprof.analysis.capacity import (
+    FIGURE_CORES,
+    capacity_ceilings,
+    capacity_model,
+    measured_points,
+    throughput_curve,
+)
 from lockprof.analysis.levels import level_summary, query_timeline
 from lockprof.analysis.load import Run
 from lockprof.analysis.parts import has_parts_range, parts_dependence
@@ -432,6 +439,68 @@ def throughput_figure(run: Run) -> Figure:
     ax.set_ylim(bottom=0)
     fig.legend(fontsize="small", loc="outside right upper")
     ax.grid(True, alpha=0.3)
+    return fig
+
+
+def capacity_figure(run: Run, cores: int | None = None) -> Figure:
+    """How would throughput grow with cores, and from which core count does an exclusive lock cap it? One panel
+    per engine: the windows measured at the cores the engine had, the forecast line (the least of the CPU line and
+    the lock ceilings) with its 95% interval, and each exclusive lock's ceiling 1/h, labelled."""
+    model = capacity_model(run)
+    most = max(FIGURE_CORES, cores or 0)
+    engines = list(dict.fromkeys(model["engine"])) if not model.empty else []
+    fig = _figure(5.5 * max(1, len(engines)) + 1, 4.5)
+    if not engines:
+        _empty(fig.subplots(), "no measured level to forecast from")
+        return fig
+    axes = fig.subplots(1, len(engines), sharey=True, squeeze=False)[0]
+    points = measured_points(run)
+    fewest = float(points["effective_cores"].min()) if points["effective_cores"].notna().any() else 1.0
+    curve = throughput_curve(run, most, min_cores=min(1.0, max(fewest, 0.05)))
+    ceilings = capacity_ceilings(run)
+    colors = _schema_colors(list(model["schema"].unique()))
+    schemas = model["schema"].nunique()
+    for ax, engine in zip(axes, engines, strict=True):
+        for schema in model.loc[model["engine"] == engine, "schema"]:
+            color = colors[schema]
+            label = f"{schema}: " if schemas > 1 else ""
+            line = curve[(curve["engine"] == engine) & (curve["schema"] == schema)]
+            ax.plot(line["cores"], line["forecast_qps"], "-", color=color, label=f"{label}forecast")
+            if line["forecast_low_qps"].notna().any():
+                ax.fill_between(line["cores"], line["forecast_low_qps"], line["forecast_high_qps"], color=color,
+                                alpha=0.15, linewidth=0, label=f"{label}95% interval")
+            measured = points[(points["engine"] == engine) & (points["schema"] == schema)]
+            if not measured.empty:
+                m = measured.iloc[0]
+                busy = bool((measured["effective_cores"] < 0.95 * measured["cores"]).any())
+                where = f"at the part of its {m['cores']} cores other processes left" if busy else \
+                    f"on {m['cores']} cores"
+                ax.plot(measured["effective_cores"], measured["throughput_qps"], "o", color=color, mfc="none",
+                        label=f"{label}measured windows, concurrency {m['concurrency']}, {where}")
+            locks = ceilings[(ceilings["engine"] == engine) & (ceilings["schema"] == schema) & ceilings["counted"]]
+            for _, lock in locks.iterrows():
+                color_lock = lock_color(str(lock["lock"]))
+                ax.axhline(lock["ceiling_qps"], color=color_lock, linestyle=":", linewidth=1.5)
+                crossing = (f", from {np.ceil(lock['crossing_cores']):,.0f} cores"
+                            if np.isfinite(lock["crossing_cores"]) else "")
+                ax.annotate(f"{str(lock['lock']).replace('_', ' ')} lock (exclusive): 1/h ≈ "
+                            f"{lock['ceiling_qps']:,.0f} q/s{crossing}", (1.0, lock["ceiling_qps"]),
+                            xytext=(2, 3), textcoords="offset points", color=color_lock, fontsize="small")
+        if cores:
+            ax.axvline(cores, color="#555555", linestyle="--", linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ticks = [2.0**k for k in range(int(np.floor(np.log2(max(fewest, 0.05)))), int(np.log2(most)) + 1)]
+        ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_locator(mticker.NullLocator())
+        ax.set_xlim(0.8 * min(1.0, max(fewest, 0.05)), most * 1.1)
+        ax.set_title(f"{engine}: throughput vs cores")
+        ax.set_xlabel("cores (log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="x-small", loc="lower right")
+    top = max([*ceilings.loc[ceilings["counted"], "ceiling_qps"].dropna(), *curve["forecast_qps"].dropna(), 1.0])
+    axes[0].set_ylim(top=2 * top)  # room above the highest ceiling for its label
+    axes[0].set_ylabel("queries per second (log scale)")
     return fig
 
 

@@ -36,6 +36,7 @@ from lockprof.analysis import (
 )
 from lockprof.analysis.ab_text import ab_headlines
 from lockprof.analysis.accounting import SOURCE_TEXT
+from lockprof.analysis.capacity import FIGURE_CORES, capacity_forecast, capacity_model, capacity_sentences
 from lockprof.analysis.health import run_warnings
 from lockprof.analysis.load import Relabel, combine
 from lockprof.analysis.outside import outside_sentences
@@ -45,7 +46,7 @@ from lockprof.analysis.utilization import no_ceiling_reason, no_forecast_reason,
 from lockprof.errors import LockprofError
 from lockprof.flamegraph import flame_graph, short_name, waiting_locks
 from lockprof.formatting import ACCOUNTING_HEADERS, BUDGET_HEADERS, accounting_cells, budget_cells, cells_frame
-from lockprof.plots import ab_forest, forest_frame, report_figures
+from lockprof.plots import ab_forest, capacity_figure, forest_frame, report_figures
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; line-height: 1.45; }
@@ -214,6 +215,8 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
     elif not ceilings.empty:  # a ceiling but no forecast: say why once (without a ceiling, its note says it)
         parts.append(f"<p class='note'>{html.escape(no_forecast_reason(run))}</p>")
 
+    parts += _capacity_section(run)
+
     parts.append("<h2>Scalability (Universal Scalability Law)</h2>")
     parts.append("<p class='note'>X(N) = λN / (1 + σ(N − 1) + κN(N − 1)): λ is one worker's throughput, σ "
                  "(contention) flattens the curve and κ (coherency) makes it peak and fall. σ takes in every "
@@ -244,6 +247,50 @@ def render_report(run: Run, report_dir: str | Path | None = None) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>lockprof: {html.escape(name)} {html.escape(run_ids)}</title><style>{CSS}</style></head>"
             f"<body>\n{body}\n</body></html>\n")
+
+
+CAPACITY_HEADERS = {"cpu_ms_per_query": "CPU ms/query", "efficiency": "efficiency", "lock": "lock",
+                    "hold_us_per_query": "hold µs/query", "ceiling_qps": "ceiling q/s",
+                    "crossing_cores": "lock-bound from (cores)", "forecast_qps": "forecast q/s",
+                    "forecast interval": "95% interval", "bound": "bound", "forecast_wait_us": "wait µs/query",
+                    "wait_share_of_latency": "wait share of query time"}
+
+
+def _capacity_section(run: Run, cores: int = FIGURE_CORES) -> list[str]:
+    """Throughput against cores: where the CPU line meets each exclusive lock's ceiling, so that a run on a small
+    machine says what the lock will do on a big one."""
+    model = capacity_model(run)
+    if model.empty:
+        return []
+    out = ["<h2 id='capacity'>Capacity forecast: throughput against cores</h2>",
+           "<p class='note'>The CPU line is the cores times the parallel efficiency measured at the highest "
+           "concurrency (throughput × CPU per query ÷ the cores the engine had, less what other processes used; at "
+           "most 100%) ÷ CPU per query; each exclusive lock caps it at 1/h, h its hold per query at the lowest "
+           "concurrency, from each query's own counters where the engine keeps a query log (so, unlike the ceiling "
+           "table above, holds outside the queries, such as a system log's flush, do not count). The forecast is the "
+           "lower of the two (an upper bound: queueing bends the real curve below the corner); n/a: the engine "
+           "counts no hold time for that lock, so the forecast cannot bound it. "
+           f"Intervals: 95%, a bootstrap over the run's windows. The table is at {cores} cores, one closed-loop "
+           "worker per core; <code>lockprof forecast RUN --cores N</code> gives any other count.</p>"]
+    out.append("<ul class='verdict'>" + "".join(f"<li>{html.escape(s)}</li>" for s in capacity_sentences(run, cores))
+               + "</ul>")
+    out.append(_figure_html("Throughput vs cores: measured, forecast and the exclusive-lock ceilings",
+                            capacity_figure(run, cores)))
+    frame = capacity_forecast(run, cores)
+    frame["forecast interval"] = [_range_qps(lo, hi) for lo, hi in zip(frame["forecast_low_qps"],
+                                                                       frame["forecast_high_qps"], strict=True)]
+    counted = frame["hold_us_per_query"].notna() | (frame["lock"] == "")
+    for column in ("hold_us_per_query", "ceiling_qps", "crossing_cores", "forecast_wait_us"):
+        frame[column] = frame[column].astype(object).where(counted, "n/a")
+    frame["efficiency"] = frame["efficiency"].map(_percent)
+    frame["wait_share_of_latency"] = frame["wait_share_of_latency"].map(_percent).where(counted, "n/a")
+    frame["lock"] = frame["lock"].str.replace("_", " ").replace("", "none with a ceiling")
+    out.append(table_html(frame[["engine", "schema", *CAPACITY_HEADERS]].rename(columns=CAPACITY_HEADERS)))
+    return out
+
+
+def _range_qps(low: float, high: float) -> str:
+    return "–" if pd.isna(low) or pd.isna(high) else f"{low:,.0f}–{high:,.0f}"
 
 
 def _beyond_the_mean_section(run: Run) -> list[str]:

@@ -42,6 +42,7 @@ class Level:
     background: int = 0
     background_counters: dict[str, float] = field(default_factory=dict)
     background_logged: bool = True
+    repetition: int = 0  # a second Level of the same schema and concurrency with another repetition is its rerun
 
 
 def make_run(levels: list[Level], engine: str = "embedded", status: str = "complete", cpu_count: int = 64,
@@ -52,16 +53,18 @@ def make_run(levels: list[Level], engine: str = "embedded", status: str = "compl
     t = 0.0
     for seq, lv in enumerate(levels):
         start, end = t + 1.0, t + 1.0 + lv.window_s
-        level_rows.append({"engine": engine, "schema": lv.schema, "concurrency": lv.concurrency, "repetition": 0,
-                           "seq": seq, "measure_start_s": start, "measure_end_s": end, "queries": lv.queries,
+        level_rows.append({"engine": engine, "schema": lv.schema, "concurrency": lv.concurrency,
+                           "repetition": lv.repetition, "seq": seq, "measure_start_s": start, "measure_end_s": end,
+                           "queries": lv.queries,
                            "errors": 0, "active_parts_before": lv.active_parts, "active_parts_after": lv.active_parts,
                            "interrupted": False})
         starts = np.linspace(start, end, lv.queries, endpoint=False)
         hold_event, wait_event, count_event = LOCK_EVENTS[lv.mode]
         for i, s in enumerate(starts):
             qid = f"{engine}-{seq}-{i}"
-            queries.append({"engine": engine, "schema": lv.schema, "concurrency": lv.concurrency, "repetition": 0,
-                            "worker": i % lv.concurrency, "role": "query", "query_name": "q", "query_id": qid,
+            queries.append({"engine": engine, "schema": lv.schema, "concurrency": lv.concurrency,
+                            "repetition": lv.repetition, "worker": i % lv.concurrency, "role": "query",
+                            "query_name": "q", "query_id": qid,
                             "phase": "measure", "intended_start_s": s, "start_s": s, "latency_ms": lv.latency_ms,
                             "error": None})
             per_query = ((hold_event, lv.hold_us), (wait_event, lv.wait_us), (count_event, 1), *lv.counters.items())
@@ -70,8 +73,9 @@ def make_run(levels: list[Level], engine: str = "embedded", status: str = "compl
                     query_events.append({"query_id": qid, "event": event, "value": value, "engine": engine})
         for i, s in enumerate(np.linspace(start, end, lv.background, endpoint=False)):
             qid = f"{engine}-{seq}-bg{i}"
-            queries.append({"engine": engine, "schema": lv.schema, "concurrency": lv.concurrency, "repetition": 0,
-                            "worker": 0, "role": "background", "query_name": "bg", "query_id": qid,
+            queries.append({"engine": engine, "schema": lv.schema, "concurrency": lv.concurrency,
+                            "repetition": lv.repetition, "worker": 0, "role": "background", "query_name": "bg",
+                            "query_id": qid,
                             "phase": "measure", "intended_start_s": s, "start_s": s, "latency_ms": lv.latency_ms,
                             "error": None})
             for event, value in lv.background_counters.items() if lv.background_logged else ():
@@ -81,15 +85,15 @@ def make_run(levels: list[Level], engine: str = "embedded", status: str = "compl
             events.append({"t_s": tk, "interval_s": lv.window_s / 4, "event": hold_event,
                            "delta": lv.hold_us * lv.queries / 4 + (k if slice_offsets else 0)
                            + extra.pop(hold_event, 0), "engine": engine, "schema": lv.schema,
-                           "concurrency": lv.concurrency, "repetition": 0})
+                           "concurrency": lv.concurrency, "repetition": lv.repetition})
             for event, value in extra.items():
                 events.append({"t_s": tk, "interval_s": lv.window_s / 4, "event": event, "delta": value,
                                "engine": engine, "schema": lv.schema, "concurrency": lv.concurrency,
-                               "repetition": 0})
+                               "repetition": lv.repetition})
             for event, value in lv.counters.items():  # process-wide deltas: the same totals, in four slices
                 events.append({"t_s": tk, "interval_s": lv.window_s / 4, "event": event,
                                "delta": value * lv.queries / 4, "engine": engine, "schema": lv.schema,
-                               "concurrency": lv.concurrency, "repetition": 0})
+                               "concurrency": lv.concurrency, "repetition": lv.repetition})
         t = end
     names = [e for trio in LOCK_EVENTS.values() for e in trio] + ["GlobalThreadPoolLockWaitMicroseconds"]
     locks = catalog(pd.DataFrame({"name": names, "description": ""})).assign(engine=engine)

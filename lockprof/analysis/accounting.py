@@ -204,11 +204,12 @@ def per_query(totals: pd.DataFrame, keys: list[str] = LEVEL) -> pd.DataFrame:
 
 
 @per_run
-def lock_waits(run: Run, keys: tuple[str, ...] = tuple(LEVEL)) -> pd.DataFrame:
+def lock_waits(run: Run, keys: tuple[str, ...] = tuple(LEVEL), source: str | None = None) -> pd.DataFrame:
     """Per keys, lock and mode: wait, hold and acquisitions per query (NaN where the engine has no such
-    counter, so "not measured" never reads as zero)."""
+    counter, so "not measured" never reads as zero), from the run's source of counters unless ``source`` is given
+    (then only the engines that have it)."""
     keys = list(keys)
-    totals = window_totals(run)
+    totals = window_totals(run, source)
     catalog = run.locks[["engine", "event", "lock", "mode", "role", "to_us"]].drop_duplicates(["engine", "event"])
     pq = per_query(totals, keys)
     if pq.empty or catalog.empty:

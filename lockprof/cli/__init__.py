@@ -17,7 +17,7 @@ from typing import NoReturn
 from lockprof import __version__
 from lockprof.errors import LockprofError
 
-SUBCOMMANDS = ("run", "summary", "compare", "report", "engines", "observe", "server")
+SUBCOMMANDS = ("run", "summary", "compare", "forecast", "report", "engines", "observe", "server")
 
 
 class Parser(argparse.ArgumentParser):

@@ -16,6 +16,7 @@ Every summary, report and notebook number of a run comes from one analysis: a va
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from html import escape
@@ -25,6 +26,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, TINY, lockprof_cli
 from conftest import SCENARIOS as TEST_SCENARIOS
+from figure_checks import assert_readable
 
 from lockprof import store
 from lockprof.analysis import (
@@ -36,7 +38,9 @@ from lockprof.analysis import (
     time_accounting,
     verdict_lines,
 )
+from lockprof.analysis.capacity import capacity_ceilings, capacity_forecast, capacity_sentences
 from lockprof.driver import CANCELLED_CODES
+from lockprof.plots import capacity_figure
 from lockprof.summary import summary_tail_lines
 
 SCENARIOS = ROOT / "scenarios"
@@ -152,6 +156,37 @@ def test_the_ab_report_states_first_that_the_fix_is_faster(pre_fix_ab):
     assert "95% intervals" in headline
     assert "take the parts lock exclusively" in verdict
     assert html.index("<h2>Verdict") < html.index("<img")  # before any figure
+
+
+@OFFLINE
+def test_the_forecast_caps_25_8_by_the_parts_lock_from_a_core_count_and_not_26_9(pre_fix_ab):
+    """On two cores both engines are CPU-bound; the capacity forecast says 25.8's exclusive parts lock (held
+    milliseconds per query at 10 000 parts) caps it from some tens of cores, and 26.9 (shared readers) is not
+    capped by it there. `lockprof forecast` prints the same sentences."""
+    run = load_run(pre_fix_ab)
+    ceilings = capacity_ceilings(run)
+    old = ceilings[(ceilings["engine"] == "25.8") & ceilings["counted"]].iloc[0]  # the lowest ceiling first
+    assert old["lock"] == "parts" and old["hold_us_per_query"] >= 500, old
+    assert old["ceiling_qps"] == pytest.approx(1e6 / old["hold_us_per_query"])
+    assert 2 < old["crossing_cores"] < 1000, old  # beyond this machine, at a core count a replica has
+    cores = math.ceil(1.5 * old["crossing_cores"])  # well past 25.8's crossing
+    forecast = capacity_forecast(run, cores).drop_duplicates(["engine", "schema"]).set_index("engine")
+    assert forecast.at["25.8", "bound"] == "parts"
+    assert forecast.at["embedded", "bound"] != "parts", forecast.loc["embedded"]
+    sentences = capacity_sentences(run, cores)
+    assert sentences[0].startswith(f"namespace_day: at {cores} cores 25.8 is capped at ~")
+    assert "by the parts lock (exclusive); embedded is not lock-bound" in sentences[0], sentences[0]
+    assert any(s.startswith(f"25.8 / namespace_day: on {math.ceil(old['crossing_cores'])} cores or more")
+               and "the parts lock (exclusive, " in s for s in sentences), sentences
+    fig = capacity_figure(run, cores)  # one panel per engine; 25.8's ceiling drawn and labelled
+    assert_readable(fig)
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any(t.startswith("parts lock (exclusive): 1/h ≈ ") for t in labels) and len(fig.axes) == 2, labels
+    result = lockprof_cli("forecast", str(pre_fix_ab), "--cores", str(cores), env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    printed = " ".join(result.stdout.split())
+    for sentence in sentences:
+        assert " ".join(sentence.split()) in printed
 
 
 def test_a_writer_racing_readers_names_the_parts_lock(tmp_path):

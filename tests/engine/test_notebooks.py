@@ -12,7 +12,9 @@ from nbclient import NotebookClient
 
 from lockprof import plots
 from lockprof.analysis import ab, forecast_vs_measured, load_run, tail_lines, verdict_lines
+from lockprof.analysis.capacity import capacity_sentences
 from lockprof.analysis.utilization import no_forecast_reason
+from lockprof.report import load_runs
 
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -77,6 +79,8 @@ def test_explore_run(tiny_run):
     for line in tail_lines(load_run(tiny_run)):  # beyond the mean: the summary's and the report's sentences
         assert line in text
     assert "own_threads_us" in text and "median of" in text  # the drill-down: every counter, beside the median
+    for line in capacity_sentences(load_run(tiny_run), 64):  # the capacity forecast, as the report says it
+        assert line in text
 
 
 def test_partition_schemas(tiny_run):
@@ -96,7 +100,11 @@ def test_validate_fix_with_two_runs_compares_them(tiny_run, second_run):
     assert "Only one engine here" not in text
     assert "latency_ms" in text and "verdict" in text
     assert "not a sweep: this run has 2 engines" in text  # the sweep cell says why it shows nothing
-    assert images >= 1  # the forest plot
+    assert images >= 2  # the forest plot and the capacity figure
+    sentences = capacity_sentences(load_runs([tiny_run, second_run]), 64)  # the runs as the notebook combines them
+    assert " at 64 cores " in sentences[0]  # two engines: the difference first
+    for line in sentences:
+        assert line in text
     # the rows the forest plot promises (the notebook shows its frame beside it): latency and throughput
     forest = next(c for c in nb.cells if "ab_forest" in c.source)
     shown = "\n".join(str(o.get("data", {}).get("text/plain", "")) for o in forest.outputs)
