@@ -579,12 +579,14 @@ def _hold_text(lock: pd.Series) -> str:
 
 def _cpu_text(m: pd.Series) -> str:
     """How the CPU line was made, as a sentence."""
-    span = _interval_text(m["cpu_ms_low"], m["cpu_ms_high"])
+    span = (f" (95% interval {_duration(m['cpu_ms_low'] * 1000)}–{_duration(m['cpu_ms_high'] * 1000)})"
+            if pd.notna(m["cpu_ms_low"]) and pd.notna(m["cpu_ms_high"]) else "")
     pinned = "pinned " if m["cores_source"] == "pinned" else ""
     busy = (f", less the {m['other_cpu_share']:.0%} other processes used" if m["other_cpu_share"] >= BUSY_OTHER_SHARE
             else "")
-    return (f"The CPU line: {m['cpu_ms_per_query']:.3g} ms of CPU per query{span} at {m['efficiency']:.0%} parallel "
-            f"efficiency (measured at concurrency {m['top_concurrency']} on {m['cores']} {pinned}cores{busy}), "
+    cpu = _duration(m["cpu_ms_per_query"] * 1000)
+    return (f"The CPU line: {cpu} of CPU per query{span} at {m['efficiency']:.0%} parallel efficiency (measured at "
+            f"concurrency {m['top_concurrency']} on {m['cores']} {pinned}cores{busy}), "
             f"~{m['qps_per_core']:.3g} q/s per core.")
 
 
@@ -595,6 +597,8 @@ def _join(items: list[str]) -> str:
 def _duration(us: float) -> str:
     """2 362 µs as '2.4 ms', 280 as '280 µs', 4.5 as '4.5 µs'."""
     if us >= 1000:
+        if us >= 1_000_000:
+            return f"{us / 1e6:.2g} s"
         return f"{us / 1000:.2g} ms" if us < 10_000 else f"{us / 1000:,.0f} ms"
     return f"{us:.0f} µs" if us >= 10 else f"{us:.2g} µs"
 
