@@ -16,7 +16,7 @@ import time
 from benchmarks.common import ROOT, host_line
 
 BENCHMARKS = ("driver_overhead", "sampler_overhead", "dataset_build", "analysis_speed", "ab_level",
-              "ab_false_positives", "ab_power")
+              "ab_false_positives", "ab_power", "forecast_validation")
 
 
 def main(argv: list[str] | None = None) -> int:
