@@ -53,9 +53,9 @@ def measure(case: str, out: Path, repetitions: int, quick: bool) -> Path:
     for engine in engines:
         cmd += ["--engine", engine]
     if quick:
-        cmd += ["--duration", "0.5", "--warmup", "0.1"]
+        cmd += ["--duration", "1", "--warmup", "0.1"]
     result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:  # the run's own message says why; the benchmark has nothing to judge
+    if result.returncode not in (0, 5):  # 5: a level failed, a result the forecast still reads; else nothing to judge
         sys.exit(f"forecast_validation {case}: the run failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
     return out
 

@@ -46,7 +46,7 @@ EXPECTED = {
     "ab_level": [r"^RATE ab_level level \(A/A\), position x1.04, with position term: \d+/100 = .* target <= 0.05: ",
                  r"^RATE ab_level power \(10% slower\), position x1.08, without position term: ",
                  r"^RESULT ab_level words, 16 repetitions, B/A 1.10: "],
-    "forecast_validation": [r"^RESULT forecast_validation main embedded namespace_day c=2 throughput q/s: 2 cores "
+    "forecast_validation": [r"^RESULT forecast_validation main embedded namespace_day c=\d+ throughput q/s: 2 cores "
                             rf"predicted from 1 {NUMBER}, measured {NUMBER}, error "],
     "big_table": [r"^RESULT big_table parts: 2000 active parts, 2000 partitions",
                   r"^RESULT big_table build: [\d.]+ s .*cached=True",
