@@ -449,7 +449,7 @@ def capacity_figure(run: Run, cores: int | None = None) -> Figure:
     model = capacity_model(run)
     most = max(FIGURE_CORES, cores or 0)
     engines = list(dict.fromkeys(model["engine"])) if not model.empty else []
-    fig = _figure(5.5 * max(1, len(engines)) + 1, 4.5)
+    fig = _figure(5.5 * max(1, len(engines)) + 1, 5.5)
     if not engines:
         _empty(fig.subplots(), "no measured level to forecast from")
         return fig
@@ -474,7 +474,7 @@ def capacity_figure(run: Run, cores: int | None = None) -> Figure:
                 m = measured.iloc[0]
                 busy = bool((measured["effective_cores"] < 0.95 * measured["cores"]).any())
                 where = f"at the part of its {m['cores']} cores other processes left" if busy else \
-                    f"on {m['cores']} cores"
+                    f"on {m['cores']} core{'s' if m['cores'] != 1 else ''}"
                 ax.plot(measured["effective_cores"], measured["throughput_qps"], "o", color=color, mfc="none",
                         label=f"{label}measured windows, concurrency {m['concurrency']}, {where}")
             locks = ceilings[(ceilings["engine"] == engine) & (ceilings["schema"] == schema) & ceilings["counted"]]
@@ -497,7 +497,8 @@ def capacity_figure(run: Run, cores: int | None = None) -> Figure:
         ax.set_title(f"{engine}: throughput vs cores")
         ax.set_xlabel("cores (log scale)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="x-small", loc="lower right")
+        # below the panel: the forecast rises to the right and the ceilings' labels sit on the left
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16))
     top = max([*ceilings.loc[ceilings["counted"], "ceiling_qps"].dropna(), *curve["forecast_qps"].dropna(), 1.0])
     axes[0].set_ylim(top=2 * top)  # room above the highest ceiling for its label
     axes[0].set_ylabel("queries per second (log scale)")
